@@ -1,0 +1,86 @@
+"""image_cnn on the default digits data against scikit-learn's SVC(gamma=0.001) baseline.
+
+Trains the default config (through the same code path as `ktemplate train image_cnn`) for each
+seed, and fits the classical baseline on the identical train split in the same run. Prints a
+Markdown table; the figures in benchmarks/RESULTS.md come from this script.
+
+    python benchmarks/image_cnn_digits.py --seeds 42 43 44
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.svm import SVC  # noqa: E402
+
+from ktemplate import files, run  # noqa: E402
+from pipelines import images, splits  # noqa: E402
+from templates import image_cnn  # noqa: E402
+
+
+def svc_baseline() -> tuple[float, float]:
+    """SVC(gamma=0.001) on the raw 0..16 digit features of the template's train/test split."""
+    digits = load_digits()
+    index = splits.stratified_split(digits.target, images.SPLIT_FRACTIONS)
+    x = digits.images.reshape(len(digits.images), -1)
+    start = time.perf_counter()
+    svc = SVC(gamma=0.001).fit(x[index["train"]], digits.target[index["train"]])
+    seconds = time.perf_counter() - start
+    accuracy = float((svc.predict(x[index["test"]]) == digits.target[index["test"]]).mean())
+    return accuracy, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    args = parser.parse_args()
+
+    svc_accuracy, svc_seconds = svc_baseline()
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            run_dir = run.train(image_cnn, image_cnn.Config(seed=seed), output_dir=out, verbose=0)
+            wall = time.perf_counter() - start
+            metrics = files.read_json(run_dir / "metrics.json")
+            rows.append(
+                (
+                    seed,
+                    metrics["test_accuracy"],
+                    metrics["test_errors"],
+                    metrics["epochs"]["train"],
+                    metrics["train_seconds"],
+                    wall,
+                )
+            )
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"python {platform.python_version()}"
+    )
+    print(f"test examples: {metrics['test_examples']}\n")
+    print("| seed | CNN test accuracy | errors | epochs | fit s | run s (fit+eval+export) |")
+    print("|---|---|---|---|---|---|")
+    for seed, acc, errors, epochs, fit_s, wall in rows:
+        print(f"| {seed} | {acc:.4f} | {errors} | {epochs} | {fit_s:.1f} | {wall:.1f} |")
+    accuracies = np.array([r[1] for r in rows])
+    print(
+        f"\nCNN mean test accuracy {accuracies.mean():.4f} (min {accuracies.min():.4f}); "
+        f"SVC(gamma=0.001) {svc_accuracy:.4f} (fit {svc_seconds:.2f} s)"
+    )
+    print(
+        f"CNN - SVC accuracy: {accuracies.mean() - svc_accuracy:+.4f}; "
+        f"max fit time {max(r[4] for r in rows):.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

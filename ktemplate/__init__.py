@@ -1,0 +1,1 @@
+"""ktemplate: Keras 3 application templates."""

@@ -1,0 +1,100 @@
+"""Self-contained SavedModel export with a `manifest.json` beside it.
+
+The SavedModel's endpoints take raw inputs and return decoded outputs; serving it needs
+TensorFlow only, never this project. The template supplies the endpoints (its serving
+signature); this module writes them, atomically, with the manifest.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ktemplate import files
+
+# An endpoint: a function of tensors and the input signature it is traced with.
+Endpoint = tuple[Callable[..., dict[str, tf.Tensor]], list[tf.TensorSpec]]
+
+MANIFEST = "manifest.json"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("ktemplate", "tensorflow", "keras", "keras-tuner", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def describe_endpoints(endpoints: dict[str, Endpoint]) -> dict[str, Any]:
+    """The inputs of each endpoint, as the manifest records them."""
+    return {
+        name: [
+            {"shape": spec.shape.as_list(), "dtype": spec.dtype.name, "name": spec.name}
+            for spec in signature
+        ]
+        for name, (_, signature) in endpoints.items()
+    }
+
+
+def write_export(
+    export_dir: str | Path,
+    model: keras.Model,
+    endpoints: dict[str, Endpoint],
+    manifest: dict[str, Any],
+    overwrite: bool = False,
+) -> Path:
+    """Writes a SavedModel with `endpoints` and `manifest.json` to `export_dir`, atomically.
+
+    The first endpoint is also the `serving_default` signature.
+
+    Args:
+        export_dir: the folder to create.
+        model: the trained model; its variables are tracked by the SavedModel.
+        endpoints: endpoint name → (function, input signature).
+        manifest: template-specific facts (template, dataset, input kind, class names, metrics,
+            config); versions, endpoints and the creation time are added here.
+        overwrite: replace an existing `export_dir`; otherwise refuse.
+
+    Returns:
+        The export folder.
+
+    Raises:
+        FileExistsError: when `export_dir` exists and `overwrite` is False.
+    """
+    export_dir = Path(export_dir)
+    manifest = {
+        **manifest,
+        "endpoints": describe_endpoints(endpoints),
+        "serving_default": next(iter(endpoints)),
+        "versions": library_versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    with files.atomic_directory(export_dir, overwrite=overwrite) as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for name, (fn, signature) in endpoints.items():
+            archive.add_endpoint(name=name, fn=fn, input_signature=signature)
+        archive.write_out(str(tmp), verbose=False)
+        files.write_json(tmp / MANIFEST, manifest)
+    return export_dir
+
+
+def read_manifest(export_dir: str | Path) -> dict[str, Any]:
+    """Reads an export's manifest, with a clear error when the folder is not an export."""
+    path = Path(export_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{export_dir} is not a ktemplate export: {MANIFEST} is missing. "
+            "Pass the 'export' folder of a run (saved_models/<template>/<run-id>/export)."
+        )
+    return files.read_json(path)

@@ -1,0 +1,118 @@
+"""Task metrics and plots shared by templates (classification today)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def classification_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]
+) -> dict[str, Any]:
+    """Accuracy, log loss, macro F1, per-class precision/recall/F1/support, confusion matrix."""
+    from sklearn.metrics import classification_report, confusion_matrix, log_loss
+
+    probabilities = probabilities / probabilities.sum(axis=-1, keepdims=True)
+    predicted = probabilities.argmax(axis=-1)
+    all_classes = list(range(len(class_names)))
+    report = classification_report(
+        labels,
+        predicted,
+        labels=all_classes,
+        target_names=class_names,
+        output_dict=True,
+        zero_division=0,
+    )
+    per_class = {
+        name: {
+            "precision": round(report[name]["precision"], 4),
+            "recall": round(report[name]["recall"], 4),
+            "f1": round(report[name]["f1-score"], 4),
+            "support": int(report[name]["support"]),
+        }
+        for name in class_names
+    }
+    return {
+        "test_accuracy": round(float((predicted == labels).mean()), 4),
+        "test_log_loss": round(float(log_loss(labels, probabilities, labels=all_classes)), 4),
+        "test_macro_f1": round(report["macro avg"]["f1-score"], 4),
+        "test_examples": int(len(labels)),
+        "test_errors": int((predicted != labels).sum()),
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=all_classes).tolist(),
+    }
+
+
+def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path) -> None:
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    size = max(4.0, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > threshold else "black",
+            fontsize=8,
+        )
+    ax.set_title("Confusion matrix (test split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_image_predictions(
+    images: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str],
+    path: Path,
+    count: int = 36,
+) -> None:
+    """A grid of test images titled 'predicted (p) / true'; mistakes are shown first, in red."""
+    plt = _pyplot()
+    predicted = probabilities.argmax(axis=-1)
+    order = np.concatenate(
+        [np.flatnonzero(predicted != labels), np.flatnonzero(predicted == labels)]
+    )
+    order = order[:count]
+    cols = 6
+    rows = max(1, int(np.ceil(len(order) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, order, strict=False):
+        image = images[i]
+        cmap = "gray" if image.shape[-1] == 1 else None
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap=cmap)
+        wrong = predicted[i] != labels[i]
+        ax.set_title(
+            f"{class_names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})\n"
+            f"true {class_names[labels[i]]}",
+            fontsize=7,
+            color="red" if wrong else "black",
+        )
+    fig.suptitle("Test predictions (mistakes first, in red)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,268 @@
+"""Runs a template end to end: data → model → fit → evaluate → export, into one run folder.
+
+A template module provides (see README, "The template contract"):
+
+    NAME                              the template's name
+    Config                            frozen dataclass extending `TrainingConfig`
+    load_data(config, batch_size)     → Data (batched train/val/test datasets and a JSON spec)
+    build_model(config, spec)         → compiled keras.Model
+    search_space(hp, config)          → Config with searched fields taken from `hp`
+    serving_endpoints(model, spec)    → {name: (fn, input_signature)} for the SavedModel
+    manifest_extras(spec)             → facts about inputs/outputs for manifest.json
+    evaluate(model, data, out_dir)    → metrics dict; also writes plots to out_dir
+    fine_tune(model, config, spec)    optional: → (recompiled model, epochs) or None
+
+Run folder layout (`saved_models/<template>/<run-id>/`):
+
+    run.json        template, dataset, run id, status
+    config.json     the resolved config
+    spec.json       the data spec (input shape, class names, split sizes, ...)
+    logs/           TensorBoard logs per phase
+    history_*.csv   per-epoch metrics
+    checkpoints/best.keras   the best model by val_loss
+    backup/         BackupAndRestore state while a run is unfinished
+    metrics.json    test metrics (written last: its presence marks a finished run)
+    *.png           plots
+    export/         the SavedModel and manifest.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ktemplate import config as config_lib
+from ktemplate import export as export_lib
+from ktemplate import files, training
+
+
+@dataclasses.dataclass
+class Data:
+    """What a template's `load_data` returns."""
+
+    train: tf.data.Dataset  # batched, shuffled and augmented, ready for fit
+    val: tf.data.Dataset  # batched, no augmentation
+    test: tf.data.Dataset  # batched, no augmentation
+    spec: dict[str, Any]  # JSON-serializable facts the model and export need
+
+
+def new_run_dir(output_dir: str | Path, template_name: str) -> Path:
+    """Creates and returns `output_dir/<template>/<YYYYmmdd-HHMMSS>[-N]`."""
+    parent = Path(output_dir) / template_name
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        run_dir = parent / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"Could not create a new run folder under {parent}.")
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """Reads a run folder's run.json, with a clear error when it is not a run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not a ktemplate run folder (run.json is missing). "
+            "Pass a folder like saved_models/<template>/<run-id>."
+        )
+    return files.read_json(run_dir / "run.json")
+
+
+def global_batch_size(config: config_lib.TrainingConfig, strategy: tf.distribute.Strategy) -> int:
+    return config.batch_size * strategy.num_replicas_in_sync
+
+
+def _fit(model, data, config, run_dir, phase, epochs, initial_epoch, best_val_loss, verbose):
+    history = model.fit(
+        data.train,
+        validation_data=data.val,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=training.callbacks(config, run_dir, phase=phase, best_val_loss=best_val_loss),
+        verbose=verbose,
+    )
+    # On a resumed phase `history.epoch` holds only the epochs run now; the phase's length is
+    # up to its last epoch.
+    last_epoch = history.epoch[-1] + 1 if history.epoch else initial_epoch
+    return history.history, last_epoch - initial_epoch
+
+
+def _first_phase(model, data, config, run_dir: Path, verbose) -> dict[str, Any]:
+    """Runs the first training phase, or restores it when a resumed run had finished it.
+
+    A second phase (fine-tuning) changes the model, so the first phase's final weights are
+    kept until the run finishes: a run interrupted during fine-tuning resumes from them.
+    """
+    record = run_dir / "train_phase.json"
+    weights = run_dir / "backup" / "train_phase.weights.h5"
+    if record.exists() and weights.exists():
+        model.load_weights(weights)
+        return files.read_json(record)
+    history, epochs = _fit(model, data, config, run_dir, "train", config.epochs, 0, None, verbose)
+    best_val_loss = float(min(history.get("val_loss") or [float("inf")]))
+    result = {"epochs": epochs, "best_val_loss": best_val_loss}
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(weights)
+    files.write_json(record, result)
+    return result
+
+
+def train(
+    template: ModuleType,
+    config: Any,
+    output_dir: str | Path = "saved_models",
+    resume: str | Path | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    verbose: int | None = None,
+) -> Path:
+    """Trains, evaluates and exports one run of `template`; returns the run folder.
+
+    Data loading and model building happen before the run folder is created, so a bad dataset
+    or config leaves nothing behind. An interrupted run keeps its folder; passing it as
+    `resume` continues from the last finished epoch.
+
+    Args:
+        template: a template module (see the module docstring for the contract).
+        config: the template's `Config`. Ignored when resuming: the run's config is used.
+        output_dir: parent of the `<template>/<run-id>` folders.
+        resume: an unfinished run folder to continue.
+        strategy: a `tf.distribute` strategy; the default strategy when None.
+        verbose: passed to `model.fit`; by default a progress bar on a terminal, else one
+            line per epoch.
+    """
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    strategy = strategy or tf.distribute.get_strategy()
+    if resume is not None:
+        run_dir = Path(resume)
+        run_info = read_run(run_dir)
+        if run_info["template"] != template.NAME:
+            raise ValueError(
+                f"{run_dir} is a run of template '{run_info['template']}', not '{template.NAME}'."
+            )
+        if (run_dir / "metrics.json").exists():
+            raise ValueError(
+                f"{run_dir} is already finished (metrics.json exists); nothing to resume."
+            )
+        config = config_lib.apply_overrides(
+            template.Config(), files.read_json(run_dir / "config.json")
+        )
+
+    training.set_global_options(config)
+    batch_size = global_batch_size(config, strategy)
+    data = template.load_data(config, batch_size)
+    with strategy.scope():
+        model = template.build_model(config, data.spec)
+
+    if resume is None:
+        run_dir = new_run_dir(output_dir, template.NAME)
+        files.write_json(run_dir / "config.json", config_lib.to_dict(config))
+        files.write_json(run_dir / "spec.json", data.spec)
+    run_info = {
+        "template": template.NAME,
+        "dataset": config.dataset,
+        "run_id": run_dir.name,
+        "status": "training",
+        "replicas": strategy.num_replicas_in_sync,
+        "global_batch_size": batch_size,
+    }
+    files.write_json(run_dir / "run.json", run_info)
+
+    start = time.perf_counter()
+    first_phase = _first_phase(model, data, config, run_dir, verbose)
+    phases = {"train": first_phase["epochs"]}
+    fine_tune = getattr(template, "fine_tune", None)
+    tuned = fine_tune(model, config, data.spec) if fine_tune else None
+    if tuned is not None:
+        model, extra_epochs = tuned
+        end_epoch = first_phase["epochs"] + extra_epochs
+        _, phases["fine_tune"] = _fit(
+            model,
+            data,
+            config,
+            run_dir,
+            "fine_tune",
+            end_epoch,
+            first_phase["epochs"],
+            first_phase["best_val_loss"],
+            verbose,
+        )
+    train_seconds = time.perf_counter() - start
+
+    model = load_best_model(run_dir)
+    metrics = template.evaluate(model, data, run_dir)
+    metrics["train_seconds"] = round(train_seconds, 2)
+    metrics["epochs"] = phases
+    export(template, run_dir, model=model, metrics=metrics)
+    files.write_json(run_dir / "metrics.json", metrics)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    files.write_json(run_dir / "run.json", {**run_info, "status": "finished"})
+    return run_dir
+
+
+def load_best_model(run_dir: Path) -> keras.Model:
+    path = Path(run_dir) / "checkpoints" / "best.keras"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: training saved no checkpoint (did the loss become NaN in the "
+            "first epoch?). Try a lower learning_rate."
+        )
+    return keras.models.load_model(path, compile=False)
+
+
+def export(
+    template: ModuleType,
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    model: keras.Model | None = None,
+    metrics: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Exports a run's best model as a self-contained SavedModel with its manifest.
+
+    Args:
+        template: the run's template module.
+        run_dir: the run folder.
+        output: the export folder; `run_dir/export` by default.
+        model: the model to export; the run's best checkpoint by default.
+        metrics: test metrics for the manifest; the run's metrics.json by default.
+        overwrite: replace an existing export.
+    """
+    run_dir = Path(run_dir)
+    run_info = read_run(run_dir)
+    spec = files.read_json(run_dir / "spec.json")
+    config = files.read_json(run_dir / "config.json")
+    if model is None:
+        model = load_best_model(run_dir)
+    if metrics is None:
+        metrics_path = run_dir / "metrics.json"
+        metrics = files.read_json(metrics_path) if metrics_path.exists() else {}
+    manifest = {
+        "template": run_info["template"],
+        "dataset": config.get("dataset"),
+        "run_id": run_info["run_id"],
+        **template.manifest_extras(spec),
+        "global_batch_size": run_info.get("global_batch_size"),
+        "replicas": run_info.get("replicas"),
+        "metrics": metrics,
+        "config": config,
+    }
+    return export_lib.write_export(
+        output or run_dir / "export",
+        model,
+        template.serving_endpoints(model, spec),
+        manifest,
+        overwrite=overwrite,
+    )

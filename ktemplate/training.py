@@ -1,0 +1,110 @@
+"""Shared Keras training machinery: precision, regularizers, optimizers, schedules, callbacks.
+
+Templates call these from `build_model` so that every template honours the same
+`TrainingConfig` options in the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+
+from ktemplate.config import TrainingConfig
+
+
+def set_global_options(config: TrainingConfig) -> None:
+    """Seeds every RNG and sets the dtype policy. Call before building data or models."""
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+
+
+def regularizer(config: TrainingConfig) -> keras.regularizers.Regularizer | None:
+    """The kernel regularizer for hidden layers, or None when both penalties are 0."""
+    if config.l1 == 0 and config.l2 == 0:
+        return None
+    return keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
+
+
+def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+    return max(1, math.ceil(num_examples / global_batch_size))
+
+
+def make_optimizer(
+    config: TrainingConfig,
+    steps: int,
+    learning_rate: float | None = None,
+    epochs: int | None = None,
+) -> keras.optimizers.Optimizer:
+    """Builds the configured optimizer with its learning-rate schedule and gradient clipping.
+
+    Args:
+        config: the run's config.
+        steps: optimizer steps per epoch (for the cosine schedule's length).
+        learning_rate: overrides `config.learning_rate` (fine-tuning uses a lower rate).
+        epochs: overrides `config.epochs` as the schedule's length in epochs.
+    """
+    lr = config.learning_rate if learning_rate is None else learning_rate
+    if config.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            lr, decay_steps=steps * (epochs or config.epochs), alpha=0.01
+        )
+    clip = {"clipnorm": config.clipnorm} if config.clipnorm > 0 else {}
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr, **clip)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **clip)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True, **clip)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr, momentum=config.momentum, **clip)
+    if config.optimizer == "adagrad":
+        return keras.optimizers.Adagrad(lr, **clip)
+    raise ValueError(f"Unknown optimizer {config.optimizer!r}.")
+
+
+def callbacks(
+    config: TrainingConfig,
+    run_dir: Path | None,
+    phase: str = "train",
+    best_val_loss: float | None = None,
+) -> list:
+    """The standard callbacks; those that write files are only added with a `run_dir`.
+
+    `BackupAndRestore` keeps the state of an interrupted run under `run_dir/backup/<phase>`, so
+    running the same run again resumes at the last finished epoch. `best_val_loss` carries the
+    best checkpoint's score from an earlier phase so a later phase only replaces it when better.
+    """
+    result: list = [keras.callbacks.TerminateOnNaN()]
+    if config.early_stopping_patience > 0:
+        result.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=config.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    if config.lr_schedule == "plateau":
+        result.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=0.5,
+                patience=max(1, config.early_stopping_patience // 3),
+                min_lr=config.learning_rate * 1e-3,
+            )
+        )
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        result += [
+            keras.callbacks.ModelCheckpoint(
+                str(run_dir / "checkpoints" / "best.keras"),
+                monitor="val_loss",
+                save_best_only=True,
+                initial_value_threshold=best_val_loss,
+            ),
+            keras.callbacks.TensorBoard(str(run_dir / "logs" / phase)),
+            keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)),
+        ]
+    return result

@@ -1,0 +1,1 @@
+"""tf.data input pipelines shared by the templates: sources, splits, statistics, augmentation."""

@@ -1,0 +1,320 @@
+"""Image data: sources, train-split statistics, augmentation and the tf.data input pipeline.
+
+Every source returns `ImageSplits`: unbatched `tf.data` datasets of `(uint8 image [H, W, C],
+int64 label)` for train, validation and test, plus class names. The pipeline then caches,
+shuffles (train only), batches, augments (train only) and prefetches.
+
+Sources (the `dataset` config value):
+    digits      scikit-learn's bundled handwritten digits: 1,797 real 8x8 images, 10 classes,
+                a fixed stratified split. Pixel values 0..16 are rescaled to 0..255 uint8.
+    tfds:NAME   a TensorFlow Datasets image classification dataset (mnist, cifar10, ...).
+    dir:PATH    a folder with one sub-folder of images per class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines import splits as splits_lib
+from pipelines.sources import parse_source, tfds_builder, tfds_split_size, tfds_three_splits
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test
+
+
+@dataclasses.dataclass
+class ImageSplits:
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+    class_names: list[str]
+    image_shape: tuple[int, int, int]
+    sizes: dict[str, int]
+
+
+def _from_arrays(images: np.ndarray, labels: np.ndarray, index: dict[str, np.ndarray]) -> dict:
+    return {
+        split: tf.data.Dataset.from_tensor_slices((images[idx], labels[idx].astype("int64")))
+        for split, idx in index.items()
+    }
+
+
+def load_digits() -> ImageSplits:
+    """scikit-learn's handwritten digits with a fixed stratified 70/10/20 split."""
+    images, labels = digits_arrays()
+    index = splits_lib.stratified_split(labels, SPLIT_FRACTIONS)
+    ds = _from_arrays(images, labels, index)
+    return ImageSplits(
+        ds["train"],
+        ds["val"],
+        ds["test"],
+        class_names=[str(d) for d in range(10)],
+        image_shape=(8, 8, 1),
+        sizes={split: len(idx) for split, idx in index.items()},
+    )
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The digits as uint8 images [1797, 8, 8, 1] on a 0..255 scale, and their labels."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype("uint8")[..., np.newaxis]
+    return images, digits.target.astype("int64")
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    return sorted(
+        p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def load_directory(path: str | Path, image_size: int, channels: int) -> ImageSplits:
+    """Loads a folder of class sub-folders and splits it 70/10/20, stratified and fixed.
+
+    Every file is decoded once up front so that a corrupt file is reported by name rather than
+    failing mid-epoch. Images are resized to `image_size` (square; 0 keeps the first image's
+    size) with bilinear interpolation, the same resize the exported model applies.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: no images, fewer than two classes, a class too small to split, or an image
+            that cannot be decoded.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Dataset folder not found: {root}. Pass dir:PATH, a folder with one sub-folder of "
+            "images per class."
+        )
+    class_files = {d.name: _image_files(d) for d in sorted(root.iterdir()) if d.is_dir()}
+    class_files = {name: found for name, found in class_files.items() if found}
+    if not class_files:
+        raise ValueError(
+            f"No images found in {root}: expected one sub-folder per class holding "
+            f"{', '.join(IMAGE_EXTENSIONS)} files."
+        )
+    if len(class_files) < 2:
+        only = next(iter(class_files))
+        raise ValueError(
+            f"{root} has images for one class only ('{only}'); classification needs at least "
+            "two class sub-folders."
+        )
+    first_shape = None
+    corrupt = []
+    for found in class_files.values():
+        for file in found:
+            try:
+                image = tf.io.decode_image(
+                    tf.io.read_file(str(file)), channels=channels, expand_animations=False
+                )
+                first_shape = first_shape or tuple(image.shape[:2])
+            except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+                corrupt.append(str(file))
+    if corrupt:
+        raise ValueError(
+            f"Could not decode {len(corrupt)} image file(s) in {root}: {', '.join(corrupt[:5])}"
+            f"{' ...' if len(corrupt) > 5 else ''}. Remove or re-save them and try again."
+        )
+    height, width = (image_size, image_size) if image_size else first_shape
+    loaded = keras.utils.image_dataset_from_directory(
+        root,
+        labels="inferred",
+        label_mode="int",
+        class_names=list(class_files),
+        color_mode={1: "grayscale", 3: "rgb", 4: "rgba"}[channels],
+        image_size=(height, width),
+        batch_size=None,
+        shuffle=False,
+        verbose=False,
+    )
+    images, labels = [], []
+    for image, label in loaded.as_numpy_iterator():
+        images.append(np.clip(np.round(image), 0, 255).astype("uint8"))
+        labels.append(label)
+    images, labels = np.stack(images), np.asarray(labels, dtype="int64")
+    index = splits_lib.stratified_split(labels, SPLIT_FRACTIONS, class_names=list(class_files))
+    ds = _from_arrays(images, labels, index)
+    return ImageSplits(
+        ds["train"],
+        ds["val"],
+        ds["test"],
+        class_names=list(class_files),
+        image_shape=(height, width, channels),
+        sizes={split: len(idx) for split, idx in index.items()},
+    )
+
+
+def load_tfds(name: str, image_size: int = 0, data_dir: str | None = None) -> ImageSplits:
+    """Loads a TFDS image classification dataset through `tfds.builder`.
+
+    Uses the dataset's own validation split when it has one, otherwise the last 10% of train;
+    its test split when it has one, otherwise the last 20% of train.
+
+    Raises:
+        ValueError: unknown dataset name, or one without an image and a class label.
+        DataUnavailableError: the dataset is not prepared and could not be downloaded.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds_builder(name, data_dir)
+    image_key, label_key = builder.info.supervised_keys or (None, None)
+    features = builder.info.features
+    if image_key not in features or not isinstance(features[label_key], tfds.features.ClassLabel):
+        raise ValueError(
+            f"TFDS dataset '{name}' is not an image classification dataset (supervised keys "
+            f"{builder.info.supervised_keys}). Pick one like mnist, fashion_mnist or cifar10."
+        )
+    height, width, channels = features[image_key].shape
+    if image_size:
+        height = width = image_size
+    elif height is None or width is None:
+        raise ValueError(
+            f"TFDS dataset '{name}' has images of varying size; set image_size (e.g. "
+            "--set image_size=64) to resize them."
+        )
+    split_names = tfds_three_splits(builder)
+    datasets = {}
+    for split, tfds_split in split_names.items():
+        ds = builder.as_dataset(split=tfds_split, as_supervised=True, shuffle_files=False)
+        if image_size:
+            ds = ds.map(
+                lambda x, y: (resize_uint8(x, (height, width)), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        datasets[split] = ds
+    sizes = {split: tfds_split_size(builder, s) for split, s in split_names.items()}
+    return ImageSplits(
+        datasets["train"],
+        datasets["val"],
+        datasets["test"],
+        class_names=list(features[label_key].names),
+        image_shape=(height, width, channels),
+        sizes=sizes,
+    )
+
+
+def load_images(dataset: str, image_size: int = 0, channels: int = 1) -> ImageSplits:
+    """Dispatches a `dataset` config value to its source.
+
+    Args:
+        dataset: "digits", "tfds:NAME" or "dir:PATH".
+        image_size: square size to resize to; 0 keeps the source's size.
+        channels: channels to decode `dir:` images to (1 grayscale, 3 RGB).
+    """
+    kind, arg = parse_source(dataset, allowed=("digits", "tfds", "dir"))
+    if kind == "digits":
+        if image_size not in (0, 8):
+            raise ValueError("The digits dataset is 8x8; leave image_size at 0 to use it as is.")
+        return load_digits()
+    if kind == "tfds":
+        return load_tfds(arg, image_size)
+    return load_directory(arg, image_size, channels)
+
+
+def count_examples(ds: tf.data.Dataset) -> int:
+    """The number of examples in `ds`, from its cardinality when known, else by counting."""
+    cardinality = int(ds.cardinality())
+    if cardinality >= 0:
+        return cardinality
+    return int(ds.reduce(np.int64(0), lambda n, *_: n + 1))
+
+
+def resize_uint8(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    resized = tf.image.resize(tf.cast(image, tf.float32), size)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def channel_stats(train: tf.data.Dataset, channels: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and variance of the train split's pixels (float64 accumulation)."""
+    total = np.zeros(channels)
+    total_sq = np.zeros(channels)
+    count = 0
+    for images, _ in train.batch(1024).as_numpy_iterator():
+        pixels = images.reshape(-1, channels).astype("float64")
+        total += pixels.sum(axis=0)
+        total_sq += (pixels**2).sum(axis=0)
+        count += pixels.shape[0]
+    if count == 0:
+        raise ValueError("The train split is empty; cannot compute normalization statistics.")
+    mean = total / count
+    variance = np.maximum(total_sq / count - mean**2, 1e-12)
+    return mean.tolist(), variance.tolist()
+
+
+def augmenter(
+    translate: float,
+    rotate: float,
+    zoom: float,
+    contrast: float,
+    flip: str,
+    fill_mode: str,
+    seed: int,
+) -> keras.Sequential | None:
+    """Random augmentation for train batches of raw 0..255 float pixels; None if all are off."""
+    layers = []
+    if flip != "none":
+        layers.append(keras.layers.RandomFlip(flip, seed=seed))
+    if translate > 0:
+        layers.append(
+            keras.layers.RandomTranslation(translate, translate, fill_mode=fill_mode, seed=seed)
+        )
+    if rotate > 0:
+        layers.append(keras.layers.RandomRotation(rotate, fill_mode=fill_mode, seed=seed))
+    if zoom > 0:
+        layers.append(keras.layers.RandomZoom(zoom, fill_mode=fill_mode, seed=seed))
+    if contrast > 0:
+        layers.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def prepare(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    training: bool,
+    augment: keras.Sequential | None = None,
+    seed: int = 0,
+    shuffle_buffer: int = 10_000,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """cache → shuffle (train) → batch → cast to float32 → augment (train) → prefetch.
+
+    The cache holds uint8 pixels (4x smaller than float32); augmentation runs on whole batches
+    in parallel map calls, after the cache, so every epoch sees new random transforms.
+    """
+    ds = ds.cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment is not None:
+        ds = ds.map(
+            lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def decode_images(encoded: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
+    """Decodes a batch of encoded images (PNG/JPEG/BMP/GIF bytes) to float32 [B, H, W, C].
+
+    Each image may have its own size; all are resized (bilinear) to `size`.
+    """
+
+    def decode_one(data):
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        return resize_float(tf.cast(image, tf.float32)[tf.newaxis], size)[0]
+
+    return tf.map_fn(
+        decode_one, encoded, fn_output_signature=tf.TensorSpec([*size, channels], tf.float32)
+    )
+
+
+def resize_float(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """Resizes float [B, H, W, C] images to `size` (bilinear) when their size differs."""
+    same = tf.reduce_all(tf.equal(tf.shape(images)[1:3], tf.constant(size)))
+    return tf.cond(same, lambda: images, lambda: tf.image.resize(images, size))

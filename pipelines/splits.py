@@ -1,0 +1,48 @@
+"""Fixed, reproducible splits: a test set must not change between runs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPLIT_SEED = 0  # fixed on purpose: runs with different `seed` values share one test set
+
+
+def stratified_split(
+    labels: np.ndarray,
+    fractions: tuple[float, float, float],
+    class_names: list[str] | None = None,
+    seed: int = SPLIT_SEED,
+) -> dict[str, np.ndarray]:
+    """Splits example indices into train/val/test with each class in every split.
+
+    Each class contributes `round(fraction * count)` examples (at least one) to validation and
+    test, the rest to train. Indices inside each split are sorted.
+
+    Args:
+        labels: integer class labels, one per example.
+        fractions: (train, validation, test) fractions summing to 1.
+        class_names: names used in error messages.
+        seed: seed of the per-class shuffle.
+
+    Raises:
+        ValueError: a class has fewer than 3 examples, too few to appear in every split.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"Split fractions must sum to 1, got {fractions}.")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        if len(idx) < 3:
+            name = class_names[label] if class_names else str(label)
+            raise ValueError(
+                f"Class '{name}' has {len(idx)} example(s); each class needs at least 3 "
+                "(one each for train, validation and test)."
+            )
+        idx = rng.permutation(idx)
+        n_val = max(1, round(fractions[1] * len(idx)))
+        n_test = max(1, round(fractions[2] * len(idx)))
+        parts["val"].append(idx[:n_val])
+        parts["test"].append(idx[n_val : n_val + n_test])
+        parts["train"].append(idx[n_val + n_test :])
+    return {split: np.sort(np.concatenate(p)) for split, p in parts.items()}

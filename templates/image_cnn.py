@@ -1,0 +1,353 @@
+"""Image classification with a small CNN, or a keras.applications backbone fine-tuned.
+
+Task: assign one of N classes to an image.
+
+Data: by default scikit-learn's bundled handwritten digits (1,797 real 8x8 grayscale images,
+10 classes) with a fixed stratified 70/10/20 split. Also `tfds:NAME` (mnist, fashion_mnist,
+cifar10, ...) and `dir:PATH` (one sub-folder of images per class).
+
+Model: convolutional blocks (Conv2D → BatchNorm → activation, then pooling), dropout and L2,
+a dense head. Normalization with train-split statistics is the model's first layer, so the
+model — and its export — takes raw pixels. With `backbone` set, a keras.applications network
+(its own preprocessing included) is trained frozen, then fine-tuned at a lower learning rate.
+
+Export: `serve` takes uint8 pixels [batch, H, W, C]; images of another size are resized
+(bilinear) to the training size. `serve_image_bytes` takes encoded PNG/JPEG/BMP/GIF bytes
+[batch]. Both return `probabilities`, `class_id` and `class_name`.
+
+Adapt it: `ktemplate new my_task --from image_cnn`, then change `Config` defaults, the data
+section (`load_data`) and `build_model`; the rest (training, tuning, export) is shared.
+
+    ktemplate train image_cnn
+    ktemplate train image_cnn --dataset dir:path/to/folders --set image_size=64
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ktemplate import reports, training
+from ktemplate.config import TrainingConfig
+from ktemplate.run import Data
+from pipelines import images
+
+NAME = "image_cnn"
+
+# keras.applications backbones that take raw 0..255 RGB pixels (preprocessing built in).
+BACKBONES = {
+    "mobilenet_v3_small": keras.applications.MobileNetV3Small,
+    "mobilenet_v3_large": keras.applications.MobileNetV3Large,
+    "efficientnet_b0": keras.applications.EfficientNetB0,
+    "efficientnet_v2_b0": keras.applications.EfficientNetV2B0,
+}
+Flip = Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
+Backbone = Literal[
+    "none", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_v2_b0"
+]
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(TrainingConfig):
+    dataset: str = "digits"  # digits, tfds:NAME or dir:PATH
+    epochs: int = 60  # maximum epochs; early stopping usually ends sooner
+    batch_size: int = 32  # per-replica batch size
+    learning_rate: float = 3e-3  # peak learning rate (cosine decay to 1% of it)
+    early_stopping_patience: int = 15  # epochs without val_loss improvement
+    image_size: int = 0  # square size images are resized to; 0 keeps the dataset's size
+    channels: Literal[1, 3] = 1  # channels dir: images are decoded to (1 gray, 3 RGB)
+    conv_blocks: int = 2  # convolutional blocks; each ends with 2x2 pooling
+    convs_per_block: int = 2  # Conv2D layers per block
+    filters: int = 32  # filters in the first block, doubled in each further block
+    kernel_size: int = 3  # convolution kernel size
+    pooling: Literal["max", "avg"] = "max"  # pooling at the end of each block
+    dense_units: int = 128  # units of the hidden dense layer; 0 removes it
+    augment: bool = True  # random train-time augmentation (never on val/test)
+    translate: float = 0.1  # max random shift, as a fraction of height/width
+    rotate: float = 0.04  # max random rotation, as a fraction of a full turn
+    zoom: float = 0.1  # max random zoom in/out, as a fraction
+    contrast: float = 0.1  # max random contrast change, as a fraction
+    flip: Flip = "none"  # random flips; off because digits are not flip-invariant
+    fill_mode: Literal["constant", "reflect", "nearest"] = "constant"  # fill of shifted-in pixels
+    backbone: Backbone = "none"  # a keras.applications backbone instead of the conv blocks
+    backbone_weights: str = "none"  # none, imagenet (downloads) or a path to a .weights.h5 file
+    backbone_size: int = 96  # square input size the backbone sees (>= 32)
+    fine_tune_epochs: int = 0  # epochs with the backbone unfrozen after the frozen phase
+    fine_tune_lr_factor: float = 0.1  # fine-tuning learning rate = learning_rate * this
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("conv_blocks", "convs_per_block", "filters", "kernel_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
+        if self.image_size < 0 or self.dense_units < 0 or self.fine_tune_epochs < 0:
+            raise ValueError("Config keys image_size, dense_units, fine_tune_epochs must be >= 0.")
+        if self.backbone != "none" and self.backbone_size < 32:
+            raise ValueError(f"Config key 'backbone_size' must be >= 32, got {self.backbone_size}.")
+        if (
+            self.backbone_weights not in ("none", "imagenet")
+            and not Path(self.backbone_weights).is_file()
+        ):
+            raise ValueError(
+                f"Config key 'backbone_weights' is {self.backbone_weights!r}: use none, imagenet "
+                "or the path of an existing .weights.h5 file."
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def load_data(config: Config, batch_size: int) -> Data:
+    """Loads the configured source and builds the train/val/test pipelines.
+
+    Normalization statistics come from the train split only; augmentation is applied to the
+    train split only.
+    """
+    splits = images.load_images(config.dataset, config.image_size, config.channels)
+    height, width, channels = splits.image_shape
+    mean, variance = images.channel_stats(splits.train, channels)
+    augment = None
+    if config.augment:
+        augment = images.augmenter(
+            config.translate,
+            config.rotate,
+            config.zoom,
+            config.contrast,
+            config.flip,
+            config.fill_mode,
+            config.seed,
+        )
+    sizes = {
+        split: n if n is not None else images.count_examples(getattr(splits, split))
+        for split, n in splits.sizes.items()
+    }
+    spec = {
+        "input_shape": [height, width, channels],
+        "class_names": splits.class_names,
+        "mean": mean,
+        "variance": variance,
+        "sizes": sizes,
+        "dataset": config.dataset,
+    }
+    return Data(
+        train=images.prepare(splits.train, batch_size, True, augment, seed=config.seed),
+        val=images.prepare(splits.val, batch_size, False),
+        test=images.prepare(splits.test, batch_size, False),
+        spec=spec,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+
+def _conv_blocks(x: keras.KerasTensor, config: Config) -> keras.KerasTensor:
+    reg = training.regularizer(config)
+    for block in range(config.conv_blocks):
+        for _ in range(config.convs_per_block):
+            x = keras.layers.Conv2D(
+                config.filters * 2**block,
+                config.kernel_size,
+                padding="same",
+                use_bias=not config.batch_norm,
+                kernel_regularizer=reg,
+            )(x)
+            if config.batch_norm:
+                x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation(config.activation)(x)
+        pool = (
+            keras.layers.MaxPooling2D if config.pooling == "max" else keras.layers.AveragePooling2D
+        )
+        x = pool(padding="same")(x)
+    return keras.layers.Flatten()(x)
+
+
+def _backbone(x: keras.KerasTensor, config: Config, channels: int) -> keras.KerasTensor:
+    x = keras.layers.Resizing(config.backbone_size, config.backbone_size)(x)
+    if channels == 1:
+        x = keras.layers.Concatenate()([x, x, x])
+    weights = None if config.backbone_weights == "none" else config.backbone_weights
+    base = BACKBONES[config.backbone](
+        input_shape=(config.backbone_size, config.backbone_size, 3),
+        include_top=False,
+        weights=weights,
+        pooling="avg",
+    )
+    base.name = "backbone"
+    base.trainable = False
+    # training=False keeps BatchNorm in inference mode, also while fine-tuning.
+    return base(x, training=False)
+
+
+def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
+    """Builds and compiles the classifier; its input is raw pixels as float32 [B, H, W, C]."""
+    height, width, channels = spec["input_shape"]
+    inputs = keras.Input(shape=(height, width, channels), name="pixels")
+    if config.backbone == "none":
+        x = keras.layers.Normalization(mean=spec["mean"], variance=spec["variance"])(inputs)
+        x = _conv_blocks(x, config)
+    else:
+        x = _backbone(inputs, config, channels)
+    if config.dense_units:
+        x = keras.layers.Dropout(config.dropout)(x)
+        x = keras.layers.Dense(config.dense_units, kernel_regularizer=training.regularizer(config))(
+            x
+        )
+        if config.batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation(config.activation)(x)
+    x = keras.layers.Dropout(config.dropout)(x)
+    x = keras.layers.Dense(len(spec["class_names"]))(x)
+    # float32 softmax: stable probabilities under mixed precision.
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=NAME)
+    _compile(model, config, spec, config.learning_rate, config.epochs)
+    return model
+
+
+def _compile(model, config: Config, spec: dict[str, Any], learning_rate: float, epochs: int):
+    steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
+    model.compile(
+        optimizer=training.make_optimizer(config, steps, learning_rate, epochs),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile,
+    )
+
+
+def fine_tune(model: keras.Model, config: Config, spec: dict[str, Any]):
+    """Unfreezes the backbone and recompiles at a lower learning rate; None when not used."""
+    if config.backbone == "none" or config.fine_tune_epochs == 0:
+        return None
+    model.get_layer("backbone").trainable = True
+    learning_rate = config.learning_rate * config.fine_tune_lr_factor
+    _compile(model, config, spec, learning_rate, config.fine_tune_epochs)
+    return model, config.fine_tune_epochs
+
+
+# ---------------------------------------------------------------------------------------------
+# Search space
+# ---------------------------------------------------------------------------------------------
+
+
+def search_space(hp, config: Config) -> Config:
+    """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s."""
+    return dataclasses.replace(
+        config,
+        conv_blocks=hp.Int("conv_blocks", 1, 3, default=config.conv_blocks),
+        filters=hp.Choice("filters", [16, 32, 64], default=config.filters),
+        dense_units=hp.Choice("dense_units", [0, 64, 128, 256], default=config.dense_units),
+        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=config.dropout),
+        l2=hp.Choice("l2", [0.0, 1e-5, 1e-4, 1e-3], default=config.l2),
+        learning_rate=hp.Float(
+            "learning_rate", 1e-4, 1e-2, sampling="log", default=config.learning_rate
+        ),
+        optimizer=hp.Choice("optimizer", ["adam", "adamw", "sgd"], default=config.optimizer),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+# ---------------------------------------------------------------------------------------------
+
+
+def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
+    """The SavedModel's endpoints: raw uint8 pixels, and encoded image bytes."""
+    height, width, channels = spec["input_shape"]
+    class_names = tf.constant(spec["class_names"])
+
+    def classify(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.cast(model(pixels, training=False), tf.float32)
+        class_id = tf.argmax(probabilities, axis=-1)
+        return {
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "class_name": tf.gather(class_names, class_id),
+        }
+
+    def serve(pixels):
+        return classify(images.resize_float(tf.cast(pixels, tf.float32), (height, width)))
+
+    def serve_image_bytes(image_bytes):
+        return classify(images.decode_images(image_bytes, channels, (height, width)))
+
+    return {
+        "serve": (serve, [tf.TensorSpec([None, None, None, channels], tf.uint8, name="pixels")]),
+        "serve_image_bytes": (
+            serve_image_bytes,
+            [tf.TensorSpec([None], tf.string, name="image_bytes")],
+        ),
+    }
+
+
+def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
+    height, width, channels = spec["input_shape"]
+    return {
+        "task": "image_classification",
+        "input": {
+            "kind": "image",
+            "height": height,
+            "width": width,
+            "channels": channels,
+            "serve": f"uint8 pixels [batch, H, W, {channels}], 0..255; other H, W are resized "
+            f"(bilinear) to {height}x{width}",
+            "serve_image_bytes": "encoded PNG/JPEG/BMP/GIF bytes [batch]",
+        },
+        "outputs": {
+            "probabilities": "float32 [batch, classes]",
+            "class_id": "int64 [batch]",
+            "class_name": "string [batch]",
+        },
+        "class_names": spec["class_names"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and plots
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
+    """Test-split accuracy and per-class metrics; writes confusion_matrix.png and
+    predictions.png to `out_dir` when given."""
+    pixels, labels = [], []
+    for x, y in data.test.as_numpy_iterator():
+        pixels.append(x)
+        labels.append(y)
+    pixels, labels = np.concatenate(pixels), np.concatenate(labels)
+    probabilities = model.predict(pixels, verbose=0).astype("float64")
+    class_names = data.spec["class_names"]
+    metrics = reports.classification_metrics(labels, probabilities, class_names)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        reports.plot_confusion_matrix(
+            metrics["confusion_matrix"], class_names, out_dir / "confusion_matrix.png"
+        )
+        reports.plot_image_predictions(
+            pixels.astype("uint8"), labels, probabilities, class_names, out_dir / "predictions.png"
+        )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m templates.image_cnn [train options]`, the same as `ktemplate train image_cnn`."""
+    from ktemplate import cli
+
+    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

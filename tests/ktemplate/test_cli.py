@@ -1,0 +1,112 @@
+import subprocess
+import sys
+
+import pytest
+
+import templates
+from ktemplate import cli
+
+NO_TENSORFLOW = """
+import sys
+from ktemplate import cli
+code = cli.main({argv!r})
+assert "tensorflow" not in sys.modules, "tensorflow was imported"
+assert "keras" not in sys.modules, "keras was imported"
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("argv", [["list"], ["--help"], ["train", "--help"]])
+def test_help_and_list_do_not_import_tensorflow(argv):
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TENSORFLOW.format(argv=argv)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "image_cnn" in result.stdout or "usage" in result.stdout
+
+
+def test_list_shows_templates_and_default_dataset(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "image_cnn" in out and "default dataset: digits" in out
+
+
+def test_unknown_template(capsys, tmp_path):
+    assert cli.main(["train", "imag_cnn", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown template 'imag_cnn'" in err and "image_cnn" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_config_key_lists_allowed_keys(capsys, tmp_path):
+    code = cli.main(["train", "image_cnn", "--set", "filterz=8", "--output-dir", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Unknown config key 'filterz'" in err and "filters" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_wrong_type_names_the_key(capsys, tmp_path):
+    code = cli.main(["train", "image_cnn", "--set", "epochs=many", "--output-dir", str(tmp_path)])
+    assert code == 2
+    assert "'epochs' expects an integer" in capsys.readouterr().err
+
+
+def test_missing_dataset_directory_leaves_nothing(capsys, tmp_path):
+    code = cli.main(
+        [
+            "train",
+            "image_cnn",
+            "--dataset",
+            f"dir:{tmp_path / 'nope'}",
+            "--output-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert code == 2
+    assert "Dataset folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.json"))
+
+
+def test_show_prints_fields_with_comments(capsys):
+    assert cli.main(["show", "image_cnn"]) == 0
+    out = capsys.readouterr().out
+    assert "filters = 32" in out and "filters in the first block" in out
+
+
+def test_export_of_a_non_run_folder(capsys, tmp_path):
+    assert cli.main(["export", str(tmp_path)]) == 2
+    assert "not a ktemplate run folder" in capsys.readouterr().err
+
+
+def test_predict_on_a_non_export_folder(capsys, tmp_path):
+    assert cli.main(["predict", str(tmp_path), "x.png"]) == 2
+    assert "manifest.json is missing" in capsys.readouterr().err
+
+
+def test_new_copies_a_template_with_names_changed(tmp_path):
+    (tmp_path / "image_cnn.py").write_text((templates.TEMPLATES_DIR / "image_cnn.py").read_text())
+    path = templates.copy_template("digits_v2", "image_cnn", tmp_path)
+    text = path.read_text()
+    assert 'NAME = "digits_v2"' in text and "image_cnn" not in text
+    assert templates.names(tmp_path) == ["image_cnn", "digits_v2"]
+    assert templates.describe("digits_v2", tmp_path)["dataset"] == "digits"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits_v2.py", "image_cnn.py"]
+
+
+def test_new_refuses_existing_names_and_bad_identifiers(tmp_path, capsys):
+    (tmp_path / "image_cnn.py").write_text("NAME = 'image_cnn'\n")
+    with pytest.raises(FileExistsError, match="already exists"):
+        templates.copy_template("image_cnn", "image_cnn", tmp_path)
+    for bad in ("my-task", "2task", "class", "_private"):
+        with pytest.raises(ValueError, match="not a valid Python identifier|underscore"):
+            templates.copy_template(bad, "image_cnn", tmp_path)
+    with pytest.raises(ValueError, match="Unknown template 'nope' after --from"):
+        templates.copy_template("fresh", "nope", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image_cnn.py"]
+    # Through the CLI, onto the real templates folder: refused, nothing written.
+    assert cli.main(["new", "image_cnn", "--from", "image_cnn"]) == 2
+    assert "already exists" in capsys.readouterr().err

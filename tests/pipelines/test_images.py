@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import images
+from pipelines.sources import DataUnavailableError, parse_source
+from tests.helpers.images import make_image_folder
+
+
+def test_digits_split_sizes_and_pixels():
+    splits = images.load_digits()
+    assert splits.sizes == {"train": 1259, "val": 179, "test": 359}
+    assert sum(splits.sizes.values()) == 1797
+    x, y = next(iter(splits.train))
+    assert x.dtype == tf.uint8 and x.shape == (8, 8, 1) and y.dtype == tf.int64
+    pixels = np.stack([x for x, _ in splits.train.as_numpy_iterator()])
+    assert pixels.max() == 255 and pixels.min() == 0
+
+
+def test_channel_stats_use_train_split_only():
+    train = tf.data.Dataset.from_tensor_slices(
+        (np.full((4, 2, 2, 1), 10, "uint8"), np.zeros(4, "int64"))
+    )
+    mean, variance = images.channel_stats(train, 1)
+    assert mean == [10.0] and variance[0] == pytest.approx(0.0, abs=1e-9)
+    splits = images.load_digits()
+    mean, variance = images.channel_stats(splits.train, 1)
+    train_pixels = np.stack([x for x, _ in splits.train.as_numpy_iterator()]).astype("float64")
+    assert mean[0] == pytest.approx(train_pixels.mean())
+    assert variance[0] == pytest.approx(train_pixels.var())
+
+
+def test_augmentation_on_train_only():
+    splits = images.load_digits()
+    augment = images.augmenter(0.2, 0.1, 0.1, 0.1, "none", "constant", seed=1)
+    raw = next(iter(splits.val.batch(16)))[0].numpy().astype("float32")
+    val = images.prepare(splits.val, 16, training=False)
+    first = next(iter(val))[0].numpy()
+    np.testing.assert_array_equal(first, raw)  # unshuffled, unaugmented
+    np.testing.assert_array_equal(next(iter(val))[0].numpy(), first)
+    train = images.prepare(splits.val, 16, training=True, augment=augment, seed=1)
+    batch = next(iter(train))[0].numpy()
+    assert batch.shape == (16, 8, 8, 1) and batch.dtype == np.float32
+    sorted_raw = np.sort(np.stack([x for x, _ in splits.val.as_numpy_iterator()]).reshape(-1))
+    assert not np.array_equal(np.sort(batch.reshape(-1)), sorted_raw[: batch.size])
+
+
+def test_directory_source(tmp_path):
+    root = make_image_folder(tmp_path / "data", per_class=6, size=(12, 10))
+    splits = images.load_images(f"dir:{root}", image_size=0, channels=1)
+    assert splits.class_names == ["cat", "dog"]
+    assert splits.image_shape == (12, 10, 1)
+    assert splits.sizes == {"train": 8, "val": 2, "test": 2}
+    labels = [int(y) for _, y in splits.test]
+    assert sorted(labels) == [0, 1]
+    resized = images.load_images(f"dir:{root}", image_size=16, channels=3)
+    x, _ = next(iter(resized.train))
+    assert x.shape == (16, 16, 3) and x.dtype == tf.uint8
+
+
+def test_directory_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Dataset folder not found"):
+        images.load_images(f"dir:{tmp_path / 'missing'}")
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="No images found"):
+        images.load_images(f"dir:{tmp_path / 'empty'}")
+    one = make_image_folder(tmp_path / "one", classes=("only",))
+    with pytest.raises(ValueError, match="one class only \\('only'\\)"):
+        images.load_images(f"dir:{one}")
+    corrupt = make_image_folder(tmp_path / "corrupt")
+    (corrupt / "dog" / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(ValueError, match="Could not decode 1 image file.*broken.png"):
+        images.load_images(f"dir:{corrupt}")
+
+
+def test_unknown_dataset_kind():
+    with pytest.raises(ValueError, match="Unknown dataset 'mnist'.*tfds:mnist"):
+        parse_source("mnist", allowed=("digits", "tfds", "dir"))
+    with pytest.raises(ValueError, match="Unknown dataset 'tfds:'"):
+        parse_source("tfds:", allowed=("digits", "tfds", "dir"))
+
+
+def test_tfds_source_with_mock_data(online):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=20):
+        splits = images.load_images("tfds:mnist")
+        assert splits.image_shape == (28, 28, 1)
+        assert splits.class_names == [str(i) for i in range(10)]
+        x, y = next(iter(splits.train))
+        assert x.shape == (28, 28, 1) and x.dtype == tf.uint8
+        assert images.count_examples(splits.test) == 20
+        resized = images.load_images("tfds:mnist", image_size=16)
+        assert next(iter(resized.val))[0].shape == (16, 16, 1)
+
+
+def test_tfds_unknown_name():
+    with pytest.raises(ValueError, match="Unknown TFDS dataset 'no_such_dataset_xyz'"):
+        images.load_images("tfds:no_such_dataset_xyz")
+
+
+def test_tfds_not_prepared_and_offline(tmp_path, monkeypatch):
+    # A closed loopback port stands in for an unreachable internet.
+    monkeypatch.setenv("KTEMPLATE_NETWORK_PROBE", "127.0.0.1:9")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataUnavailableError, match="not prepared.*cannot reach the internet"):
+        images.load_images("tfds:mnist")
+
+
+def test_decode_images_resizes_each_image():
+    small = tf.io.encode_png(np.full((4, 4, 1), 200, "uint8"))
+    large = tf.io.encode_png(np.full((16, 12, 1), 100, "uint8"))
+    decoded = images.decode_images(tf.stack([small, large]), 1, (8, 8)).numpy()
+    assert decoded.shape == (2, 8, 8, 1)
+    np.testing.assert_allclose(decoded[0], 200)
+    np.testing.assert_allclose(decoded[1], 100)

@@ -1,0 +1,360 @@
+import dataclasses
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktemplate import cli, run, training
+from ktemplate import files as files_lib
+from pipelines import images
+from templates import image_cnn
+from tests.helpers.images import make_image_folder, write_png
+
+FAST = dict(epochs=2, batch_size=64, early_stopping_patience=0, conv_blocks=1, filters=8)
+
+
+def test_search_space_defaults_equal_config():
+    config = image_cnn.Config()
+    assert image_cnn.search_space(keras_tuner.HyperParameters(), config) == config
+    custom = image_cnn.Config(filters=16, dropout=0.3)
+    assert image_cnn.search_space(keras_tuner.HyperParameters(), custom) == custom
+
+
+def test_search_space_drives_the_model():
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("filters", 64)
+    hp.Fixed("conv_blocks", 3)
+    config = image_cnn.search_space(hp, image_cnn.Config())
+    assert (config.filters, config.conv_blocks) == (64, 3)
+
+
+SPEC = {
+    "input_shape": [8, 8, 1],
+    "class_names": [str(i) for i in range(10)],
+    "mean": [100.0],
+    "variance": [400.0],
+    "sizes": {"train": 100, "val": 10, "test": 10},
+}
+
+
+def test_default_model_shape_and_normalization_inside():
+    model = image_cnn.build_model(image_cnn.Config(), SPEC)
+    assert model.input_shape == (None, 8, 8, 1)
+    assert model.output_shape == (None, 10)
+    assert isinstance(model.layers[1], keras.layers.Normalization)
+    probabilities = model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_keeps_float32_output(policy):
+    config = image_cnn.Config(mixed_precision=policy)
+    training.set_global_options(config)
+    model = image_cnn.build_model(config, SPEC)
+    assert model.layers[2].compute_dtype == policy.split("_")[1]
+    assert model.output.dtype == "float32"
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_every_optimizer_and_schedule_trains_a_step(optimizer, schedule):
+    config = image_cnn.Config(
+        optimizer=optimizer,
+        lr_schedule=schedule,
+        clipnorm=1.0,
+        l1=1e-5,
+        activation="gelu",
+        batch_norm=False,
+        **{**FAST, "epochs": 1},
+    )
+    model = image_cnn.build_model(config, SPEC)
+    x = np.random.default_rng(0).uniform(0, 255, (16, 8, 8, 1)).astype("float32")
+    y = np.arange(16) % 10
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny real training run on the digits, shared by the export tests."""
+    out = tmp_path_factory.mktemp("runs")
+    config = image_cnn.Config(**FAST)
+    run_dir = run.train(image_cnn, config, output_dir=out, verbose=0)
+    return run_dir
+
+
+def test_run_folder_contents(trained_run):
+    for name in (
+        "config.json",
+        "spec.json",
+        "metrics.json",
+        "run.json",
+        "history_train.csv",
+        "confusion_matrix.png",
+        "predictions.png",
+        "checkpoints/best.keras",
+        "export/saved_model.pb",
+        "export/manifest.json",
+    ):
+        assert (trained_run / name).exists(), name
+    assert list((trained_run / "logs" / "train").iterdir())
+    assert not (trained_run / "backup").exists()
+    metrics = files_lib.read_json(trained_run / "metrics.json")
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["test_examples"] == 359
+    assert set(metrics["per_class"]) == {str(d) for d in range(10)}
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 359
+    assert metrics["epochs"] == {"train": 2}
+    config = files_lib.read_json(trained_run / "config.json")
+    assert config["epochs"] == 2 and config["dataset"] == "digits"
+
+
+def test_manifest(trained_run):
+    manifest = files_lib.read_json(trained_run / "export" / "manifest.json")
+    assert manifest["template"] == "image_cnn"
+    assert manifest["dataset"] == "digits"
+    assert manifest["class_names"] == [str(d) for d in range(10)]
+    assert manifest["input"]["kind"] == "image"
+    assert manifest["endpoints"]["serve"][0] == {
+        "shape": [None, None, None, 1],
+        "dtype": "uint8",
+        "name": "pixels",
+    }
+    assert manifest["endpoints"]["serve_image_bytes"][0]["dtype"] == "string"
+    assert manifest["serving_default"] == "serve"
+    assert (
+        manifest["metrics"]["test_accuracy"]
+        == files_lib.read_json(trained_run / "metrics.json")["test_accuracy"]
+    )
+    for package in ("tensorflow", "keras", "python"):
+        assert manifest["versions"][package]
+    assert manifest["created"]
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    # The project must not be needed to serve the export: make importing it fail.
+    for name in ("ktemplate", "templates", "pipelines", "tuning"):
+        sys.modules[name] = None
+    import numpy as np
+    import tensorflow as tf
+    export_dir, pixels_path, png_path = sys.argv[1:4]
+    loaded = tf.saved_model.load(export_dir)
+    pixels = np.load(pixels_path)
+    out = loaded.signatures["serving_default"](pixels=tf.constant(pixels))
+    by_bytes = loaded.serve_image_bytes(tf.constant([open(png_path, "rb").read()]))
+    print(json.dumps({
+        "probabilities": out["probabilities"].numpy().tolist(),
+        "class_id": out["class_id"].numpy().tolist(),
+        "class_name": [s.decode() for s in out["class_name"].numpy()],
+        "png_probabilities": by_bytes["probabilities"].numpy().tolist(),
+    }))
+    """
+)
+
+
+def test_export_matches_in_memory_model_in_a_fresh_process(trained_run, tmp_path):
+    splits = images.load_digits()
+    pixels = np.stack([x for x, _ in splits.test.take(12).as_numpy_iterator()])
+    np.save(tmp_path / "pixels.npy", pixels)
+    write_png(tmp_path / "digit.png", pixels[0])
+    script = tmp_path / "serve.py"
+    script.write_text(FRESH_PROCESS)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(script),
+            str(trained_run / "export"),
+            str(tmp_path / "pixels.npy"),
+            str(tmp_path / "digit.png"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+
+    model = run.load_best_model(trained_run)
+    expected = model.predict(pixels.astype("float32"), verbose=0)
+    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-5, atol=1e-6)
+    assert served["class_id"] == expected.argmax(axis=1).tolist()
+    assert served["class_name"] == [str(i) for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose(served["png_probabilities"][0], expected[0], rtol=1e-5, atol=1e-6)
+
+
+def test_serving_resizes_other_sizes(trained_run):
+    loaded = tf.saved_model.load(str(trained_run / "export"))
+    big = np.zeros((3, 16, 16, 1), "uint8")
+    out = loaded.serve(tf.constant(big))
+    assert out["probabilities"].shape == (3, 10)
+
+
+def test_cli_predict_export_and_refusals(trained_run, tmp_path, capsys):
+    splits = images.load_digits()
+    for i, (x, _) in enumerate(splits.test.take(2).as_numpy_iterator()):
+        write_png(tmp_path / f"{i}.png", x)
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(trained_run / "export"),
+                str(tmp_path / "0.png"),
+                str(tmp_path / "1.png"),
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["input"] for r in rows] == [str(tmp_path / "0.png"), str(tmp_path / "1.png")]
+    assert all(r["class_name"] in [str(d) for d in range(10)] for r in rows)
+
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    assert cli.main(["predict", str(trained_run / "export"), str(tmp_path / "bad.png")]) == 2
+    assert "Could not decode" in capsys.readouterr().err
+
+    # An existing export is never replaced silently.
+    before = (trained_run / "export" / "manifest.json").read_text()
+    assert cli.main(["export", str(trained_run)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (trained_run / "export" / "manifest.json").read_text() == before
+    assert cli.main(["export", str(trained_run), "--output", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "saved_model.pb").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data", per_class=8)
+    config = image_cnn.Config(dataset=f"dir:{tmp_path / 'data'}", **{**FAST, "epochs": 4})
+    real_callbacks = training.callbacks
+    monkeypatch.setattr(
+        training, "callbacks", lambda *a, **k: real_callbacks(*a, **k) + [InterruptAfter(1)]
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run.train(image_cnn, config, output_dir=tmp_path / "runs", verbose=0)
+    (run_dir,) = (tmp_path / "runs" / "image_cnn").iterdir()
+    assert (run_dir / "backup").exists() and not (run_dir / "metrics.json").exists()
+
+    monkeypatch.setattr(training, "callbacks", real_callbacks)
+    assert run.train(image_cnn, None, resume=run_dir, verbose=0) == run_dir
+    epochs = [
+        line.split(",")[0] for line in (run_dir / "history_train.csv").read_text().splitlines()[1:]
+    ]
+    assert epochs == ["0", "1", "2", "3"]  # resumed at epoch 2; no epoch ran twice
+    assert files_lib.read_json(run_dir / "run.json")["status"] == "finished"
+    with pytest.raises(ValueError, match="already finished"):
+        run.train(image_cnn, None, resume=run_dir, verbose=0)
+
+
+def test_run_interrupted_while_fine_tuning_resumes_without_retraining(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data", per_class=8)
+    config = image_cnn.Config(dataset=f"dir:{tmp_path / 'data'}", **FAST)
+    monkeypatch.setattr(image_cnn, "fine_tune", lambda model, config, spec: (model, 3))
+    real_callbacks = training.callbacks
+
+    def interrupt_fine_tuning(*args, phase="train", **kwargs):
+        extra = [InterruptAfter(3)] if phase == "fine_tune" else []
+        return real_callbacks(*args, phase=phase, **kwargs) + extra
+
+    monkeypatch.setattr(training, "callbacks", interrupt_fine_tuning)
+    with pytest.raises(KeyboardInterrupt):
+        run.train(image_cnn, config, output_dir=tmp_path / "runs", verbose=0)
+    (run_dir,) = (tmp_path / "runs" / "image_cnn").iterdir()
+    monkeypatch.setattr(training, "callbacks", real_callbacks)
+    run.train(image_cnn, None, resume=run_dir, verbose=0)
+
+    def epochs(phase):
+        lines = (run_dir / f"history_{phase}.csv").read_text().splitlines()[1:]
+        return [line.split(",")[0] for line in lines]
+
+    assert epochs("train") == ["0", "1"]  # the first phase did not run again
+    assert epochs("fine_tune") == ["2", "3", "4"]
+    assert files_lib.read_json(run_dir / "metrics.json")["epochs"] == {"train": 2, "fine_tune": 3}
+
+
+def test_transfer_learning_with_local_weights_file(tmp_path):
+    weights = tmp_path / "mobilenet.weights.h5"
+    source = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), include_top=False, weights=None, pooling="avg"
+    )
+    source.save_weights(weights)
+    make_image_folder(tmp_path / "data", per_class=6, size=(20, 20), channels=3)
+    config = image_cnn.Config(
+        dataset=f"dir:{tmp_path / 'data'}",
+        channels=3,
+        backbone="mobilenet_v3_small",
+        backbone_weights=str(weights),
+        backbone_size=32,
+        fine_tune_epochs=1,
+        **{**FAST, "epochs": 1},
+    )
+    data = image_cnn.load_data(config, 16)
+    model = image_cnn.build_model(config, data.spec)
+    backbone = model.get_layer("backbone")
+    assert not backbone.trainable
+    for loaded, saved in zip(backbone.weights, source.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
+
+    run_dir = run.train(image_cnn, config, output_dir=tmp_path / "runs", verbose=0)
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    assert metrics["epochs"] == {"train": 1, "fine_tune": 1}
+    assert (run_dir / "history_fine_tune.csv").exists()
+
+
+def test_backbone_weights_path_must_exist(tmp_path):
+    with pytest.raises(ValueError, match="backbone_weights"):
+        image_cnn.Config(backbone="mobilenet_v3_small", backbone_weights=str(tmp_path / "no.h5"))
+
+
+def test_tfds_end_to_end_with_mock_data(tmp_path, online):
+    import tensorflow_datasets as tfds
+
+    config = image_cnn.Config(dataset="tfds:mnist", **{**FAST, "epochs": 1})
+    with tfds.testing.mock_data(num_examples=40):
+        run_dir = run.train(image_cnn, config, output_dir=tmp_path, verbose=0)
+    manifest = files_lib.read_json(run_dir / "export" / "manifest.json")
+    assert manifest["input"]["height"] == 28 and manifest["dataset"] == "tfds:mnist"
+
+
+def test_every_config_field_has_a_comment():
+    from ktemplate.config import field_comments
+
+    comments = field_comments(image_cnn.Config)
+    assert [f.name for f in dataclasses.fields(image_cnn.Config) if not comments.get(f.name)] == []
+
+
+def test_config_dataclass_is_complete():
+    fields = {f.name for f in dataclasses.fields(image_cnn.Config)}
+    assert {
+        "optimizer",
+        "lr_schedule",
+        "clipnorm",
+        "l1",
+        "l2",
+        "dropout",
+        "batch_norm",
+        "activation",
+        "mixed_precision",
+        "jit_compile",
+        "seed",
+        "backbone",
+    } <= fields
