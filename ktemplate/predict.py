@@ -1,10 +1,13 @@
-"""Runs an exported SavedModel on input files, the way a serving client would.
+"""Runs an exported SavedModel on inputs, the way a serving client would.
 
-Only TensorFlow and the export folder are used: no template code is imported.
+Only TensorFlow and the export folder are used: no template code is imported. The manifest's
+`input.kind` picks a reader that turns the command-line inputs into calls of the export's
+endpoints; each template's kind has one reader in `READERS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,10 @@ import tensorflow as tf
 from ktemplate.export import read_manifest
 
 
-def _rows(outputs: dict[str, tf.Tensor], inputs: list[str]) -> list[dict[str, Any]]:
+def rows(outputs: dict[str, tf.Tensor], inputs: list[str]) -> list[dict[str, Any]]:
+    """Turns a batch of endpoint outputs into one JSON-ready dict per input."""
     values = {k: v.numpy() for k, v in outputs.items()}
-    rows = []
+    result = []
     for i, name in enumerate(inputs):
         row: dict[str, Any] = {"input": name}
         for key, value in values.items():
@@ -28,12 +32,38 @@ def _rows(outputs: dict[str, tf.Tensor], inputs: list[str]) -> list[dict[str, An
             elif isinstance(item, np.generic):
                 item = item.item()
             row[key] = item
-        rows.append(row)
-    return rows
+        result.append(row)
+    return result
+
+
+def _existing_files(inputs: list[str]) -> list[Path]:
+    for name in inputs:
+        if not Path(name).is_file():
+            raise FileNotFoundError(f"Input file not found: {name}.")
+    return [Path(name) for name in inputs]
+
+
+def _predict_images(loaded, inputs: list[str], manifest: dict) -> list[dict[str, Any]]:
+    result = []
+    for path in _existing_files(inputs):
+        try:
+            outputs = loaded.serve_image_bytes(tf.constant([path.read_bytes()]))
+        except tf.errors.InvalidArgumentError:
+            raise ValueError(
+                f"Could not decode {path} as an image (PNG, JPEG, BMP or GIF expected)."
+            ) from None
+        result += rows(outputs, [str(path)])
+    return result
+
+
+# input kind → reader(loaded SavedModel, command-line inputs, manifest) → rows
+READERS: dict[str, Callable[[Any, list[str], dict], list[dict[str, Any]]]] = {
+    "image": _predict_images,
+}
 
 
 def predict(export_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
-    """Predicts one row of outputs per input file.
+    """Predicts one row of outputs per input.
 
     Raises:
         FileNotFoundError: the export or an input file is missing.
@@ -41,19 +71,10 @@ def predict(export_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
     """
     manifest = read_manifest(export_dir)
     kind = manifest.get("input", {}).get("kind")
-    for name in inputs:
-        if not Path(name).is_file():
-            raise FileNotFoundError(f"Input file not found: {name}.")
+    if kind not in READERS:
+        raise ValueError(
+            f"This version of ktemplate cannot feed inputs of kind {kind!r}; "
+            f"known kinds: {', '.join(sorted(READERS))}."
+        )
     loaded = tf.saved_model.load(str(export_dir))
-    if kind == "image":
-        rows = []
-        for name in inputs:
-            try:
-                outputs = loaded.serve_image_bytes(tf.constant([Path(name).read_bytes()]))
-            except tf.errors.InvalidArgumentError:
-                raise ValueError(
-                    f"Could not decode {name} as an image (PNG, JPEG, BMP or GIF expected)."
-                ) from None
-            rows += _rows(outputs, [name])
-        return rows
-    raise ValueError(f"This version of ktemplate cannot feed inputs of kind {kind!r} from files.")
+    return READERS[kind](loaded, inputs, manifest)

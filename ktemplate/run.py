@@ -90,6 +90,7 @@ def _fit(model, data, config, run_dir, phase, epochs, initial_epoch, best_val_lo
         validation_data=data.val,
         epochs=epochs,
         initial_epoch=initial_epoch,
+        shuffle=False,  # the train dataset shuffles itself
         callbacks=training.callbacks(config, run_dir, phase=phase, best_val_loss=best_val_loss),
         verbose=verbose,
     )
