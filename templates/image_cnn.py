@@ -39,6 +39,7 @@ from ktemplate.run import Data
 from pipelines import images
 
 NAME = "image_cnn"
+TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
 
 # keras.applications backbones that take raw 0..255 RGB pixels (preprocessing built in).
 BACKBONES = {
@@ -72,7 +73,7 @@ class Config(TrainingConfig):
     kernel_size: int = 3  # convolution kernel size
     pooling: Literal["max", "avg"] = "max"  # pooling at the end of each block
     dense_units: int = 128  # units of the hidden dense layer; 0 removes it
-    augment: bool = True  # random train-time augmentation (never on val/test)
+    augment: bool = False  # random train-time augmentation, train only (off: it blurs 8x8 digits)
     translate: float = 0.1  # max random shift, as a fraction of height/width
     rotate: float = 0.04  # max random rotation, as a fraction of a full turn
     zoom: float = 0.1  # max random zoom in/out, as a fraction
