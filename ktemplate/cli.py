@@ -1,4 +1,4 @@
-"""`ktemplate`: list, train, export, predict and copy templates.
+"""`ktemplate`: list, train, tune, export, predict and copy templates.
 
 `--help` and `list` never import TensorFlow; the other commands import it only once their
 arguments are checked.
@@ -39,6 +39,16 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="the data source (same as --set dataset=...)")
 
 
+def _add_strategy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strategy",
+        default="auto",
+        choices=["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
+        help="tf.distribute strategy (default auto: TPU if found, Mirrored on >1 GPU, else "
+        "default); batch_size is per replica",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ktemplate",
@@ -61,6 +71,59 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train)
     train.add_argument("--output-dir", default="saved_models", help="parent of run folders")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    _add_strategy_option(train)
+
+    tune = sub.add_parser(
+        "tune",
+        help="search hyperparameters with keras-tuner, then retrain and export the best",
+        epilog="Fields set with --set/--config/--dataset are fixed (taken out of the search). "
+        "Run the same command again to continue an interrupted sweep. Sweeps are written to "
+        "OUTPUT_DIR/<template>/sweeps/<name>/.",
+    )
+    tune.add_argument("name", help="template name (see `ktemplate list`)")
+    _add_config_options(tune)
+    tune.add_argument(
+        "--tuner", default="random", choices=["random", "bayesian", "hyperband", "grid"]
+    )
+    tune.add_argument("--max-trials", type=int, default=10, help="trials to run (default 10)")
+    tune.add_argument(
+        "--max-epochs", type=int, help="epochs per trial (default: the config's epochs)"
+    )
+    tune.add_argument("--executions-per-trial", type=int, default=1, help="fits averaged per trial")
+    tune.add_argument(
+        "--objective",
+        help="a validation metric, e.g. val_loss or val_accuracy:max (default: the template's)",
+    )
+    tune.add_argument(
+        "--max-retries-per-trial", type=int, default=0, help="re-runs of a trial that errored"
+    )
+    tune.add_argument(
+        "--max-consecutive-failed-trials",
+        type=int,
+        default=3,
+        help="stop after this many failed trials in a row (default 3)",
+    )
+    tune.add_argument(
+        "--min-score", type=float, help="refuse to export a champion that scores worse"
+    )
+    tune.add_argument(
+        "--no-champion", action="store_true", help="only search; do not retrain and export"
+    )
+    tune.add_argument("--name", dest="sweep_name", help="sweep folder name (default: the tuner)")
+    tune.add_argument("--restart", action="store_true", help="delete the sweep and start over")
+    tune.add_argument("--output-dir", default="saved_models", help="parent of sweep folders")
+    _add_strategy_option(tune)
+    tune.add_argument(
+        "--workers", type=int, help="run trials in N worker processes on this machine"
+    )
+    tune.add_argument(
+        "--role", choices=["chief", "worker"], help="this process's role in a cluster sweep"
+    )
+    tune.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address (with --role)")
+    tune.add_argument("--worker-id", help="unique id of this worker (with --role worker)")
+
+    report = sub.add_parser("report", help="print a sweep's leaderboard")
+    report.add_argument("sweep_dir", help="a sweep folder, saved_models/<template>/sweeps/<name>")
 
     export = sub.add_parser("export", help="export a run's best model as a SavedModel")
     export.add_argument("run_dir", help="a run folder, saved_models/<template>/<run-id>")
@@ -96,20 +159,19 @@ def cmd_show(name: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ktemplate.config import resolve_config
-
     template = templates.load(args.name)
-    assignments = list(args.assignments)
-    if args.dataset is not None:
-        assignments.insert(0, f"dataset={args.dataset}")
-    config = resolve_config(template.Config, args.config_file, assignments)
-    if args.resume and (assignments or args.config_file):
+    config, fixed = _config_and_fixed(template, args)
+    if args.resume and fixed:
         raise ValueError("--resume continues a run with its recorded config; drop --set/--config.")
 
     from ktemplate import run
+    from tuning import strategies
 
+    strategy = strategies.make_strategy(args.strategy)
     try:
-        run_dir = run.train(template, config, output_dir=args.output_dir, resume=args.resume)
+        run_dir = run.train(
+            template, config, output_dir=args.output_dir, resume=args.resume, strategy=strategy
+        )
     except KeyboardInterrupt:
         print(
             "\nInterrupted. Resume with: ktemplate train "
@@ -121,6 +183,104 @@ def cmd_train(args: argparse.Namespace) -> int:
     headline = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     print(json.dumps(headline, indent=2))
     print(f"Run folder: {run_dir}\nExport: {run_dir / 'export'}")
+    return 0
+
+
+def _config_and_fixed(template, args: argparse.Namespace):
+    """The resolved config and the fields the user set (fixed in a sweep)."""
+    from ktemplate.config import load_config_file, parse_assignments, resolve_config
+
+    assignments = list(args.assignments)
+    if args.dataset is not None:
+        assignments.insert(0, f"dataset={args.dataset}")
+    config = resolve_config(template.Config, args.config_file, assignments)
+    keys = set(parse_assignments(assignments))
+    if args.config_file:
+        keys |= set(load_config_file(args.config_file))
+    return config, {k: getattr(config, k) for k in sorted(keys)}
+
+
+def _without_option(argv: list[str], option: str, takes_value: bool) -> list[str]:
+    result, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == option:
+            skip = takes_value
+        elif not item.startswith(option + "="):
+            result.append(item)
+    return result
+
+
+def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
+    from tuning import launch
+
+    template = templates.load(args.name)
+    config, fixed = _config_and_fixed(template, args)
+    for option in ("max_trials", "executions_per_trial", "max_epochs"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}.")
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {args.workers}.")
+        if args.role:
+            raise ValueError("--workers starts its own chief and workers; drop --role.")
+        sweep_name = args.sweep_name or args.tuner
+        folder = Path(args.output_dir) / args.name / "sweeps" / sweep_name
+        if args.restart and folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        child_argv = _without_option(_without_option(argv, "--workers", True), "--restart", False)
+        return launch.run_local(child_argv, args.workers, folder.parent / f"{sweep_name}-processes")
+    if args.role:
+        if not args.oracle:
+            raise ValueError("--role needs --oracle HOST:PORT (the chief's address).")
+        os.environ.update(launch.role_environment(args.role, args.oracle, args.worker_id))
+
+    from tuning import search
+
+    sweep = search.Sweep(
+        template=args.name,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        max_epochs=args.max_epochs,
+        executions_per_trial=args.executions_per_trial,
+        objective=args.objective,
+        max_retries_per_trial=args.max_retries_per_trial,
+        max_consecutive_failed_trials=args.max_consecutive_failed_trials,
+        min_score=args.min_score,
+        champion=not args.no_champion,
+    )
+    try:
+        folder = search.tune(
+            template,
+            config,
+            fixed,
+            sweep,
+            output_dir=args.output_dir,
+            name=args.sweep_name,
+            strategy_name=args.strategy,
+            restart=args.restart,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except KeyboardInterrupt:
+        print("\nInterrupted. Run the same command again to continue the sweep.", file=sys.stderr)
+        return 130
+    if args.role == "worker":
+        return 0
+    print((folder / "leaderboard.md").read_text())
+    print(f"Sweep folder: {folder}")
+    if sweep.champion:
+        print(f"Champion: {folder / 'champion'}\nExport: {folder / 'champion' / 'export'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tuning import report
+
+    print(report.write_leaderboard(args.sweep_dir), end="")
     return 0
 
 
@@ -152,8 +312,9 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.command not in ("list", "new"):
+    if args.command not in ("list", "new", "report"):
         _quiet_tensorflow()
     try:
         if args.command == "list":
@@ -162,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_show(args.name)
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "tune":
+            return cmd_tune(args, argv)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "export":
             return cmd_export(args)
         if args.command == "predict":

@@ -12,21 +12,25 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Writes `data` as indented JSON to `path` via a temporary file and a rename."""
+def write_text(path: str | Path, text: str) -> None:
+    """Writes `text` to `path` via a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
+            f.write(text)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Writes `data` as indented JSON to `path` via a temporary file and a rename."""
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -32,6 +32,7 @@ import dataclasses
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -49,7 +50,7 @@ class Data:
     """What a template's `load_data` returns."""
 
     train: tf.data.Dataset  # batched, shuffled and augmented, ready for fit
-    val: tf.data.Dataset  # batched, no augmentation
+    val: tf.data.Dataset | None  # batched, no augmentation; None when refitting on train+val
     test: tf.data.Dataset  # batched, no augmentation
     spec: dict[str, Any]  # JSON-serializable facts the model and export need
 
@@ -91,7 +92,13 @@ def _fit(model, data, config, run_dir, phase, epochs, initial_epoch, best_val_lo
         epochs=epochs,
         initial_epoch=initial_epoch,
         shuffle=False,  # the train dataset shuffles itself
-        callbacks=training.callbacks(config, run_dir, phase=phase, best_val_loss=best_val_loss),
+        callbacks=training.callbacks(
+            config,
+            run_dir,
+            phase=phase,
+            best_val_loss=best_val_loss,
+            validation=data.val is not None,
+        ),
         verbose=verbose,
     )
     # On a resumed phase `history.epoch` holds only the epochs run now; the phase's length is
@@ -120,6 +127,16 @@ def _first_phase(model, data, config, run_dir: Path, verbose) -> dict[str, Any]:
     return result
 
 
+def merge_validation(data: Data) -> Data:
+    """Train on train+validation: the validation batches join the (shuffled) train batches.
+
+    Normalization statistics stay those of the train split; validation examples are not
+    augmented. Used to refit a tuned configuration for a fixed number of epochs.
+    """
+    merged = data.train.concatenate(data.val).shuffle(256, seed=0)
+    return dataclasses.replace(data, train=merged, val=None)
+
+
 def train(
     template: ModuleType,
     config: Any,
@@ -127,6 +144,10 @@ def train(
     resume: str | Path | None = None,
     strategy: tf.distribute.Strategy | None = None,
     verbose: int | None = None,
+    run_dir: str | Path | None = None,
+    refit: bool = False,
+    before_export: Callable[[dict[str, Any]], None] | None = None,
+    extra_info: dict[str, Any] | None = None,
 ) -> Path:
     """Trains, evaluates and exports one run of `template`; returns the run folder.
 
@@ -142,6 +163,14 @@ def train(
         strategy: a `tf.distribute` strategy; the default strategy when None.
         verbose: passed to `model.fit`; by default a progress bar on a terminal, else one
             line per epoch.
+        run_dir: the new run's folder (must not exist); `output_dir/<template>/<run-id>` by
+            default.
+        refit: train on train+validation for exactly `config.epochs` (no early stopping);
+            the final model is the last epoch's.
+        before_export: called with the test metrics before the export; raising `ValueError`
+            refuses the export (the run keeps its metrics, status "rejected").
+        extra_info: JSON facts recorded in run.json and the export manifest (e.g. the sweep
+            a champion comes from).
     """
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -149,6 +178,8 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         run_info = read_run(run_dir)
+        refit = run_info.get("refit", False)
+        extra_info = run_info.get("extra")
         if run_info["template"] != template.NAME:
             raise ValueError(
                 f"{run_dir} is a run of template '{run_info['template']}', not '{template.NAME}'."
@@ -164,11 +195,17 @@ def train(
     training.set_global_options(config)
     batch_size = global_batch_size(config, strategy)
     data = template.load_data(config, batch_size)
+    if refit:
+        data = merge_validation(data)
     with strategy.scope():
         model = template.build_model(config, data.spec)
 
     if resume is None:
-        run_dir = new_run_dir(output_dir, template.NAME)
+        if run_dir is None:
+            run_dir = new_run_dir(output_dir, template.NAME)
+        else:
+            run_dir = Path(run_dir)
+            run_dir.mkdir(parents=True)
         files.write_json(run_dir / "config.json", config_lib.to_dict(config))
         files.write_json(run_dir / "spec.json", data.spec)
     run_info = {
@@ -178,7 +215,10 @@ def train(
         "status": "training",
         "replicas": strategy.num_replicas_in_sync,
         "global_batch_size": batch_size,
+        "refit": refit,
     }
+    if extra_info:
+        run_info["extra"] = extra_info
     files.write_json(run_dir / "run.json", run_info)
 
     start = time.perf_counter()
@@ -206,11 +246,21 @@ def train(
     metrics = template.evaluate(model, data, run_dir)
     metrics["train_seconds"] = round(train_seconds, 2)
     metrics["epochs"] = phases
+    try:
+        if before_export is not None:
+            before_export(metrics)
+    except ValueError:
+        _finish(run_dir, run_info, metrics, "rejected")
+        raise
     export(template, run_dir, model=model, metrics=metrics)
+    _finish(run_dir, run_info, metrics, "finished")
+    return run_dir
+
+
+def _finish(run_dir: Path, run_info: dict[str, Any], metrics: dict[str, Any], status: str):
     files.write_json(run_dir / "metrics.json", metrics)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    files.write_json(run_dir / "run.json", {**run_info, "status": "finished"})
-    return run_dir
+    files.write_json(run_dir / "run.json", {**run_info, "status": status})
 
 
 def load_best_model(run_dir: Path) -> keras.Model:
@@ -257,6 +307,8 @@ def export(
         **template.manifest_extras(spec),
         "global_batch_size": run_info.get("global_batch_size"),
         "replicas": run_info.get("replicas"),
+        "batch_size_note": "config.batch_size is per replica; global = batch_size * replicas",
+        **run_info.get("extra", {}),
         "metrics": metrics,
         "config": config,
     }

@@ -69,15 +69,20 @@ def callbacks(
     run_dir: Path | None,
     phase: str = "train",
     best_val_loss: float | None = None,
+    validation: bool = True,
 ) -> list:
     """The standard callbacks; those that write files are only added with a `run_dir`.
 
     `BackupAndRestore` keeps the state of an interrupted run under `run_dir/backup/<phase>`, so
     running the same run again resumes at the last finished epoch. `best_val_loss` carries the
     best checkpoint's score from an earlier phase so a later phase only replaces it when better.
+    Without `validation` (a refit on train+validation for a fixed number of epochs) nothing
+    stops early, the learning-rate plateau watches the training loss, and the checkpoint is the
+    last epoch's model.
     """
+    monitor = "val_loss" if validation else "loss"
     result: list = [keras.callbacks.TerminateOnNaN()]
-    if config.early_stopping_patience > 0:
+    if validation and config.early_stopping_patience > 0:
         result.append(
             keras.callbacks.EarlyStopping(
                 monitor="val_loss",
@@ -88,7 +93,7 @@ def callbacks(
     if config.lr_schedule == "plateau":
         result.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss",
+                monitor=monitor,
                 factor=0.5,
                 patience=max(1, config.early_stopping_patience // 3),
                 min_lr=config.learning_rate * 1e-3,
@@ -99,9 +104,9 @@ def callbacks(
         result += [
             keras.callbacks.ModelCheckpoint(
                 str(run_dir / "checkpoints" / "best.keras"),
-                monitor="val_loss",
-                save_best_only=True,
-                initial_value_threshold=best_val_loss,
+                monitor=monitor,
+                save_best_only=validation,
+                initial_value_threshold=best_val_loss if validation else None,
             ),
             keras.callbacks.TensorBoard(str(run_dir / "logs" / phase)),
             keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),

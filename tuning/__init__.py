@@ -1,0 +1,1 @@
+"""Hyperparameter tuning: strategies, keras-tuner search, distributed launch, report."""

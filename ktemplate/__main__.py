@@ -1,0 +1,5 @@
+"""`python -m ktemplate` runs the CLI."""
+
+from ktemplate.cli import main
+
+raise SystemExit(main())

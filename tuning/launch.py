@@ -1,0 +1,160 @@
+"""Runs a sweep's trials in several processes with keras-tuner's own chief/worker oracle.
+
+keras-tuner's distributed mode: one chief process serves the oracle over gRPC; each worker
+asks it for a trial, runs it and reports back. A process learns its role from three variables:
+
+    KERASTUNER_TUNER_ID      "chief", or a unique worker id such as "tuner0"
+    KERASTUNER_ORACLE_IP     the chief's address
+    KERASTUNER_ORACLE_PORT   the chief's port
+
+`ktemplate tune NAME --workers N` starts the chief and N workers on this machine (loopback),
+one GPU per worker when there are GPUs; `--role chief|worker --oracle HOST:PORT` runs one
+process of a cluster (see README for a SLURM example). No TensorFlow is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def parse_oracle(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--oracle expects HOST:PORT (e.g. 10.0.0.5:8000), got {address!r}.")
+    return host, int(port)
+
+
+def role_environment(role: str, oracle: str, worker_id: str | None) -> dict[str, str]:
+    """The keras-tuner variables for a chief or a worker process."""
+    host, port = parse_oracle(oracle)
+    if role == "chief":
+        tuner_id = "chief"
+    else:
+        if not worker_id:
+            raise ValueError("--role worker needs --worker-id (unique per worker, e.g. 0, 1).")
+        tuner_id = worker_id if worker_id.startswith("tuner") else f"tuner{worker_id}"
+    return {
+        "KERASTUNER_TUNER_ID": tuner_id,
+        "KERASTUNER_ORACLE_IP": host,
+        "KERASTUNER_ORACLE_PORT": str(port),
+    }
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def gpu_count() -> int:
+    """GPUs `nvidia-smi` lists (0 without NVIDIA drivers), honouring CUDA_VISIBLE_DEVICES."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return  # the chief exited early; the caller reports its log
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.5)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for p in processes:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def run_local(tune_argv: list[str], workers: int, log_dir: Path) -> int:
+    """Runs `ktemplate tune` as a chief plus `workers` worker processes on this machine.
+
+    `tune_argv` is the tune command line without `--workers`. Each process logs to
+    `log_dir/<role>.log`. Returns the chief's exit code; when any process fails, or on
+    Ctrl-C, all of them are stopped.
+    """
+    host, port = "127.0.0.1", free_port()
+    oracle = f"{host}:{port}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    gpus = gpu_count()
+    command = [sys.executable, "-m", "ktemplate", *tune_argv]
+    processes: list[subprocess.Popen] = []
+    logs: list[Path] = []
+
+    def start(role: str, extra: list[str], env_extra: dict[str, str]) -> None:
+        name = "chief" if role == "chief" else f"worker{extra[-1]}"
+        log = log_dir / f"{name}.log"
+        env = {**os.environ, **env_extra, "PYTHONUNBUFFERED": "1"}
+        with open(log, "w") as f:
+            processes.append(
+                subprocess.Popen(
+                    [*command, "--role", role, "--oracle", oracle, *extra],
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            )
+        logs.append(log)
+        print(f"started {name} (pid {processes[-1].pid}), log: {log}", flush=True)
+
+    try:
+        start("chief", [], {})
+        _wait_for_port(host, port, processes[0], timeout=300)
+        for i in range(workers if processes[0].poll() is None else 0):
+            # One GPU per worker when there are GPUs; the chief only serves the oracle.
+            env = {"CUDA_VISIBLE_DEVICES": str(i % gpus)} if gpus else {}
+            start("worker", ["--worker-id", str(i)], env)
+        while True:
+            codes = [p.poll() for p in processes]
+            failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i = failed[0]
+                print(
+                    f"ktemplate: error: {logs[i].stem} exited with code {codes[i]}; "
+                    f"stopping the others. End of {logs[i]}:\n{_tail(logs[i])}",
+                    file=sys.stderr,
+                )
+                _stop(processes)
+                return 1
+            if codes[0] == 0:
+                _stop(processes[1:])  # workers exit by themselves once the oracle stops
+                return 0
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nInterrupted: stopping the chief and workers.", file=sys.stderr)
+        _stop(processes)
+        return 130

@@ -1,0 +1,401 @@
+"""The keras-tuner search over a template's search space, and the champion it exports.
+
+A sweep lives in `saved_models/<template>/sweeps/<name>/`:
+
+    sweep.json          what was asked: tuner, objective, epochs, fixed Config fields, strategy
+    tuner/              keras-tuner's project (oracle state, one folder per trial)
+    trials/<id>.json    per trial: fit seconds, epochs, memory, who ran it (one entry per run)
+    logs/<id>/          TensorBoard logs per trial, with the HParams dashboard populated
+    leaderboard.csv     all trials, best first (also leaderboard.md)
+    champion/           a run folder (see `ktemplate.run`): the best hyperparameters retrained
+                        on train+validation, evaluated on test, exported
+
+Running the same command again continues the sweep: keras-tuner reloads its oracle, keeps the
+completed trials and re-runs only the one that was interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import resource
+import shutil
+import socket
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import keras
+import keras_tuner
+import numpy as np
+
+from ktemplate import config as config_lib
+from ktemplate import files, run, training
+from tuning import report, strategies
+
+TUNERS = {
+    "random": keras_tuner.RandomSearch,
+    "bayesian": keras_tuner.BayesianOptimization,
+    "hyperband": keras_tuner.Hyperband,
+    "grid": keras_tuner.GridSearch,
+}
+# The settings a resumed sweep must share with the one it continues.
+IDENTITY = ("template", "tuner", "objective", "max_epochs", "executions_per_trial", "config")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What `ktemplate tune` was asked for."""
+
+    template: str
+    tuner: str = "random"  # random, bayesian, hyperband or grid
+    max_trials: int = 10  # trials to run (hyperband: its brackets decide)
+    max_epochs: int | None = None  # epochs per trial; None: the config's epochs
+    executions_per_trial: int = 1  # fits per trial, averaged (noisy objectives)
+    objective: str | None = None  # e.g. val_accuracy, val_loss:min; None: the template's
+    max_retries_per_trial: int = 0  # re-runs of a trial that raised an error
+    max_consecutive_failed_trials: int = 3  # stop the sweep after this many failures in a row
+    min_score: float | None = None  # refuse to export a champion scoring worse than this
+    champion: bool = True  # retrain and export the best hyperparameters after the sweep
+
+
+def objective_for(template: ModuleType, name: str | None) -> keras_tuner.Objective:
+    """`name` is a metric like `val_accuracy`, optionally with `:min`/`:max`.
+
+    Without a direction, names with loss/error in them are minimized, others maximized.
+    """
+    name = name or getattr(template, "TUNE_OBJECTIVE", "val_loss")
+    name, _, direction = name.partition(":")
+    if not direction:
+        lower = name.lower()
+        minimize = any(k in lower for k in ("loss", "error", "mae", "mse", "mase"))
+        direction = "min" if minimize else "max"
+    if direction not in ("min", "max"):
+        raise config_lib.ConfigError(f"Objective direction must be min or max, not {direction!r}.")
+    if not name.startswith("val_"):
+        raise config_lib.ConfigError(
+            f"Objective {name!r} is not a validation metric; tune on a val_ metric "
+            "(e.g. val_loss, val_accuracy) so the test split stays unseen."
+        )
+    return keras_tuner.Objective(name, direction)
+
+
+def searched_names(template: ModuleType) -> list[str]:
+    """The Config fields the template's search space tunes."""
+    hp = keras_tuner.HyperParameters()
+    template.search_space(hp, template.Config())
+    return list(hp.values)
+
+
+def sweep_dir(output_dir: str | Path, template_name: str, name: str) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise config_lib.ConfigError(f"Bad sweep name {name!r}: use a plain folder name.")
+    return Path(output_dir) / template_name / "sweeps" / name
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    current = peak
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    current = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return round(current, 1), round(peak, 1)
+
+
+class TemplateHyperModel(keras_tuner.HyperModel):
+    """Builds and fits a template's model for one trial's hyperparameters.
+
+    Data is loaded per trial because searched fields may change it (window length, vocabulary
+    size, batch size); `build` and `fit` of one trial share it.
+    """
+
+    def __init__(self, template, config, fixed, strategy, trials_dir: Path, verbose: int):
+        super().__init__(name=template.NAME)
+        self.template = template
+        self.config = config
+        self.fixed = fixed
+        # The space is declared with the template's defaults (a value the user fixed may lie
+        # outside the searched choices); fixed fields are applied over each trial's values.
+        defaults = template.Config()
+        self.search_base = dataclasses.replace(
+            config, **{k: getattr(defaults, k) for k in searched_names(template)}
+        )
+        self.strategy = strategy
+        self.trials_dir = trials_dir
+        self.verbose = verbose
+        self.trial_id: str | None = None
+        self._data: run.Data | None = None
+        self._trial_config = None
+
+    def config_for(self, hp) -> Any:
+        """The Config of one trial: searched values from `hp`, the user's fixed values."""
+        config = self.template.search_space(hp, self.search_base)
+        return dataclasses.replace(config, **{k: getattr(self.config, k) for k in self.fixed})
+
+    def build(self, hp):
+        config = self.config_for(hp)
+        training.set_global_options(config)
+        self._data = self.template.load_data(config, run.global_batch_size(config, self.strategy))
+        self._trial_config = config
+        return self.template.build_model(config, self._data.spec)
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        config, data = self._trial_config, self._data
+        epochs = kwargs.get("epochs", config.epochs)
+        initial_epoch = kwargs.get("initial_epoch", 0)
+        start = time.perf_counter()
+        history = model.fit(
+            data.train,
+            validation_data=data.val,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            shuffle=False,
+            callbacks=list(callbacks or []) + training.callbacks(config, None),
+            verbose=self.verbose,
+        )
+        seconds = time.perf_counter() - start
+        losses = history.history.get("loss", [])
+        failed = not losses or not all(math.isfinite(v) for v in losses)
+        self._record(seconds, len(history.epoch), "failed" if failed else "completed")
+        self._data = None
+        if failed:
+            raise keras_tuner.errors.FailedTrialError(
+                "The loss became NaN or infinite; the trial is recorded as failed."
+            )
+        return history
+
+    def _record(self, seconds: float, epochs: int, status: str) -> None:
+        path = self.trials_dir / f"{self.trial_id}.json"
+        runs = files.read_json(path)["runs"] if path.exists() else []
+        rss, peak = _rss_mb()
+        runs.append(
+            {
+                "fit_seconds": round(seconds, 3),
+                "epochs": epochs,
+                "status": status,
+                "rss_mb": rss,
+                "peak_rss_mb": peak,
+                "tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "tuner0"),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+        )
+        files.write_json(path, {"trial_id": self.trial_id, "runs": runs})
+
+
+def _tuner_class(base: type) -> type:
+    class Tuner(base):
+        def on_trial_begin(self, trial):
+            super().on_trial_begin(trial)
+            self.hypermodel.trial_id = trial.trial_id
+
+    Tuner.__name__ = base.__name__
+    return Tuner
+
+
+def make_tuner(template, config, sweep: Sweep, directory: Path, strategy, fixed, verbose=2):
+    """A keras-tuner tuner over `template`'s search space, saved under `directory/tuner`.
+
+    `fixed` maps Config fields the user set to their values: searched fields among them are
+    registered as `hp.Fixed`, which takes them out of the search.
+    """
+    if sweep.tuner not in TUNERS:
+        raise config_lib.ConfigError(
+            f"Unknown tuner {sweep.tuner!r}; choose one of {', '.join(TUNERS)}."
+        )
+    hp = keras_tuner.HyperParameters()
+    for name in searched_names(template):
+        if name in fixed:
+            hp.Fixed(name, getattr(config, name))
+    hypermodel = TemplateHyperModel(
+        template, config, fixed, strategy, directory / "trials", verbose
+    )
+    common = {
+        "hypermodel": hypermodel,
+        "objective": objective_for(template, sweep.objective),
+        "hyperparameters": hp,
+        "tune_new_entries": True,
+        "executions_per_trial": sweep.executions_per_trial,
+        "max_retries_per_trial": sweep.max_retries_per_trial,
+        "max_consecutive_failed_trials": sweep.max_consecutive_failed_trials,
+        "distribution_strategy": strategy,
+        "directory": str(directory),
+        "project_name": "tuner",
+        "overwrite": False,
+        "seed": config.seed,
+    }
+    if sweep.tuner == "hyperband":
+        return _tuner_class(keras_tuner.Hyperband)(max_epochs=config.epochs, **common)
+    return _tuner_class(TUNERS[sweep.tuner])(max_trials=sweep.max_trials, **common)
+
+
+def _check_same_sweep(directory: Path, record: dict[str, Any]) -> None:
+    path = directory / "sweep.json"
+    if not path.exists():
+        return
+    old = files.read_json(path)
+    changed = [k for k in IDENTITY if old.get(k) != record.get(k)]
+    if changed:
+        raise ValueError(
+            f"{directory} holds a sweep with other settings ({', '.join(changed)} differ). "
+            "Continue it with the same options, or start another with --name NAME "
+            "(or --restart to delete it)."
+        )
+
+
+def best_epochs(trial) -> int:
+    """Epochs the best trial trained up to its best epoch (Hyperband trials start later)."""
+    initial = trial.hyperparameters.values.get("tuner/initial_epoch", 0)
+    return int(initial + (trial.best_step or 0) + 1)
+
+
+def tune(
+    template: ModuleType,
+    config: Any,
+    fixed: dict[str, Any],
+    sweep: Sweep,
+    output_dir: str | Path = "saved_models",
+    name: str | None = None,
+    strategy_name: str = "auto",
+    restart: bool = False,
+    verbose: int = 2,
+) -> Path:
+    """Runs (or continues) a sweep; on the chief, then writes the leaderboard and champion.
+
+    In keras-tuner's distributed mode (`KERASTUNER_TUNER_ID` set) a worker only runs trials;
+    the chief serves the oracle, and once every trial is done, reports and exports.
+
+    Returns:
+        The sweep folder.
+    """
+    directory = sweep_dir(output_dir, template.NAME, name or sweep.tuner)
+    role = os.environ.get("KERASTUNER_TUNER_ID")
+    worker = role is not None and role != "chief"
+    strategy = strategies.make_strategy(strategy_name)
+    config = dataclasses.replace(config, epochs=sweep.max_epochs or config.epochs)
+    objective = objective_for(template, sweep.objective)
+    record = {
+        "template": template.NAME,
+        "tuner": sweep.tuner,
+        "objective": f"{objective.name}:{objective.direction}",
+        "max_epochs": config.epochs,
+        "executions_per_trial": sweep.executions_per_trial,
+        "config": config_lib.to_dict(config),
+        "fixed": fixed,
+        "max_trials": sweep.max_trials,
+        **strategies.describe(strategy),
+    }
+    if not worker:
+        if restart and directory.exists():
+            shutil.rmtree(directory)
+        _check_same_sweep(directory, record)
+        files.write_json(directory / "sweep.json", record)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+
+    tuner = make_tuner(template, config, sweep, directory, strategy, fixed, verbose)
+    if not worker:
+        # A larger --max-trials on a resumed sweep runs the extra trials.
+        tuner.oracle.max_trials = sweep.max_trials
+    tensorboard = keras.callbacks.TensorBoard(str(directory / "logs"))
+    try:
+        tuner.search(callbacks=[tensorboard], verbose=verbose)
+    except RuntimeError as e:  # keras-tuner gives up after too many failed trials in a row
+        if not worker:
+            # keras-tuner raises before it saves the trial that hit the limit: save it here.
+            oracle = tuner.oracle
+            for trial in oracle.trials.values():
+                if trial.status == keras_tuner.engine.trial.TrialStatus.FAILED:
+                    oracle._save_trial(trial)
+            oracle.ongoing_trials.clear()
+            oracle.save()
+            report.write_leaderboard(directory)
+        raise ValueError(f"The sweep stopped: {str(e).splitlines()[0]} See {directory}.") from e
+    if worker:
+        return directory
+
+    report.write_leaderboard(directory)
+    if sweep.champion:
+        train_champion(template, config, sweep, directory, tuner, strategy, objective, verbose)
+    return directory
+
+
+def _champion_score(metrics: dict[str, Any], objective, trial) -> tuple[str, float]:
+    """The champion's test counterpart of the objective, else the best trial's score."""
+    test_name = "test_" + objective.name.removeprefix("val_")
+    if isinstance(metrics.get(test_name), (int, float)):
+        return test_name, float(metrics[test_name])
+    return objective.name, float(trial.score)
+
+
+def train_champion(template, config, sweep: Sweep, directory, tuner, strategy, objective, verbose):
+    """Retrains the best trial's hyperparameters on train+validation and exports the result."""
+    best = tuner.oracle.get_best_trials(1)
+    if not best:
+        raise ValueError(
+            f"No trial of the sweep in {directory} completed, so there is no champion; "
+            "see leaderboard.md for why the trials failed."
+        )
+    trial = best[0]
+    champion_config = dataclasses.replace(
+        tuner.hypermodel.config_for(trial.hyperparameters), epochs=best_epochs(trial)
+    )
+    hyperparameters = {
+        k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")
+    }
+    extra = {
+        "sweep": {
+            "folder": str(directory),
+            "tuner": sweep.tuner,
+            "objective": f"{objective.name}:{objective.direction}",
+            "best_trial": trial.trial_id,
+            "best_trial_score": trial.score,
+            "best_hyperparameters": hyperparameters,
+            "refit": "train+validation",
+            "refit_epochs": champion_config.epochs,
+        }
+    }
+
+    def check(metrics: dict[str, Any]) -> None:
+        if sweep.min_score is None:
+            return
+        metric, score = _champion_score(metrics, objective, trial)
+        worse = score > sweep.min_score if objective.direction == "min" else score < sweep.min_score
+        if worse or np.isnan(score):
+            raise ValueError(
+                f"The champion's {metric} is {score:.4g}, worse than --min-score "
+                f"{sweep.min_score}; it was not exported (its metrics are in "
+                f"{directory / 'champion' / 'metrics.json'})."
+            )
+
+    champion = directory / "champion"
+    if (champion / "metrics.json").exists():
+        info = run.read_run(champion)
+        if info.get("extra", {}).get("sweep", {}).get("best_trial") == trial.trial_id:
+            # Already retrained; export it now if an earlier --min-score refused it.
+            metrics = files.read_json(champion / "metrics.json")
+            check(metrics)
+            if info["status"] != "finished":
+                run.export(template, champion, metrics=metrics, overwrite=True)
+                files.write_json(champion / "run.json", {**info, "status": "finished"})
+            return champion
+        shutil.rmtree(champion)  # the sweep went on since: retrain from its new best
+    resume = champion if (champion / "run.json").exists() else None
+    return run.train(
+        template,
+        champion_config,
+        resume=resume,
+        strategy=strategy,
+        verbose=verbose,
+        run_dir=None if resume else champion,
+        refit=True,
+        before_export=check,
+        extra_info=extra,
+    )
