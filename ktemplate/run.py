@@ -85,6 +85,30 @@ def global_batch_size(config: config_lib.TrainingConfig, strategy: tf.distribute
     return config.batch_size * strategy.num_replicas_in_sync
 
 
+def _needs_static_batches(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.TPUStrategy)
+
+
+def load_data(
+    template: ModuleType, config: Any, strategy: tf.distribute.Strategy | None = None
+) -> Data:
+    """The template's data batched for `strategy` (global batch = per-replica batch x replicas).
+
+    On a TPU every step must see the same batch shape, so train and validation batches are
+    re-cut with `drop_remainder=True` (the test split keeps every example).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    batch_size = global_batch_size(config, strategy)
+    data = template.load_data(config, batch_size)
+    if _needs_static_batches(strategy):
+        data = dataclasses.replace(
+            data,
+            train=data.train.rebatch(batch_size, drop_remainder=True),
+            val=None if data.val is None else data.val.rebatch(batch_size, drop_remainder=True),
+        )
+    return data
+
+
 def _fit(model, data, config, run_dir, phase, epochs, initial_epoch, best_val_loss, verbose):
     history = model.fit(
         data.train,
@@ -194,7 +218,7 @@ def train(
 
     training.set_global_options(config)
     batch_size = global_batch_size(config, strategy)
-    data = template.load_data(config, batch_size)
+    data = load_data(template, config, strategy)
     if refit:
         data = merge_validation(data)
     with strategy.scope():

@@ -142,7 +142,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         config = self.config_for(hp)
         training.set_global_options(config)
-        self._data = self.template.load_data(config, run.global_batch_size(config, self.strategy))
+        self._data = run.load_data(self.template, config, self.strategy)
         self._trial_config = config
         return self.template.build_model(config, self._data.spec)
 

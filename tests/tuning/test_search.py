@@ -181,3 +181,18 @@ def test_best_epochs_counts_hyperband_initial_epochs():
     hp.Fixed("tuner/initial_epoch", 4)
     trial = types.SimpleNamespace(hyperparameters=hp, best_step=2)
     assert search.best_epochs(trial) == 7
+
+
+def test_tpu_batches_drop_the_remainder_but_the_test_split_keeps_every_example(monkeypatch):
+    import tensorflow as tf
+
+    from ktemplate import run
+
+    config = dataclasses.replace(image_cnn.Config(), batch_size=100, **TINY)
+    strategy = tf.distribute.get_strategy()
+    monkeypatch.setattr(run, "_needs_static_batches", lambda s: True)  # stand in for a TPU
+    data = run.load_data(image_cnn, config, strategy)
+    assert {int(x.shape[0]) for x, _ in data.train} == {100}
+    assert {int(x.shape[0]) for x, _ in data.val} == {100}
+    test_sizes = [int(x.shape[0]) for x, _ in data.test]
+    assert sum(test_sizes) == data.spec["sizes"]["test"]
