@@ -103,6 +103,28 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     assert sorted(p.name for p in logs.iterdir()) == ["chief.log", "worker0.log", "worker1.log"]
 
 
+def test_ctrl_c_on_the_launcher_stops_the_chief_and_workers(tmp_path):
+    launcher = subprocess.Popen(
+        _tune(tmp_path, "--max-trials", "50", "--workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    pids = []
+    for line in launcher.stdout:  # "started worker1 (pid 123), log: ..."
+        if line.startswith("started "):
+            pids.append(int(line.split("(pid ")[1].split(")")[0]))
+        if len(pids) == 3:
+            break
+    launcher.send_signal(signal.SIGINT)
+    assert launcher.wait(timeout=60) == 130
+    assert "Interrupted: stopping the chief and workers" in launcher.stderr.read()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_launcher_stops_everything_when_a_process_fails(tmp_path, capsys):
     code = launch.run_local(["tune", "no_such_template"], workers=2, log_dir=tmp_path)
     assert code == 1
