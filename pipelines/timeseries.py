@@ -19,6 +19,7 @@ inputs may reach back into earlier parts (the past is known at forecast time), n
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,8 @@ def _numeric_column(frame, name: str, source: str) -> np.ndarray:
     bad = np.flatnonzero(np.isnan(numbers) & raw.notna().to_numpy())
     if len(bad):
         raise ValueError(
-            f"Column '{name}' of {source} is not numeric: row {int(bad[0]) + 1} holds "
-            f"{raw.iloc[bad[0]]!r} ({len(bad)} non-numeric value(s) in all). Forecasting needs "
+            f"Column '{name}' of {source} is not numeric: data row {int(bad[0]) + 1} holds "
+            f"'{raw.iloc[bad[0]]}' ({len(bad)} non-numeric value(s) in all). Forecasting needs "
             "numbers; clean the column or pick another one."
         )
     if np.isnan(numbers).all():
@@ -119,32 +120,35 @@ def _time_axis(frame, name: str, source: str) -> tuple[np.ndarray, list[str]]:
     raw = frame[name]
     if raw.isna().any():
         row = int(np.flatnonzero(raw.isna().to_numpy())[0]) + 1
-        raise ValueError(f"Time column '{name}' of {source} is empty in row {row}.")
+        raise ValueError(f"Time column '{name}' of {source} is empty in data row {row}.")
     numbers = pd.to_numeric(raw, errors="coerce")
     if numbers.notna().all():
         position = numbers.to_numpy(dtype="float64")
     else:
         try:
-            stamps = pd.to_datetime(raw, errors="raise")
+            with warnings.catch_warnings():  # "could not infer format": parsing goes on
+                warnings.simplefilter("ignore", UserWarning)
+                stamps = pd.to_datetime(raw, errors="raise")
         except (ValueError, TypeError):
             raise ValueError(
                 f"Time column '{name}' of {source} holds values that are neither numbers nor "
-                f"dates (e.g. {raw.iloc[int(numbers.isna().to_numpy().argmax())]!r})."
+                f"dates (e.g. '{raw.iloc[int(numbers.isna().to_numpy().argmax())]}')."
             ) from None
         position = stamps.to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64")
     steps = np.diff(position)
     if (steps == 0).any():
         row = int(np.flatnonzero(steps == 0)[0]) + 2
         raise ValueError(
-            f"Time column '{name}' of {source} has duplicated time stamps: row {row} repeats "
-            f"{raw.iloc[row - 1]!r} ({int((steps == 0).sum())} duplicate(s) in all). Keep one "
+            f"Time column '{name}' of {source} has duplicated time stamps: data row {row} repeats "
+            f"'{raw.iloc[row - 1]}' ({int((steps == 0).sum())} duplicate(s) in all). Keep one "
             "row per time stamp (e.g. average the duplicates)."
         )
     if (steps < 0).any():
         row = int(np.flatnonzero(steps < 0)[0]) + 2
         raise ValueError(
-            f"Time column '{name}' of {source} is not sorted: row {row} ({raw.iloc[row - 1]!r}) "
-            f"comes before row {row - 1} ({raw.iloc[row - 2]!r}). Sort the file by time."
+            f"Time column '{name}' of {source} is not sorted: data row {row} "
+            f"('{raw.iloc[row - 1]}') comes before data row {row - 1} ('{raw.iloc[row - 2]}'). "
+            "Sort the file by time."
         )
     return position, [str(v) for v in raw]
 
