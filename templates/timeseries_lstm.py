@@ -66,10 +66,10 @@ class Config(TrainingConfig):
     season: int = 52  # steps per season, for the seasonal-naive baseline and MASE (52 weeks)
     val_fraction: float = 0.15  # share of the steps in the validation part (after train)
     test_fraction: float = 0.15  # share of the steps in the test tail (the last steps)
-    epochs: int = 60  # maximum epochs; early stopping usually ends sooner
+    epochs: int = 40  # maximum epochs; early stopping may end training sooner
     batch_size: int = 32  # per-replica batch size (windows)
     learning_rate: float = 3e-3  # peak learning rate (cosine decay to 1% of it)
-    early_stopping_patience: int = 12  # epochs without val_loss improvement
+    early_stopping_patience: int = 10  # epochs without val_loss improvement
     l2: float = 0.0  # L2 penalty on kernels
     dropout: float = 0.1  # dropout between recurrent layers and before the head
     batch_norm: bool = False  # batch normalization after the Conv1D front end
@@ -175,7 +175,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
 # ---------------------------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package="ktemplate")
+@keras.saving.register_keras_serializable(package=NAME)
 class RelativeToLastStep(keras.layers.Layer):
     """Subtracts each window's last step from every step: [B, T, F] → [B, T, F]."""
 
@@ -183,7 +183,7 @@ class RelativeToLastStep(keras.layers.Layer):
         return inputs - inputs[:, -1:, :]
 
 
-@keras.saving.register_keras_serializable(package="ktemplate")
+@keras.saving.register_keras_serializable(package=NAME)
 class AddLastValue(keras.layers.Layer):
     """Adds the last step of one input feature to a forecast of changes.
 
@@ -214,7 +214,7 @@ RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber"}
 
 
-@keras.saving.register_keras_serializable(package="ktemplate")
+@keras.saving.register_keras_serializable(package=NAME)
 class ScaledMeanAbsoluteError(keras.metrics.Mean):
     """MAE of normalized forecasts times the target's std: the MAE in original units."""
 

@@ -10,7 +10,7 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from ktemplate import cli, run
+from ktemplate import cli, run, training
 from ktemplate import files as files_lib
 from pipelines import timeseries
 from templates import timeseries_lstm
@@ -57,6 +57,14 @@ def test_model_shapes_and_level_free_forecasts():
     # relative=True: the forecast moves by the same 30 units (3 std in normalized units).
     delta = model.predict(shifted, verbose=0) - model.predict(x, verbose=0)
     np.testing.assert_allclose(delta, 3.0, atol=1e-4)
+
+
+def test_mixed_precision_keeps_float32_forecasts():
+    config = timeseries_lstm.Config(units=8, mixed_precision="mixed_float16")
+    training.set_global_options(config)
+    model = timeseries_lstm.build_model(config, SPEC)
+    assert model.get_layer(index=3).compute_dtype == "float16"  # the LSTM
+    assert model.output.dtype == "float32"
 
 
 def test_gru_stack_with_conv_front_end_and_dense_trains_a_step():
@@ -191,6 +199,11 @@ def test_cli_predict_npy_and_csv_windows(trained_run, tmp_path, capsys):
     assert len(rows[0]["forecast"]) == 4
     np.testing.assert_allclose(rows[0]["forecast"], rows[1]["forecast"], rtol=1e-6)
     assert abs(rows[0]["forecast"][0] - series.values[-1, 0]) < 10  # ppm, not normalized units
+    # Numbers only, no header: the columns are the manifest's features.
+    (tmp_path / "plain.csv").write_text("\n".join(str(v) for v in series.values[-16:, 0]))
+    assert cli.main(["predict", export, str(tmp_path / "plain.csv")]) == 0
+    (plain,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    np.testing.assert_allclose(plain["forecast"], rows[0]["forecast"], rtol=1e-6)
 
     np.save(tmp_path / "short.npy", series.values[-5:])
     (tmp_path / "other.csv").write_text("date,temp\n1,2\n")
