@@ -55,7 +55,7 @@ def _co2_frame():
     from statsmodels.datasets import co2
 
     data = co2.load_pandas().data
-    return pd.DataFrame({"date": data.index, "co2": data["co2"].to_numpy()})
+    return pd.DataFrame({"date": data.index.strftime("%Y-%m-%d"), "co2": data["co2"].to_numpy()})
 
 
 def _csv_frame(path: str):

@@ -93,7 +93,7 @@ def test_co2_default_data():
     assert series.features == ["co2"] and series.target == "co2"
     assert series.missing == {"co2": 59}
     assert not np.isnan(series.values).any()
-    assert series.time[0].startswith("1958-03-29") and series.time[-1].startswith("2001-12-29")
+    assert (series.time[0], series.time[-1]) == ("1958-03-29", "2001-12-29")
     assert series.gaps["count"] == 0
 
 
