@@ -56,9 +56,75 @@ def _predict_images(loaded, inputs: list[str], manifest: dict) -> list[dict[str,
     return result
 
 
+def _read_window(path: Path, features: list[str]) -> np.ndarray:
+    """A [steps, features] float array from a .npy file or a CSV file (header optional)."""
+    if path.suffix.lower() == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f"Could not read {path} as a NumPy .npy array ({e}).") from None
+        if values.ndim == 1 and len(features) == 1:
+            values = values[:, np.newaxis]
+    else:
+        import csv
+
+        with open(path, newline="", encoding="utf-8") as f:
+            table = [row for row in csv.reader(f) if row]
+        if table and not _is_number(table[0][0]):
+            header, table = [name.strip() for name in table[0]], table[1:]
+            missing = [name for name in features if name not in header]
+            if missing:
+                raise ValueError(
+                    f"{path} has no column(s) {', '.join(missing)}; the export expects the "
+                    f"columns {', '.join(features)} (header found: {', '.join(header)})."
+                )
+            table = [[row[header.index(name)] for name in features] for row in table]
+        try:
+            values = np.array(table, dtype="float64")
+        except ValueError:
+            raise ValueError(
+                f"{path} holds values that are not numbers; expected one row per time step "
+                f"with the columns {', '.join(features)}."
+            ) from None
+    return values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _predict_windows(loaded, inputs: list[str], manifest: dict) -> list[dict[str, Any]]:
+    """Each input is a .npy or .csv file of [steps, features] in original units, oldest first;
+    a longer file uses its last `window` steps."""
+    window, features = manifest["input"]["window"], manifest["input"]["features"]
+    result = []
+    for path in _existing_files(inputs):
+        values = _read_window(path, features)
+        if values.ndim != 2 or values.shape[1] != len(features):
+            raise ValueError(
+                f"{path} has shape {list(values.shape)}; expected [steps, {len(features)}] "
+                f"(the columns {', '.join(features)})."
+            )
+        if values.shape[0] < window:
+            raise ValueError(
+                f"{path} has {values.shape[0]} steps; the export needs the last {window} steps."
+            )
+        values = values[-window:]
+        if not np.isfinite(values).all():
+            raise ValueError(f"{path} has missing or infinite values; fill them first.")
+        outputs = loaded.serve(tf.constant(values[np.newaxis], tf.float32))
+        result += rows(outputs, [str(path)])
+    return result
+
+
 # input kind → reader(loaded SavedModel, command-line inputs, manifest) → rows
 READERS: dict[str, Callable[[Any, list[str], dict], list[dict[str, Any]]]] = {
     "image": _predict_images,
+    "window": _predict_windows,
 }
 
 

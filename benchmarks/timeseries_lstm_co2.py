@@ -1,0 +1,151 @@
+"""timeseries_lstm on the default CO2 data against seasonal naive and Holt-Winters.
+
+Trains the default config (through the same code path as `ktemplate train timeseries_lstm`) for
+each seed. In the same run, fits statsmodels' `ExponentialSmoothing` (additive trend and
+seasonality) on the train part and forecasts `horizon` steps from every test origin with the
+fitted parameters, the same rolling-origin protocol as the template's metrics. Prints a
+Markdown table; the figures in benchmarks/RESULTS.md come from this script.
+
+    python benchmarks/timeseries_lstm_co2.py --seeds 42 43 44
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from ktemplate import files, forecasting, run  # noqa: E402
+from pipelines import timeseries  # noqa: E402
+from templates import timeseries_lstm  # noqa: E402
+
+
+def holt_winters(
+    series: np.ndarray, train_end: int, starts: np.ndarray, horizon: int, season: int
+) -> tuple[np.ndarray, float]:
+    """Rolling-origin Holt-Winters forecasts [origins, horizon] and the fit time in seconds.
+
+    The smoothing parameters and initial states are fitted on the train part once; at each
+    origin the model is run, with those parameters, over the history before the origin.
+    """
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    start = time.perf_counter()
+    fitted = ExponentialSmoothing(
+        series[:train_end], trend="add", seasonal="add", seasonal_periods=season
+    ).fit()
+    seconds = time.perf_counter() - start
+    params = fitted.params
+    forecasts = []
+    for origin in starts:
+        with warnings.catch_warnings():  # fixed parameters: nothing to converge
+            warnings.simplefilter("ignore")
+            model = ExponentialSmoothing(
+                series[:origin],
+                trend="add",
+                seasonal="add",
+                seasonal_periods=season,
+                initialization_method="known",
+                initial_level=params["initial_level"],
+                initial_trend=params["initial_trend"],
+                initial_seasonal=params["initial_seasons"],
+            ).fit(
+                smoothing_level=params["smoothing_level"],
+                smoothing_trend=params["smoothing_trend"],
+                smoothing_seasonal=params["smoothing_seasonal"],
+                optimized=False,
+            )
+        forecasts.append(model.forecast(horizon))
+    return np.stack(forecasts), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    args = parser.parse_args()
+
+    config = timeseries_lstm.Config()
+    series = timeseries.load_series(config.dataset)
+    target = series.values[:, series.target_index]
+    parts = timeseries.chronological_split(
+        len(target), config.window, config.horizon, config.val_fraction, config.test_fraction
+    )
+    starts = timeseries.origins(parts["test"], config.window, config.horizon)
+    actual = np.stack([target[o : o + config.horizon] for o in starts])
+    scale = forecasting.mase_scale(target[: parts["train"][1]], config.season)
+    hw_forecast, hw_seconds = holt_winters(
+        target, parts["train"][1], starts, config.horizon, config.season
+    )
+    baselines = {
+        "Holt-Winters (additive)": forecasting.errors(hw_forecast, actual, scale),
+        "seasonal naive": forecasting.errors(
+            forecasting.seasonal_naive(target, starts, config.horizon, config.season),
+            actual,
+            scale,
+        ),
+        "naive": forecasting.errors(
+            forecasting.naive(target, starts, config.horizon), actual, scale
+        ),
+    }
+
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            run_dir = run.train(
+                timeseries_lstm, timeseries_lstm.Config(seed=seed), output_dir=out, verbose=0
+            )
+            wall = time.perf_counter() - start
+            metrics = files.read_json(run_dir / "metrics.json")
+            # The template's own seasonal-naive figure must match this script's: same origins.
+            assert (
+                abs(metrics["test_seasonal_naive_mae"] - baselines["seasonal naive"]["mae"]) < 1e-4
+            )
+            rows.append((seed, metrics, wall))
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"python {platform.python_version()}"
+    )
+    print(
+        f"series: {len(target)} weekly steps ({sum(series.missing.values())} interpolated); "
+        f"train/val/test parts {parts['train']} {parts['val']} {parts['test']}; "
+        f"window {config.window}, horizon {config.horizon}, season {config.season}; "
+        f"{len(starts)} test origins; MASE scale {scale:.4f}\n"
+    )
+    hw, sn = baselines["Holt-Winters (additive)"], baselines["seasonal naive"]
+    print(
+        "| model | seed | MAE | RMSE | MASE | MAE / seasonal naive | MAE / Holt-Winters | epochs "
+        "| fit s | run s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for seed, m, wall in rows:
+        print(
+            f"| LSTM | {seed} | {m['test_mae']:.4f} | {m['test_rmse']:.4f} | {m['test_mase']:.4f} "
+            f"| {m['test_mae'] / sn['mae']:.3f} | {m['test_mae'] / hw['mae']:.3f} "
+            f"| {m['epochs']['train']} | {m['train_seconds']:.1f} | {wall:.1f} |"
+        )
+    for name, e in baselines.items():
+        fit = f"{hw_seconds:.1f}" if name.startswith("Holt") else "-"
+        print(
+            f"| {name} | - | {e['mae']:.4f} | {e['rmse']:.4f} | {e['mase']:.4f} "
+            f"| {e['mae'] / sn['mae']:.3f} | {e['mae'] / hw['mae']:.3f} | - | {fit} | - |"
+        )
+    maes = np.array([m["test_mae"] for _, m, _ in rows])
+    print(
+        f"\nLSTM mean MAE {maes.mean():.4f} (max {maes.max():.4f}); MASE "
+        f"{maes.mean() / scale:.4f}; MAE ratio to seasonal naive {maes.mean() / sn['mae']:.3f}, "
+        f"to Holt-Winters {maes.mean() / hw['mae']:.3f}; max fit time "
+        f"{max(m['train_seconds'] for _, m, _ in rows):.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Forecast metrics, the naive baselines and the forecast plot (rolling-origin evaluation).
+
+A rolling-origin evaluation forecasts `horizon` steps from every origin `o` of the test tail
+(the values before `o` are known). Errors are in the series' original units. MASE divides the
+MAE by the in-sample seasonal-naive error of the train part, so MASE < 1 means the forecasts
+beat "same as one season ago" on the data the model learned from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def naive(series: np.ndarray, starts: np.ndarray, horizon: int) -> np.ndarray:
+    """[origins, horizon]: the last known value, repeated."""
+    return np.repeat(series[starts - 1][:, np.newaxis], horizon, axis=1)
+
+
+def seasonal_naive(series: np.ndarray, starts: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """[origins, horizon]: the value one season (or whole seasons) before each target step.
+
+    Step `h` (1-based) ahead of origin `o` takes `series[o + h - 1 - season * k]` with the
+    smallest `k` for which that value is known (before `o`).
+    """
+    ahead = np.arange(1, horizon + 1)
+    back = season * ((ahead - 1) // season + 1)
+    return series[starts[:, np.newaxis] + ahead - 1 - back]
+
+
+def mase_scale(train: np.ndarray, season: int) -> float:
+    """Mean absolute seasonal difference over the train part (the MASE denominator).
+
+    Raises:
+        ValueError: the train part is not longer than one season, or the seasonal
+            differences are all zero.
+    """
+    if len(train) <= season:
+        raise ValueError(
+            f"The train part has {len(train)} steps, not more than season={season}; MASE "
+            "needs at least one full season of training data. Set a smaller season (e.g. "
+            "--set season=1 for a non-seasonal series)."
+        )
+    scale = float(np.mean(np.abs(train[season:] - train[:-season])))
+    if scale == 0.0:
+        raise ValueError(
+            "The train part's target does not change over a season (all seasonal differences "
+            "are 0), so MASE is undefined. Check the target column."
+        )
+    return scale
+
+
+def errors(forecast: np.ndarray, actual: np.ndarray, scale: float) -> dict[str, Any]:
+    """MAE, RMSE, MASE over all origins and steps, and the MAE of each step ahead."""
+    error = forecast - actual
+    mae = float(np.mean(np.abs(error)))
+    return {
+        "mae": round(mae, 5),
+        "rmse": round(float(np.sqrt(np.mean(error**2))), 5),
+        "mase": round(mae / scale, 5),
+        "mae_by_step": [round(float(v), 5) for v in np.mean(np.abs(error), axis=0)],
+    }
+
+
+def plot_forecasts(
+    actual_series: np.ndarray,
+    starts: np.ndarray,
+    forecast: np.ndarray,
+    baselines: dict[str, np.ndarray],
+    path: Path,
+    title: str,
+    time: list[str] | None = None,
+) -> None:
+    """Actuals over the test tail against the 1-step and last-step forecasts, and a few whole
+    forecast paths; below, the MAE of each step ahead for the model and the baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    horizon = forecast.shape[1]
+    first, last = int(starts[0]), int(starts[-1]) + horizon
+    steps = np.arange(first, last)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(11, 7.5), gridspec_kw={"height_ratios": [2.2, 1]}
+    )
+    top.plot(steps, actual_series[first:last], color="black", lw=1.2, label="actual")
+    top.plot(starts, forecast[:, 0], color="tab:blue", lw=1, label="forecast, 1 step ahead")
+    if horizon > 1:
+        top.plot(
+            starts + horizon - 1,
+            forecast[:, -1],
+            color="tab:orange",
+            lw=1,
+            label=f"forecast, {horizon} steps ahead",
+        )
+    for i in np.linspace(0, len(starts) - 1, min(6, len(starts))).astype(int):
+        o = int(starts[i])
+        top.plot(np.arange(o, o + horizon), forecast[i], color="tab:red", lw=1.6, alpha=0.8)
+    top.plot([], [], color="tab:red", lw=1.6, label="whole forecast from a few origins")
+    if time is not None:
+        ticks = np.linspace(first, last - 1, 6).astype(int)
+        top.set_xticks(ticks, [time[t][:10] for t in ticks])
+    else:
+        top.set_xlabel("step")
+    top.set_title(title)
+    top.legend(loc="upper left", fontsize=8)
+    ahead = np.arange(1, horizon + 1)
+    actual = np.stack([actual_series[o : o + horizon] for o in starts])
+    bottom.plot(ahead, np.mean(np.abs(forecast - actual), axis=0), "o-", label="model")
+    for name, values in baselines.items():
+        bottom.plot(ahead, np.mean(np.abs(values - actual), axis=0), ".--", label=name)
+    bottom.set_xlabel("steps ahead")
+    bottom.set_ylabel("MAE (original units)")
+    bottom.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

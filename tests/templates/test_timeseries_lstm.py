@@ -1,0 +1,301 @@
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from ktemplate import cli, run, training
+from ktemplate import files as files_lib
+from pipelines import timeseries
+from templates import timeseries_lstm
+
+FAST = dict(epochs=1, batch_size=64, early_stopping_patience=0, window=16, horizon=4, units=8)
+
+
+def test_search_space_defaults_equal_config():
+    config = timeseries_lstm.Config()
+    assert timeseries_lstm.search_space(keras_tuner.HyperParameters(), config) == config
+    custom = timeseries_lstm.Config(cell="gru", units=32, window=52)
+    assert timeseries_lstm.search_space(keras_tuner.HyperParameters(), custom) == custom
+
+
+def test_search_space_drives_the_config():
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("cell", "gru")
+    hp.Fixed("window", 156)
+    hp.Fixed("layers", 3)
+    config = timeseries_lstm.search_space(hp, timeseries_lstm.Config())
+    assert (config.cell, config.window, config.layers) == ("gru", 156, 3)
+
+
+SPEC = {
+    "window": 12,
+    "horizon": 3,
+    "features": ["y", "x"],
+    "target": "y",
+    "target_index": 0,
+    "mean": [100.0, 5.0],
+    "std": [10.0, 2.0],
+    "sizes": {"train": 100, "val": 10, "test": 10},
+}
+
+
+def test_model_shapes_and_level_free_forecasts():
+    model = timeseries_lstm.build_model(timeseries_lstm.Config(units=8), SPEC)
+    assert model.input_shape == (None, 12, 2)
+    assert model.output_shape == (None, 3)
+    assert isinstance(model.layers[1], keras.layers.Normalization)
+    x = np.random.default_rng(0).normal(100, 10, (4, 12, 2)).astype("float32")
+    shifted = x.copy()
+    shifted[..., 0] += 30.0  # the whole target history 30 units higher
+    # relative=True: the forecast moves by the same 30 units (3 std in normalized units).
+    delta = model.predict(shifted, verbose=0) - model.predict(x, verbose=0)
+    np.testing.assert_allclose(delta, 3.0, atol=1e-4)
+
+
+def test_mixed_precision_keeps_float32_forecasts():
+    config = timeseries_lstm.Config(units=8, mixed_precision="mixed_float16")
+    training.set_global_options(config)
+    model = timeseries_lstm.build_model(config, SPEC)
+    assert model.get_layer(index=3).compute_dtype == "float16"  # the LSTM
+    assert model.output.dtype == "float32"
+
+
+def test_gru_stack_with_conv_front_end_and_dense_trains_a_step():
+    config = timeseries_lstm.Config(
+        cell="gru",
+        layers=2,
+        units=8,
+        conv_filters=4,
+        batch_norm=True,
+        dense_units=8,
+        recurrent_dropout=0.1,
+        relative=False,
+        loss="huber",
+        l2=1e-4,
+    )
+    model = timeseries_lstm.build_model(config, SPEC)
+    assert [type(layer).__name__ for layer in model.layers].count("GRU") == 2
+    x = np.random.default_rng(0).normal(100, 10, (8, 12, 2)).astype("float32")
+    history = model.fit(x, np.zeros((8, 3), "float32"), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert "mae" in history.history
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny real training run on the CO2 series, shared by the export tests."""
+    out = tmp_path_factory.mktemp("runs")
+    return run.train(timeseries_lstm, timeseries_lstm.Config(**FAST), output_dir=out, verbose=0)
+
+
+def test_run_folder_and_rolling_origin_metrics(trained_run):
+    for name in (
+        "forecasts.png",
+        "metrics.json",
+        "checkpoints/best.keras",
+        "export/saved_model.pb",
+    ):
+        assert (trained_run / name).exists(), name
+    metrics = files_lib.read_json(trained_run / "metrics.json")
+    spec = files_lib.read_json(trained_run / "spec.json")
+    test_start, test_end = spec["parts"]["test"]
+    assert spec["parts"] == {"train": [0, 1598], "val": [1598, 1941], "test": [1941, 2284]}
+    assert metrics["test_origins"] == test_end - test_start - 4 + 1  # every test origin
+    assert metrics["missing_interpolated"] == 59
+    assert len(metrics["test_mae_by_step"]) == 4
+    assert set(metrics["baselines"]) == {"naive", "seasonal_naive"}
+    assert metrics["test_seasonal_naive_mae"] == metrics["baselines"]["seasonal_naive"]["mae"]
+    assert metrics["test_mase"] == pytest.approx(metrics["test_mae"] / metrics["mase_scale"], 1e-3)
+    # The seasonal-naive baseline on the same origins, recomputed from the raw series.
+    series = timeseries.load_series("co2")
+    starts = np.arange(test_start, test_end - 4 + 1)
+    actual = np.stack([series.values[o : o + 4, 0] for o in starts])
+    forecast = np.stack([series.values[o - 52 : o - 48, 0] for o in starts])
+    assert metrics["test_seasonal_naive_mae"] == pytest.approx(
+        np.abs(forecast - actual).mean(), abs=1e-4
+    )
+
+
+def test_manifest(trained_run):
+    manifest = files_lib.read_json(trained_run / "export" / "manifest.json")
+    assert manifest["template"] == "timeseries_lstm" and manifest["dataset"] == "co2"
+    assert (manifest["window"], manifest["horizon"]) == (16, 4)
+    assert manifest["features"] == ["co2"] and manifest["target"] == "co2"
+    assert manifest["input"]["kind"] == "window"
+    assert manifest["endpoints"]["serve"][0] == {
+        "shape": [None, 16, 1],
+        "dtype": "float32",
+        "name": "window",
+    }
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    # The project must not be needed to serve the export: make importing it fail.
+    for name in ("ktemplate", "templates", "pipelines", "tuning"):
+        sys.modules[name] = None
+    import numpy as np
+    import tensorflow as tf
+    export_dir, windows_path = sys.argv[1:3]
+    loaded = tf.saved_model.load(export_dir)
+    out = loaded.signatures["serving_default"](window=tf.constant(np.load(windows_path)))
+    print(json.dumps(out["forecast"].numpy().tolist()))
+    """
+)
+
+
+def test_export_forecasts_in_original_units_in_a_fresh_process(trained_run, tmp_path):
+    spec = files_lib.read_json(trained_run / "spec.json")
+    series = timeseries.load_series("co2")
+    starts = timeseries.origins(tuple(spec["parts"]["test"]), 16, 4)
+    windows, actual = timeseries.window_arrays(series.values, 0, starts, 16, 4)
+    np.save(tmp_path / "windows.npy", windows.astype("float32"))
+    script = tmp_path / "serve.py"
+    script.write_text(FRESH_PROCESS)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(script),
+            str(trained_run / "export"),
+            str(tmp_path / "windows.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+
+    model = run.load_best_model(trained_run)
+    normalized = model.predict(windows.astype("float32"), verbose=0)
+    expected = normalized * spec["std"][0] + spec["mean"][0]
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-3)
+    # The served forecasts reproduce the run's test MAE: the export is what was evaluated.
+    metrics = files_lib.read_json(trained_run / "metrics.json")
+    assert np.abs(served - actual).mean() == pytest.approx(metrics["test_mae"], abs=1e-3)
+
+
+def test_cli_predict_npy_and_csv_windows(trained_run, tmp_path, capsys):
+    series = timeseries.load_series("co2")
+    np.save(tmp_path / "last.npy", series.values[-16:, 0])  # 1-D works for one feature
+    recent = zip(series.time[-40:], series.values[-40:, 0], strict=True)
+    lines = ["date,co2"] + [f"{t},{v}" for t, v in recent]
+    (tmp_path / "last.csv").write_text("\n".join(lines) + "\n")  # longer: the last 16 rows
+    export = str(trained_run / "export")
+    assert (
+        cli.main(["predict", export, str(tmp_path / "last.npy"), str(tmp_path / "last.csv")]) == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows[0]["forecast"]) == 4
+    np.testing.assert_allclose(rows[0]["forecast"], rows[1]["forecast"], rtol=1e-6)
+    assert abs(rows[0]["forecast"][0] - series.values[-1, 0]) < 10  # ppm, not normalized units
+    # Numbers only, no header: the columns are the manifest's features.
+    (tmp_path / "plain.csv").write_text("\n".join(str(v) for v in series.values[-16:, 0]))
+    assert cli.main(["predict", export, str(tmp_path / "plain.csv")]) == 0
+    (plain,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    np.testing.assert_allclose(plain["forecast"], rows[0]["forecast"], rtol=1e-6)
+
+    np.save(tmp_path / "short.npy", series.values[-5:])
+    (tmp_path / "other.csv").write_text("date,temp\n1,2\n")
+    for name, message in [
+        ("short.npy", "has 5 steps; the export needs the last 16"),
+        ("other.csv", "no column(s) co2"),
+    ]:
+        assert cli.main(["predict", export, str(tmp_path / name)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def write_sales(path, steps=160, shuffle_rows=False):
+    t = np.arange(steps)
+    rng = np.random.default_rng(0)
+    price = 5 + np.sin(t / 5)
+    sales = 50 + 0.1 * t + 10 * np.sin(2 * np.pi * t / 7) - 2 * price + rng.normal(0, 0.5, steps)
+    dates = np.datetime64("2024-01-01") + t
+    rows = [f"{d},{p:.3f},{s:.3f}" for d, p, s in zip(dates, price, sales, strict=True)]
+    path.write_text("date,price,sales\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_multivariate_csv_end_to_end(tmp_path, capsys):
+    csv = write_sales(tmp_path / "sales.csv")
+    args = ["train", "timeseries_lstm", "--dataset", f"csv:{csv}", "--output-dir", str(tmp_path)]
+    for key, value in {
+        **FAST,
+        "window": 14,
+        "season": 7,
+        "time_column": "date",
+        "target_column": "sales",
+        "feature_columns": "price",
+    }.items():
+        args += ["--set", f"{key}={value}"]
+    assert cli.main(args) == 0
+    (run_dir,) = (tmp_path / "timeseries_lstm").iterdir()
+    manifest = files_lib.read_json(run_dir / "export" / "manifest.json")
+    assert manifest["features"] == ["sales", "price"] and manifest["target"] == "sales"
+    assert manifest["endpoints"]["serve"][0]["shape"] == [None, 14, 2]
+    capsys.readouterr()
+    assert cli.main(["predict", str(run_dir / "export"), str(csv)]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(row["forecast"]) == 4
+
+
+BAD_INPUTS = {
+    "series too short": ("short", {}, "too short for window=16 and horizon=4"),
+    "non-numeric target": ("text", {}, "'sales' of .* is not numeric: data row 5 holds 'about 12'"),
+    "missing column": ("good", {"feature_columns": "promo"}, "'promo'.* not found"),
+    "unsorted time": ("unsorted", {}, "is not sorted"),
+    "duplicated time": ("duplicated", {}, "duplicated time stamps"),
+    "all-NaN column": ("empty_price", {}, "'price' .* no values at all"),
+    "horizon <= 0": ("good", {"horizon": 0}, "'horizon' must be > 0, got 0"),
+    "window <= 0": ("good", {"window": -3}, "'window' must be > 0, got -3"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_a_clear_error_and_leaves_nothing(case, tmp_path, capsys):
+    kind, overrides, message = BAD_INPUTS[case]
+    csv = write_sales(tmp_path / "data.csv", steps=25 if kind == "short" else 160)
+    lines = csv.read_text().splitlines()
+    if kind == "text":
+        lines[5] = lines[5].rsplit(",", 1)[0] + ",about 12"
+    elif kind == "unsorted":
+        lines[3], lines[4] = lines[4], lines[3]
+    elif kind == "duplicated":
+        lines[4] = lines[3]
+    elif kind == "empty_price":
+        lines = [lines[0]] + [f"{r.split(',')[0]},,{r.split(',')[2]}" for r in lines[1:]]
+    csv.write_text("\n".join(lines) + "\n")
+    settings = {
+        **FAST,
+        "time_column": "date",
+        "target_column": "sales",
+        "feature_columns": "price",
+        "season": 7,
+        **overrides,
+    }
+    args = ["train", "timeseries_lstm", "--dataset", f"csv:{csv}", "--output-dir", str(tmp_path)]
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ktemplate: error: ") and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert not (tmp_path / "timeseries_lstm").exists()  # nothing half-written
+
+
+def test_every_config_field_has_a_comment():
+    from ktemplate.config import field_comments
+
+    comments = field_comments(timeseries_lstm.Config)
+    fields = dataclasses.fields(timeseries_lstm.Config)
+    assert [f.name for f in fields if not comments.get(f.name)] == []
