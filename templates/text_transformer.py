@@ -65,13 +65,13 @@ class Config(TrainingConfig):
     batch_size: int = 32  # per-replica batch size
     learning_rate: float = 1e-3  # peak learning rate (cosine decay to 1% of it)
     early_stopping_patience: int = 3  # epochs without val_loss improvement
-    dropout: float = 0.3  # dropout in the encoder blocks and before the head
-    vocab_size: int = 20000  # most frequent train-split tokens kept, + padding and OOV
+    dropout: float = 0.4  # dropout in the encoder blocks and before the head
+    vocab_size: int = 8000  # most frequent train-split tokens kept, + padding and OOV
     sequence_length: int = 64  # tokens per text; longer texts are cut, shorter ones padded
     standardize: Standardize = "lower_and_strip_punctuation"  # text clean-up before splitting
-    embed_dim: int = 64  # token/position embedding size (the encoder's width)
+    embed_dim: int = 32  # token/position embedding size (the encoder's width)
     num_heads: int = 2  # attention heads; must divide embed_dim
-    ff_dim: int = 128  # hidden units of each block's feed-forward network
+    ff_dim: int = 64  # hidden units of each block's feed-forward network
     transformer_layers: int = 1  # encoder blocks
     pooling: Literal["mean", "max"] = "mean"  # how token vectors become one text vector
 
@@ -341,7 +341,7 @@ def search_space(hp, config: Config) -> Config:
         sequence_length=hp.Choice(
             "sequence_length", [32, 64, 128, 256], default=config.sequence_length
         ),
-        vocab_size=hp.Choice("vocab_size", [5000, 10000, 20000], default=config.vocab_size),
+        vocab_size=hp.Choice("vocab_size", [5000, 8000, 10000, 20000], default=config.vocab_size),
     )
 
 
