@@ -121,10 +121,38 @@ def _predict_windows(loaded, inputs: list[str], manifest: dict) -> list[dict[str
     return result
 
 
+def _predict_texts(loaded, inputs: list[str], manifest: dict) -> list[dict[str, Any]]:
+    """Each input is a text, or an existing .txt file holding one text per line (UTF-8)."""
+    texts, names = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.suffix.lower() == ".txt" and path.is_file():
+            try:
+                lines = path.read_bytes().decode("utf-8-sig").splitlines()
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{path} is not valid UTF-8 (offset {e.start}); re-save it as UTF-8."
+                ) from None
+            texts += lines
+            names += [f"{path}:{n}" for n in range(1, len(lines) + 1)]
+        elif path.suffix.lower() == ".txt" and not any(c.isspace() for c in item):
+            raise FileNotFoundError(
+                f"Input file not found: {item}. Pass an existing .txt file (one text per line) "
+                "or the text itself."
+            )
+        else:
+            texts.append(item)
+            names.append(item)
+    if not texts:
+        return []
+    return rows(loaded.serve(tf.constant(texts, tf.string)), names)
+
+
 # input kind → reader(loaded SavedModel, command-line inputs, manifest) → rows
 READERS: dict[str, Callable[[Any, list[str], dict], list[dict[str, Any]]]] = {
     "image": _predict_images,
     "window": _predict_windows,
+    "text": _predict_texts,
 }
 
 

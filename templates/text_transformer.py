@@ -1,0 +1,458 @@
+"""Text classification with a small Transformer encoder trained from scratch.
+
+Task: assign one of N classes to a piece of text (reviews, support tickets, any labelled text).
+
+Data: by default 10,605 movie-review sentences rated by people from -4 to +4 (Hutto and
+Gilbert, ICWSM 2014; MIT license), shipped inside the vaderSentiment 3.3.2 source
+distribution: fetched once with `pip download` into the user cache and checked against its
+sha256. Label = sign of the rating (zero ratings dropped); fixed stratified 70/10/20 split.
+Also `vader_tweets`, `vader_amazon`, `vader_nyt` (same archive), `tfds:NAME` (imdb_reviews,
+ag_news_subset, ...), `dir:PATH` (one sub-folder of UTF-8 .txt files per class) and
+`csv:PATH` (`text_column` and `label_column`).
+
+Model: `TextVectorization` (vocabulary from the train split only) → token + position
+embeddings → `transformer_layers` encoder blocks (multi-head self-attention over non-padding
+tokens, feed-forward, residuals, layer norm, dropout) → masked mean/max pooling → a softmax
+head. Vectorization is the model's first layer, so the model — and its export — takes raw
+strings. The encoder block is written here with `keras.layers.MultiHeadAttention` (no extra
+dependency; keras-hub would add its own package and its tokenizer stack for one small block).
+
+Export: `serve` takes `tf.string` [batch] and returns `probabilities`, `class_id` and
+`class_name`. Empty or whitespace-only texts get an answer (the classifier's prior), not an
+error.
+
+Adapt it: `ktemplate new my_task --from text_transformer`, then change `Config` defaults, the
+data section (`load_data`) and `build_model`; the rest (training, tuning, export) is shared.
+
+    ktemplate train text_transformer
+    ktemplate train text_transformer --dataset csv:tickets.csv --set text_column=body
+    ktemplate predict saved_models/text_transformer/<run-id>/export "what a great film" lines.txt
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ktemplate import files, reports, training
+from ktemplate.config import TrainingConfig
+from ktemplate.run import Data
+from pipelines import text
+
+NAME = "text_transformer"
+TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
+MISTAKES_SHOWN = 10  # rows of the most-confident-mistakes table
+
+Standardize = Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(TrainingConfig):
+    dataset: str = "vader_movies"  # vader_movies|_tweets|_amazon|_nyt, tfds:, dir: or csv:PATH
+    text_column: str = "text"  # csv: the column holding the text
+    label_column: str = "label"  # csv: the column holding the class label
+    epochs: int = 12  # maximum epochs; early stopping usually ends sooner
+    batch_size: int = 32  # per-replica batch size
+    learning_rate: float = 1e-3  # peak learning rate (cosine decay to 1% of it)
+    early_stopping_patience: int = 3  # epochs without val_loss improvement
+    dropout: float = 0.4  # dropout in the encoder blocks and before the head
+    vocab_size: int = 8000  # most frequent train-split tokens kept, + padding and OOV
+    sequence_length: int = 64  # tokens per text; longer texts are cut, shorter ones padded
+    standardize: Standardize = "lower_and_strip_punctuation"  # text clean-up before splitting
+    embed_dim: int = 32  # token/position embedding size (the encoder's width)
+    num_heads: int = 2  # attention heads; must divide embed_dim
+    ff_dim: int = 64  # hidden units of each block's feed-forward network
+    transformer_layers: int = 1  # encoder blocks
+    pooling: Literal["mean", "max"] = "mean"  # how token vectors become one text vector
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in (
+            "vocab_size",
+            "sequence_length",
+            "embed_dim",
+            "num_heads",
+            "ff_dim",
+            "transformer_layers",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"Config key 'embed_dim' ({self.embed_dim}) must be a multiple of 'num_heads' "
+                f"({self.num_heads})."
+            )
+        if self.jit_compile:
+            raise ValueError(
+                "Config key 'jit_compile' must be false for text_transformer: the model's first "
+                "layer turns strings into tokens, which XLA cannot compile."
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def load_data(config: Config, batch_size: int) -> Data:
+    """Loads the configured source and builds the train/val/test pipelines of raw strings.
+
+    The vocabulary is computed from the train split only and carried in the spec.
+    """
+    splits = text.load_text(config.dataset, config.text_column, config.label_column)
+    vocabulary = text.train_vocabulary(splits.train, config.vocab_size, _standardize(config))
+    sizes = {
+        split: n if n is not None else text.count_examples(getattr(splits, split))
+        for split, n in splits.sizes.items()
+    }
+    spec = {
+        "class_names": splits.class_names,
+        "vocabulary": vocabulary,
+        "sizes": sizes,
+        "dataset": config.dataset,
+    }
+    return Data(
+        train=text.prepare(splits.train, batch_size, True, seed=config.seed),
+        val=text.prepare(splits.val, batch_size, False),
+        test=text.prepare(splits.test, batch_size, False),
+        spec=spec,
+    )
+
+
+def _standardize(config: Config) -> str | None:
+    return None if config.standardize == "none" else config.standardize
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package=NAME)
+class TokenAndPositionEmbedding(keras.layers.Layer):
+    """Sum of a learned token embedding and a learned position embedding."""
+
+    def __init__(self, vocab_size: int, sequence_length: int, embed_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("sequence_length", sequence_length),
+            ("embed_dim", embed_dim),
+        ):
+            if value <= 0:
+                raise ValueError(f"TokenAndPositionEmbedding: {name} must be > 0, got {value}.")
+        self.vocab_size = vocab_size
+        self.sequence_length = sequence_length
+        self.embed_dim = embed_dim
+        self.token_embedding = keras.layers.Embedding(vocab_size, embed_dim, name="token")
+        self.position_embedding = keras.layers.Embedding(sequence_length, embed_dim, name="pos")
+
+    def build(self, input_shape):
+        self.token_embedding.build(input_shape)
+        self.position_embedding.build((self.sequence_length,))
+
+    def call(self, token_ids):
+        positions = keras.ops.arange(keras.ops.shape(token_ids)[-1])
+        return self.token_embedding(token_ids) + self.position_embedding(positions)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.embed_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "sequence_length": self.sequence_length,
+            "embed_dim": self.embed_dim,
+        }
+
+
+@keras.saving.register_keras_serializable(package=NAME)
+class TransformerEncoderBlock(keras.layers.Layer):
+    """Self-attention then a feed-forward network, each with dropout, a residual and LayerNorm.
+
+    Padding positions (`padding_mask` False) are never attended to.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if embed_dim <= 0 or num_heads <= 0 or ff_dim <= 0:
+            raise ValueError(
+                "TransformerEncoderBlock: embed_dim, num_heads and ff_dim must be > 0, got "
+                f"{embed_dim}, {num_heads}, {ff_dim}."
+            )
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"TransformerEncoderBlock: embed_dim ({embed_dim}) must be a multiple of "
+                f"num_heads ({num_heads})."
+            )
+        if not 0 <= dropout < 1:
+            raise ValueError(f"TransformerEncoderBlock: dropout must be in [0, 1), got {dropout}.")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.dropout = dropout
+        self.activation = activation
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads, key_dim=embed_dim // num_heads, dropout=dropout, name="attention"
+        )
+        self.ff_hidden = keras.layers.Dense(ff_dim, activation=activation, name="ff_hidden")
+        self.ff_output = keras.layers.Dense(embed_dim, name="ff_output")
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
+        self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ff_norm")
+        self.attention_dropout = keras.layers.Dropout(dropout)
+        self.ff_dropout = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape):
+        self.attention.build(input_shape, input_shape)
+        self.ff_hidden.build(input_shape)
+        self.ff_output.build((*input_shape[:-1], self.ff_dim))
+        self.attention_norm.build(input_shape)
+        self.ff_norm.build(input_shape)
+
+    def call(self, inputs, padding_mask=None, training=False):
+        attention_mask = None
+        if padding_mask is not None:
+            attention_mask = keras.ops.expand_dims(padding_mask, 1)  # [B, 1 query, T keys]
+        attended = self.attention(inputs, inputs, attention_mask=attention_mask, training=training)
+        x = self.attention_norm(inputs + self.attention_dropout(attended, training=training))
+        hidden = self.ff_output(self.ff_hidden(x))
+        return self.ff_norm(x + self.ff_dropout(hidden, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "ff_dim": self.ff_dim,
+            "dropout": self.dropout,
+            "activation": self.activation,
+        }
+
+
+@keras.saving.register_keras_serializable(package=NAME)
+class MaskedPooling(keras.layers.Layer):
+    """Mean or max over the non-padding tokens; a text with no tokens pools to zeros."""
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("mean", "max"):
+            raise ValueError(f"MaskedPooling: mode must be 'mean' or 'max', got {mode!r}.")
+        self.mode = mode
+
+    def call(self, inputs, padding_mask):
+        mask = keras.ops.cast(keras.ops.expand_dims(padding_mask, -1), inputs.dtype)
+        count = keras.ops.sum(mask, axis=1)
+        if self.mode == "mean":
+            return keras.ops.sum(inputs * mask, axis=1) / keras.ops.maximum(count, 1.0)
+        pooled = keras.ops.max(keras.ops.where(mask > 0, inputs, -1e4), axis=1)
+        return keras.ops.where(count > 0, pooled, keras.ops.zeros_like(pooled))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
+    """Builds and compiles the classifier; its input is raw text, `string` [batch]."""
+    vectorizer = keras.layers.TextVectorization(
+        standardize=_standardize(config),
+        output_mode="int",
+        output_sequence_length=config.sequence_length,
+        vocabulary=spec["vocabulary"],
+        name="vectorizer",
+    )
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    token_ids = vectorizer(inputs)
+    padding_mask = keras.ops.not_equal(token_ids, 0)
+    x = TokenAndPositionEmbedding(
+        vectorizer.vocabulary_size(), config.sequence_length, config.embed_dim, name="embedding"
+    )(token_ids)
+    x = keras.layers.Dropout(config.dropout)(x)
+    for i in range(config.transformer_layers):
+        x = TransformerEncoderBlock(
+            config.embed_dim,
+            config.num_heads,
+            config.ff_dim,
+            config.dropout,
+            config.activation,
+            name=f"encoder_{i}",
+        )(x, padding_mask=padding_mask)
+    x = MaskedPooling(config.pooling, name="pooling")(x, padding_mask=padding_mask)
+    x = keras.layers.Dropout(config.dropout)(x)
+    x = keras.layers.Dense(
+        len(spec["class_names"]), kernel_regularizer=training.regularizer(config)
+    )(x)
+    # float32 softmax: stable probabilities under mixed precision.
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=NAME)
+    steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
+    model.compile(
+        optimizer=training.make_optimizer(config, steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Search space
+# ---------------------------------------------------------------------------------------------
+
+
+def search_space(hp, config: Config) -> Config:
+    """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s."""
+    embed_dim = hp.Choice("embed_dim", [32, 64, 128], default=config.embed_dim)
+    num_heads = hp.Choice("num_heads", [1, 2, 4], default=config.num_heads)
+    return dataclasses.replace(
+        config,
+        transformer_layers=hp.Int("transformer_layers", 1, 3, default=config.transformer_layers),
+        # Heads must divide the width: an impossible pair falls back to one head per 32 units.
+        num_heads=num_heads if embed_dim % num_heads == 0 else max(1, embed_dim // 32),
+        embed_dim=embed_dim,
+        ff_dim=hp.Choice("ff_dim", [64, 128, 256], default=config.ff_dim),
+        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=config.dropout),
+        learning_rate=hp.Float(
+            "learning_rate", 1e-4, 3e-3, sampling="log", default=config.learning_rate
+        ),
+        sequence_length=hp.Choice(
+            "sequence_length", [32, 64, 128, 256], default=config.sequence_length
+        ),
+        vocab_size=hp.Choice("vocab_size", [5000, 8000, 10000, 20000], default=config.vocab_size),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+# ---------------------------------------------------------------------------------------------
+
+
+def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
+    """The SavedModel's endpoint: raw UTF-8 strings [batch] in, decoded predictions out."""
+    class_names = tf.constant(spec["class_names"])
+
+    def serve(texts):
+        probabilities = tf.cast(model(texts, training=False), tf.float32)
+        class_id = tf.argmax(probabilities, axis=-1)
+        return {
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "class_name": tf.gather(class_names, class_id),
+        }
+
+    return {"serve": (serve, [tf.TensorSpec([None], tf.string, name="text")])}
+
+
+def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": "text_classification",
+        "input": {
+            "kind": "text",
+            "serve": "UTF-8 strings [batch]; vectorization (standardize, split, vocabulary "
+            "lookup, pad/cut) happens inside the graph",
+            "vocabulary_size": len(spec["vocabulary"]) + 2,
+        },
+        "outputs": {
+            "probabilities": "float32 [batch, classes]",
+            "class_id": "int64 [batch]",
+            "class_name": "string [batch]",
+        },
+        "class_names": spec["class_names"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and plots
+# ---------------------------------------------------------------------------------------------
+
+
+def confident_mistakes(
+    texts: list[str],
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str],
+    count: int,
+) -> list[dict[str, Any]]:
+    """The `count` wrong predictions with the highest predicted probability, most sure first."""
+    predicted = probabilities.argmax(axis=-1)
+    wrong = np.flatnonzero(predicted != labels)
+    order = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:count]
+    return [
+        {
+            "text": texts[i] if len(texts[i]) <= 200 else texts[i][:197] + "...",
+            "true": class_names[labels[i]],
+            "predicted": class_names[predicted[i]],
+            "probability": round(float(probabilities[i, predicted[i]]), 4),
+        }
+        for i in order
+    ]
+
+
+def mistakes_table(mistakes: list[dict[str, Any]]) -> str:
+    """The mistakes as a Markdown table."""
+    lines = ["| p | predicted | true | text |", "|---|---|---|---|"]
+    for m in mistakes:
+        cell = m["text"].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {m['probability']:.3f} | {m['predicted']} | {m['true']} | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
+    """Test-split accuracy, per-class metrics and the most confident mistakes; writes
+    confusion_matrix.png and confident_mistakes.md to `out_dir` when given."""
+    texts, labels = [], []
+    for x, y in data.test.as_numpy_iterator():
+        texts += [t.decode("utf-8", errors="replace") for t in x]
+        labels.append(y)
+    labels = np.concatenate(labels)
+    probabilities = model.predict(data.test.map(text.texts_only), verbose=0).astype("float64")
+    class_names = data.spec["class_names"]
+    metrics = reports.classification_metrics(labels, probabilities, class_names)
+    metrics["confident_mistakes"] = confident_mistakes(
+        texts, labels, probabilities, class_names, MISTAKES_SHOWN
+    )
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        reports.plot_confusion_matrix(
+            metrics["confusion_matrix"], class_names, out_dir / "confusion_matrix.png"
+        )
+        files.write_text(
+            out_dir / "confident_mistakes.md",
+            "# Most confident mistakes (test split)\n\n"
+            + mistakes_table(metrics["confident_mistakes"]),
+        )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m templates.text_transformer [train options]`, like `ktemplate train ...`."""
+    from ktemplate import cli
+
+    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,409 @@
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktemplate import cli, run
+from ktemplate import files as files_lib
+from pipelines import text
+from pipelines.sources import DataUnavailableError
+from templates import text_transformer as tt
+from tests.helpers.text import make_csv, make_text_folder, make_vader_sdist
+
+TINY = dict(
+    epochs=2,
+    batch_size=16,
+    early_stopping_patience=0,
+    embed_dim=16,
+    num_heads=2,
+    ff_dim=16,
+    sequence_length=16,
+    vocab_size=200,
+)
+
+
+@pytest.fixture(scope="module")
+def vader_fixture(tmp_path_factory):
+    """A small archive with the sdist's layout, and its sha256."""
+    folder = tmp_path_factory.mktemp("sdist")
+    path = folder / text.VADER_SDIST
+    return path, make_vader_sdist(path)
+
+
+@pytest.fixture
+def vader_cache(vader_fixture, tmp_path, monkeypatch):
+    """An empty cache and a 'pip download' that copies the fixture; returns the call log."""
+    archive, sha256 = vader_fixture
+    monkeypatch.setenv("KTEMPLATE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(text, "VADER_SHA256", sha256)
+    calls = []
+
+    def fake_download(requirement, dest):
+        calls.append(requirement)
+        shutil.copy(archive, dest / text.VADER_SDIST)
+
+    monkeypatch.setattr(text, "pip_download", fake_download)
+    return calls
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and search space
+# ---------------------------------------------------------------------------------------------
+
+
+def test_search_space_defaults_equal_config():
+    config = tt.Config()
+    assert tt.search_space(keras_tuner.HyperParameters(), config) == config
+    custom = tt.Config(embed_dim=32, transformer_layers=2, dropout=0.1)
+    assert tt.search_space(keras_tuner.HyperParameters(), custom) == custom
+
+
+def test_search_space_drives_the_model_and_keeps_heads_valid():
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("transformer_layers", 3)
+    hp.Fixed("vocab_size", 5000)
+    hp.Fixed("sequence_length", 128)
+    config = tt.search_space(hp, tt.Config())
+    assert (config.transformer_layers, config.vocab_size, config.sequence_length) == (3, 5000, 128)
+    for embed_dim in (32, 64, 128):
+        for heads in (1, 2, 4):
+            hp = keras_tuner.HyperParameters()
+            hp.Fixed("embed_dim", embed_dim)
+            hp.Fixed("num_heads", heads)
+            config = tt.search_space(hp, tt.Config())  # Config checks heads divide the width
+            assert config.embed_dim % config.num_heads == 0
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="multiple of 'num_heads'"):
+        tt.Config(embed_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="jit_compile"):
+        tt.Config(jit_compile=True)
+    with pytest.raises(ValueError, match="sequence_length"):
+        tt.Config(sequence_length=0)
+
+
+def test_every_config_field_has_a_comment():
+    from ktemplate.config import field_comments
+
+    comments = field_comments(tt.Config)
+    assert [f.name for f in dataclasses.fields(tt.Config) if not comments.get(f.name)] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+SPEC = {
+    "class_names": ["negative", "positive"],
+    "vocabulary": ["the", "film", "great", "awful"],
+    "sizes": {"train": 40, "val": 5, "test": 5},
+}
+
+
+def test_model_takes_raw_strings_and_answers_empty_text():
+    model = tt.build_model(tt.Config(**TINY), SPEC)
+    assert model.input.dtype == "string"
+    probabilities = model.predict(
+        tf.constant(["the great film", "", "   \t", "ünïcödé ☃ words", "x " * 500]), verbose=0
+    )
+    assert probabilities.shape == (5, 2)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    # Empty and whitespace-only texts have no tokens: they get the same (prior) answer.
+    np.testing.assert_allclose(probabilities[1], probabilities[2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["mean", "max"])
+def test_padding_positions_do_not_change_the_answer(mode):
+    """Attention and pooling ignore padding: whatever sits there, the text vector is the same."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 8)).astype("float32")
+    other = x.copy()
+    other[:, 3:] = rng.normal(size=(2, 3, 8))
+    mask = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 0]], bool)
+    block = tt.TransformerEncoderBlock(8, 2, 16, dropout=0.0)
+    pooling = tt.MaskedPooling(mode)
+
+    def encode(inputs):
+        return pooling(block(inputs, padding_mask=mask), padding_mask=mask).numpy()
+
+    np.testing.assert_allclose(encode(x), encode(other), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(encode(x), encode(x[:, ::-1].copy()))
+
+
+def test_custom_layers_validate_and_serialize():
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        tt.TransformerEncoderBlock(embed_dim=10, num_heads=3, ff_dim=8)
+    with pytest.raises(ValueError, match="dropout"):
+        tt.TransformerEncoderBlock(embed_dim=8, num_heads=2, ff_dim=8, dropout=1.5)
+    with pytest.raises(ValueError, match="mode"):
+        tt.MaskedPooling("sum")
+    block = tt.TransformerEncoderBlock(8, 2, 16, 0.1, "gelu")
+    clone = tt.TransformerEncoderBlock.from_config(block.get_config())
+    assert (clone.embed_dim, clone.num_heads, clone.ff_dim, clone.activation) == (8, 2, 16, "gelu")
+
+
+def test_one_training_step_with_mixed_precision():
+    config = tt.Config(**TINY, mixed_precision="mixed_bfloat16")
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    model = tt.build_model(config, SPEC)
+    assert model.output.dtype == "float32"
+    history = model.fit(
+        tf.constant(["the great film", "awful film"] * 4), np.array([1, 0] * 4), verbose=0
+    )
+    assert np.isfinite(history.history["loss"][0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The vaderSentiment archive
+# ---------------------------------------------------------------------------------------------
+
+
+def test_vader_archive_fetched_once_verified_and_parsed(vader_cache):
+    splits = text.load_text("vader_movies")
+    assert vader_cache == [text.VADER_REQUIREMENT]
+    assert splits.class_names == ["negative", "positive"]
+    assert sum(splits.sizes.values()) == 60  # the 3 zero ratings are dropped
+    texts = [t.decode() for t, _ in splits.train.as_numpy_iterator()]
+    assert not any("\r" in t for t in texts)  # CRLF line ends are handled
+    text.load_text("vader_tweets")
+    assert vader_cache == [text.VADER_REQUIREMENT]  # the cached archive is reused
+
+
+def test_corrupt_cached_archive_is_fetched_again(vader_cache):
+    cached = text.cache_dir() / "vaderSentiment" / text.VADER_SDIST
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"truncated download")
+    text.load_text("vader_movies")
+    assert vader_cache == [text.VADER_REQUIREMENT]
+    assert text.sha256_of(cached) == text.VADER_SHA256
+
+
+def test_download_with_wrong_checksum_is_refused_and_not_kept(vader_cache, monkeypatch):
+    monkeypatch.setattr(text, "VADER_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match="sha256 .* expected 0000"):
+        text.load_text("vader_movies")
+    leftovers = list((text.cache_dir() / "vaderSentiment").iterdir())
+    assert leftovers == []
+
+
+def test_failed_download_is_a_clear_error(vader_cache, monkeypatch):
+    def offline(requirement, dest):
+        raise DataUnavailableError(f"Could not download {requirement} with pip (offline).")
+
+    monkeypatch.setattr(text, "pip_download", offline)
+    with pytest.raises(DataUnavailableError, match="vaderSentiment==3.3.2"):
+        text.load_text("vader_movies")
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("KTEMPLATE_CACHE_DIR", str(tmp_path / "mine"))
+    assert text.cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("KTEMPLATE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert text.cache_dir() == tmp_path / "xdg" / "ktemplate"
+
+
+# ---------------------------------------------------------------------------------------------
+# csv: and dir: sources, bad input
+# ---------------------------------------------------------------------------------------------
+
+
+def test_csv_source_with_named_columns(tmp_path):
+    path = make_csv(tmp_path / "reviews.csv", text_column="body", label_column="stars")
+    config = tt.Config(dataset=f"csv:{path}", text_column="body", label_column="stars", **TINY)
+    data = tt.load_data(config, 4)
+    assert data.spec["class_names"] == ["bad", "good"]
+    assert sum(data.spec["sizes"].values()) == 12
+    # The vocabulary comes from the train split only.
+    train_words = {
+        w.strip(".").lower()
+        for batch, _ in data.train.as_numpy_iterator()
+        for t in batch
+        for w in t.decode().split()
+    }
+    assert set(data.spec["vocabulary"]) <= train_words
+
+
+def test_csv_missing_columns(tmp_path):
+    path = make_csv(tmp_path / "reviews.csv")
+    with pytest.raises(ValueError, match="no column.*'review'.*text_column"):
+        text.load_text(f"csv:{path}", text_column="review")
+    with pytest.raises(ValueError, match="no column.*'sentiment'"):
+        text.load_text(f"csv:{path}", label_column="sentiment")
+
+
+def test_one_class_is_refused(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("text,label\n" + "".join(f"fine film {i},good\n" for i in range(9)))
+    with pytest.raises(ValueError, match="one class only.*'good'"):
+        text.load_text(f"csv:{path}")
+    make_text_folder(tmp_path / "folder", classes=("pos",))
+    with pytest.raises(ValueError, match="one class only"):
+        text.load_text(f"dir:{tmp_path / 'folder'}")
+
+
+def test_non_utf8_files_are_named(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,good\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.csv is not valid UTF-8"):
+        text.load_text(f"csv:{path}")
+    folder = make_text_folder(tmp_path / "folder")
+    (folder / "pos" / "bad.txt").write_bytes(b"na\xefve \xff")
+    with pytest.raises(ValueError, match=r"bad\.txt is not valid UTF-8"):
+        text.load_text(f"dir:{folder}")
+
+
+def test_dir_source(tmp_path):
+    folder = make_text_folder(tmp_path / "folder", per_class=6)
+    splits = text.load_text(f"dir:{folder}")
+    assert splits.class_names == ["neg", "pos"]
+    assert splits.sizes == {"train": 8, "val": 2, "test": 2}
+
+
+def test_unknown_dataset_names_the_choices():
+    with pytest.raises(ValueError, match="vader_movies.*csv:"):
+        text.load_text("movies")
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny real run: train, evaluate, export, serve in a fresh process, predict
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, vader_fixture):
+    archive, sha256 = vader_fixture
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "vaderSentiment").mkdir()
+    shutil.copy(archive, cache / "vaderSentiment" / text.VADER_SDIST)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KTEMPLATE_CACHE_DIR", str(cache))
+        mp.setattr(text, "VADER_SHA256", sha256)
+        out = tmp_path_factory.mktemp("runs")
+        return run.train(tt, tt.Config(**TINY), output_dir=out, verbose=0)
+
+
+def test_run_folder_and_metrics(trained_run):
+    for name in (
+        "metrics.json",
+        "confusion_matrix.png",
+        "confident_mistakes.md",
+        "checkpoints/best.keras",
+        "export/saved_model.pb",
+        "export/manifest.json",
+    ):
+        assert (trained_run / name).exists(), name
+    metrics = files_lib.read_json(trained_run / "metrics.json")
+    assert metrics["test_examples"] == 12
+    assert set(metrics["per_class"]) == {"negative", "positive"}
+    assert {"precision", "recall", "f1"} <= set(metrics["per_class"]["positive"])
+    mistakes = metrics["confident_mistakes"]
+    assert len(mistakes) == metrics["test_errors"]
+    assert [m["probability"] for m in mistakes] == sorted(
+        (m["probability"] for m in mistakes), reverse=True
+    )
+    assert all(m["true"] != m["predicted"] for m in mistakes)
+    manifest = files_lib.read_json(trained_run / "export" / "manifest.json")
+    assert manifest["input"]["kind"] == "text"
+    assert manifest["endpoints"]["serve"][0] == {"shape": [None], "dtype": "string", "name": "text"}
+    assert manifest["class_names"] == ["negative", "positive"]
+
+
+def test_confident_mistakes_table():
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3]])
+    labels = np.array([1, 0, 1, 0])
+    mistakes = tt.confident_mistakes(["a", "b|c", "d", "e"], labels, probabilities, ["n", "p"], 5)
+    assert [m["text"] for m in mistakes] == ["a", "b|c"]
+    assert "b\\|c" in tt.mistakes_table(mistakes)
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    # The project must not be needed to serve the export: make importing it fail.
+    for name in ("ktemplate", "templates", "pipelines", "tuning"):
+        sys.modules[name] = None
+    import tensorflow as tf
+    export_dir, texts_path = sys.argv[1:3]
+    texts = json.load(open(texts_path, encoding="utf-8"))
+    loaded = tf.saved_model.load(export_dir)
+    out = loaded.signatures["serving_default"](text=tf.constant(texts))
+    print(json.dumps({
+        "probabilities": out["probabilities"].numpy().tolist(),
+        "class_id": out["class_id"].numpy().tolist(),
+        "class_name": [s.decode() for s in out["class_name"].numpy()],
+    }))
+    """
+)
+
+TEXTS = ["A wonderful, moving film.", "Dull and tedious.", "", "   ", "Crème brûlée ☃ !!"]
+
+
+def test_export_matches_in_memory_model_in_a_fresh_process(trained_run, tmp_path):
+    (tmp_path / "texts.json").write_text(json.dumps(TEXTS), encoding="utf-8")
+    script = tmp_path / "serve.py"
+    script.write_text(FRESH_PROCESS)
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), str(trained_run / "export"), "texts.json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+
+    model = run.load_best_model(trained_run)
+    expected = model.predict(tf.constant(TEXTS), verbose=0)
+    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-5, atol=1e-6)
+    assert served["class_id"] == expected.argmax(axis=1).tolist()
+    names = ["negative", "positive"]
+    assert served["class_name"] == [names[i] for i in expected.argmax(axis=1)]
+
+
+def test_cli_predict_texts_and_files(trained_run, tmp_path, capsys):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("A brilliant cast.\n\n   \nTerrible plot.\n", encoding="utf-8")
+    export = str(trained_run / "export")
+    assert cli.main(["predict", export, "What a superb film", str(lines)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["input"] for r in rows] == ["What a superb film"] + [
+        f"{lines}:{n}" for n in (1, 2, 3, 4)
+    ]
+    assert all(r["class_name"] in ("negative", "positive") for r in rows)
+    assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 for r in rows)
+
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9\n".encode("latin-1"))
+    assert cli.main(["predict", export, str(tmp_path / "latin1.txt")]) == 2
+    assert "not valid UTF-8" in capsys.readouterr().err
+    assert cli.main(["predict", export, str(tmp_path / "missing.txt")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_tfds_end_to_end_with_mock_data(tmp_path, online):
+    import tensorflow_datasets as tfds
+
+    config = tt.Config(dataset="tfds:imdb_reviews", **{**TINY, "epochs": 1})
+    with tfds.testing.mock_data(num_examples=24):
+        data = tt.load_data(config, 8)
+        assert data.spec["class_names"] == ["neg", "pos"]
+        run_dir = run.train(tt, config, output_dir=tmp_path, verbose=0)
+    manifest = files_lib.read_json(run_dir / "export" / "manifest.json")
+    assert manifest["dataset"] == "tfds:imdb_reviews"
+
+
+def test_tfds_dataset_that_is_not_text_is_refused(online):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4), pytest.raises(ValueError, match="not a text"):
+        text.load_text("tfds:mnist")
