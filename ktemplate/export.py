@@ -83,6 +83,8 @@ def write_export(
         archive = keras.export.ExportArchive()
         archive.track(model)
         for name, (fn, signature) in endpoints.items():
+            for extra in getattr(fn, "track", []):  # layers the endpoint uses beside `model`
+                archive.track(extra)
             archive.add_endpoint(name=name, fn=fn, input_signature=signature)
         archive.write_out(str(tmp), verbose=False)
         files.write_json(tmp / MANIFEST, manifest)

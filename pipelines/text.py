@@ -416,8 +416,15 @@ def prepare(
     training: bool,
     seed: int = 0,
     shuffle_buffer: int = 20_000,
+    vectorizer: keras.layers.TextVectorization | None = None,
 ) -> tf.data.Dataset:
-    """cache → shuffle (train) → batch → prefetch; examples stay raw strings."""
+    """vectorize (optional) → cache → shuffle (train) → batch → prefetch.
+
+    With `vectorizer`, examples become token ids in parallel map calls before the cache, so
+    strings are tokenized once and the model's compiled step sees integers only.
+    """
+    if vectorizer is not None:
+        ds = ds.map(lambda t, y: (vectorizer(t), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

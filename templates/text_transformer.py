@@ -13,9 +13,12 @@ ag_news_subset, ...), `dir:PATH` (one sub-folder of UTF-8 .txt files per class) 
 Model: `TextVectorization` (vocabulary from the train split only) → token + position
 embeddings → `transformer_layers` encoder blocks (multi-head self-attention over non-padding
 tokens, feed-forward, residuals, layer norm, dropout) → masked mean/max pooling → a softmax
-head. Vectorization is the model's first layer, so the model — and its export — takes raw
-strings. The encoder block is written here with `keras.layers.MultiHeadAttention` (no extra
-dependency; keras-hub would add its own package and its tokenizer stack for one small block).
+head. The trained model takes token ids: vectorization runs in the `tf.data` pipeline (in
+parallel, cached, and no string ops in the compiled train step — XLA and TPUs need that), and
+`text_model` puts the same `TextVectorization` in front of it for evaluation and the export,
+which take raw strings. The encoder block is written here with
+`keras.layers.MultiHeadAttention` (no extra dependency; keras-hub would add its own package and
+its tokenizer stack for one small block).
 
 Export: `serve` takes `tf.string` [batch] and returns `probabilities`, `class_id` and
 `class_name`. Empty or whitespace-only texts get an answer (the classifier's prior), not an
@@ -92,11 +95,6 @@ class Config(TrainingConfig):
                 f"Config key 'embed_dim' ({self.embed_dim}) must be a multiple of 'num_heads' "
                 f"({self.num_heads})."
             )
-        if self.jit_compile:
-            raise ValueError(
-                "Config key 'jit_compile' must be false for text_transformer: the model's first "
-                "layer turns strings into tokens, which XLA cannot compile."
-            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,9 +103,10 @@ class Config(TrainingConfig):
 
 
 def load_data(config: Config, batch_size: int) -> Data:
-    """Loads the configured source and builds the train/val/test pipelines of raw strings.
+    """Loads the configured source; train/val batches are token ids, test batches raw strings.
 
-    The vocabulary is computed from the train split only and carried in the spec.
+    The vocabulary is computed from the train split only and carried in the spec, with the
+    standardization and sequence length, so `vectorizer(spec)` rebuilds the same mapping.
     """
     splits = text.load_text(config.dataset, config.text_column, config.label_column)
     vocabulary = text.train_vocabulary(splits.train, config.vocab_size, _standardize(config))
@@ -118,14 +117,28 @@ def load_data(config: Config, batch_size: int) -> Data:
     spec = {
         "class_names": splits.class_names,
         "vocabulary": vocabulary,
+        "standardize": config.standardize,
+        "sequence_length": config.sequence_length,
         "sizes": sizes,
         "dataset": config.dataset,
     }
+    tokens = vectorizer(spec)
     return Data(
-        train=text.prepare(splits.train, batch_size, True, seed=config.seed),
-        val=text.prepare(splits.val, batch_size, False),
+        train=text.prepare(splits.train, batch_size, True, seed=config.seed, vectorizer=tokens),
+        val=text.prepare(splits.val, batch_size, False, vectorizer=tokens),
         test=text.prepare(splits.test, batch_size, False),
         spec=spec,
+    )
+
+
+def vectorizer(spec: dict[str, Any]) -> keras.layers.TextVectorization:
+    """Strings → token ids [batch, sequence_length] with the train split's vocabulary."""
+    return keras.layers.TextVectorization(
+        standardize=None if spec["standardize"] == "none" else spec["standardize"],
+        output_mode="int",
+        output_sequence_length=spec["sequence_length"],
+        vocabulary=spec["vocabulary"],
+        name="vectorizer",
     )
 
 
@@ -277,19 +290,12 @@ class MaskedPooling(keras.layers.Layer):
 
 
 def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
-    """Builds and compiles the classifier; its input is raw text, `string` [batch]."""
-    vectorizer = keras.layers.TextVectorization(
-        standardize=_standardize(config),
-        output_mode="int",
-        output_sequence_length=config.sequence_length,
-        vocabulary=spec["vocabulary"],
-        name="vectorizer",
-    )
-    inputs = keras.Input(shape=(), dtype="string", name="text")
-    token_ids = vectorizer(inputs)
+    """Builds and compiles the classifier over token ids, int64 [batch, sequence_length]."""
+    token_ids = keras.Input(shape=(spec["sequence_length"],), dtype="int64", name="token_ids")
     padding_mask = keras.ops.not_equal(token_ids, 0)
+    vocab_size = len(spec["vocabulary"]) + 2  # + padding and out-of-vocabulary tokens
     x = TokenAndPositionEmbedding(
-        vectorizer.vocabulary_size(), config.sequence_length, config.embed_dim, name="embedding"
+        vocab_size, spec["sequence_length"], config.embed_dim, name="embedding"
     )(token_ids)
     x = keras.layers.Dropout(config.dropout)(x)
     for i in range(config.transformer_layers):
@@ -308,14 +314,21 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     )(x)
     # float32 softmax: stable probabilities under mixed precision.
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name=NAME)
+    model = keras.Model(token_ids, outputs, name=NAME)
     steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
     model.compile(
         optimizer=training.make_optimizer(config, steps),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile,
     )
     return model
+
+
+def text_model(model: keras.Model, spec: dict[str, Any]) -> keras.Model:
+    """`model` behind the train split's `TextVectorization`: raw strings [batch] in."""
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    return keras.Model(texts, model(vectorizer(spec)(texts)), name=f"{NAME}_text")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,9 +366,10 @@ def search_space(hp, config: Config) -> Config:
 def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
     """The SavedModel's endpoint: raw UTF-8 strings [batch] in, decoded predictions out."""
     class_names = tf.constant(spec["class_names"])
+    end_to_end = text_model(model, spec)
 
     def serve(texts):
-        probabilities = tf.cast(model(texts, training=False), tf.float32)
+        probabilities = tf.cast(end_to_end(texts, training=False), tf.float32)
         class_id = tf.argmax(probabilities, axis=-1)
         return {
             "probabilities": probabilities,
@@ -363,6 +377,7 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
             "class_name": tf.gather(class_names, class_id),
         }
 
+    serve.track = [end_to_end]  # the vocabulary lookup table goes into the SavedModel
     return {"serve": (serve, [tf.TensorSpec([None], tf.string, name="text")])}
 
 
@@ -428,7 +443,9 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
         texts += [t.decode("utf-8", errors="replace") for t in x]
         labels.append(y)
     labels = np.concatenate(labels)
-    probabilities = model.predict(data.test.map(text.texts_only), verbose=0).astype("float64")
+    end_to_end = text_model(model, data.spec)
+    probabilities = end_to_end.predict(data.test.map(text.texts_only), verbose=0)
+    probabilities = probabilities.astype("float64")
     class_names = data.spec["class_names"]
     metrics = reports.classification_metrics(labels, probabilities, class_names)
     metrics["confident_mistakes"] = confident_mistakes(

@@ -85,8 +85,6 @@ def test_search_space_drives_the_model_and_keeps_heads_valid():
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="multiple of 'num_heads'"):
         tt.Config(embed_dim=30, num_heads=4)
-    with pytest.raises(ValueError, match="jit_compile"):
-        tt.Config(jit_compile=True)
     with pytest.raises(ValueError, match="sequence_length"):
         tt.Config(sequence_length=0)
 
@@ -105,14 +103,18 @@ def test_every_config_field_has_a_comment():
 SPEC = {
     "class_names": ["negative", "positive"],
     "vocabulary": ["the", "film", "great", "awful"],
+    "standardize": "lower_and_strip_punctuation",
+    "sequence_length": TINY["sequence_length"],
     "sizes": {"train": 40, "val": 5, "test": 5},
 }
 
 
-def test_model_takes_raw_strings_and_answers_empty_text():
+def test_model_takes_token_ids_and_its_text_model_raw_strings():
     model = tt.build_model(tt.Config(**TINY), SPEC)
-    assert model.input.dtype == "string"
-    probabilities = model.predict(
+    assert model.input.dtype == "int64"  # no string ops in the compiled train step
+    end_to_end = tt.text_model(model, SPEC)
+    assert end_to_end.input.dtype == "string"
+    probabilities = end_to_end.predict(
         tf.constant(["the great film", "", "   \t", "ünïcödé ☃ words", "x " * 500]), verbose=0
     )
     assert probabilities.shape == (5, 2)
@@ -152,14 +154,16 @@ def test_custom_layers_validate_and_serialize():
     assert (clone.embed_dim, clone.num_heads, clone.ff_dim, clone.activation) == (8, 2, 16, "gelu")
 
 
-def test_one_training_step_with_mixed_precision():
-    config = tt.Config(**TINY, mixed_precision="mixed_bfloat16")
+@pytest.mark.parametrize(
+    "options", [{"mixed_precision": "mixed_bfloat16"}, {"jit_compile": True}], ids=str
+)
+def test_one_training_step_with_mixed_precision_or_xla(options):
+    config = tt.Config(**TINY, **options)
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     model = tt.build_model(config, SPEC)
     assert model.output.dtype == "float32"
-    history = model.fit(
-        tf.constant(["the great film", "awful film"] * 4), np.array([1, 0] * 4), verbose=0
-    )
+    token_ids = tt.vectorizer(SPEC)(tf.constant(["the great film", "awful film"] * 4))
+    history = model.fit(token_ids, np.array([1, 0] * 4), verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
 
@@ -224,14 +228,12 @@ def test_csv_source_with_named_columns(tmp_path):
     data = tt.load_data(config, 4)
     assert data.spec["class_names"] == ["bad", "good"]
     assert sum(data.spec["sizes"].values()) == 12
-    # The vocabulary comes from the train split only.
-    train_words = {
-        w.strip(".").lower()
-        for batch, _ in data.train.as_numpy_iterator()
-        for t in batch
-        for w in t.decode().split()
-    }
+    # The vocabulary comes from the train split only; train batches are token ids.
+    train_texts = [t for t, _ in text.load_text(f"csv:{path}", "body", "stars").train]
+    train_words = {w.strip(".").lower() for t in train_texts for w in t.numpy().decode().split()}
     assert set(data.spec["vocabulary"]) <= train_words
+    ids, _ = next(iter(data.train))
+    assert ids.dtype == tf.int64 and ids.shape[1] == TINY["sequence_length"]
 
 
 def test_csv_missing_columns(tmp_path):
@@ -363,7 +365,9 @@ def test_export_matches_in_memory_model_in_a_fresh_process(trained_run, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
 
-    model = run.load_best_model(trained_run)
+    model = tt.text_model(
+        run.load_best_model(trained_run), files_lib.read_json(trained_run / "spec.json")
+    )
     expected = model.predict(tf.constant(TEXTS), verbose=0)
     np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-5, atol=1e-6)
     assert served["class_id"] == expected.argmax(axis=1).tolist()
