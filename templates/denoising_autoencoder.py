@@ -99,6 +99,7 @@ class Config(TrainingConfig):
 
 
 def noise_settings(config: Config) -> denoising.Noise:
+    """The config's noise fields as a `pipelines.denoising.Noise` (which checks their ranges)."""
     return denoising.Noise(
         config.noise,
         config.noise_sigma,
@@ -269,7 +270,8 @@ class SSIMLoss(keras.losses.Loss):
         return {**super().get_config(), "ssim_weight": self.ssim_weight}
 
 
-def make_loss(config: Config):
+def make_loss(config: Config) -> keras.losses.Loss:
+    """The configured training loss on 0..1 images."""
     if config.loss == "ssim":
         return SSIMLoss(config.ssim_weight)
     return {"mse": keras.losses.MeanSquaredError(), "mae": keras.losses.MeanAbsoluteError()}[
