@@ -28,6 +28,22 @@ def write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes `data` to `path` via a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Writes `data` as indented JSON to `path` via a temporary file and a rename."""
     write_text(path, json.dumps(data, indent=2, default=str) + "\n")

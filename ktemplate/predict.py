@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from ktemplate import files
 from ktemplate.export import read_manifest
 
 
@@ -148,11 +149,38 @@ def _predict_texts(loaded, inputs: list[str], manifest: dict) -> list[dict[str, 
     return rows(loaded.serve(tf.constant(texts, tf.string)), names)
 
 
+def _denoise_images(loaded, inputs: list[str], manifest: dict) -> list[dict[str, Any]]:
+    """Denoises each image file; writes `<name>.denoised.png` next to it."""
+    channels = manifest["input"]["channels"]
+    result = []
+    for path in _existing_files(inputs):
+        try:
+            image = tf.io.decode_image(path.read_bytes(), dtype=tf.uint8, expand_animations=False)
+        except tf.errors.InvalidArgumentError:
+            raise ValueError(
+                f"Could not decode {path} as an image (PNG, JPEG, BMP or GIF expected)."
+            ) from None
+        if image.shape[-1] != channels:
+            raise ValueError(
+                f"{path} has {image.shape[-1]} channel(s) but this model denoises images with "
+                f"{channels} ({'grayscale' if channels == 1 else 'RGB'}). Convert the image to "
+                f"{'grayscale' if channels == 1 else 'RGB'} first, or use a model trained with "
+                "a matching `channels`."
+            )
+        denoised = loaded.serve(image[tf.newaxis])["denoised"][0]
+        output = path.with_name(f"{path.stem}.denoised.png")
+        files.write_bytes(output, tf.io.encode_png(denoised).numpy())
+        height, width = image.shape[:2]
+        result.append({"input": str(path), "output": str(output), "height": height, "width": width})
+    return result
+
+
 # input kind → reader(loaded SavedModel, command-line inputs, manifest) → rows
 READERS: dict[str, Callable[[Any, list[str], dict], list[dict[str, Any]]]] = {
     "image": _predict_images,
     "window": _predict_windows,
     "text": _predict_texts,
+    "noisy_image": _denoise_images,
 }
 
 

@@ -14,7 +14,7 @@ import keyword
 from pathlib import Path
 from types import ModuleType
 
-BUILTIN = ["image_cnn", "timeseries_lstm", "text_transformer"]
+BUILTIN = ["image_cnn", "timeseries_lstm", "text_transformer", "denoising_autoencoder"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent
 

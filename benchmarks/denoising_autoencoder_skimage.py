@@ -1,0 +1,127 @@
+"""denoising_autoencoder on scikit-image's test images against classical denoisers.
+
+Trains the default config (through the same code path as `ktemplate train denoising_autoencoder`)
+and, in the same run, denoises the identical noisy test images (Gaussian sigma 0.1 on a 0..1
+scale, noise fixed by `pipelines.denoising.NOISE_SEED`) with scikit-image's
+`denoise_tv_chambolle` (weight 0.1) and `denoise_nl_means` (sigma from `estimate_sigma`,
+h = 0.8 sigma, 5x5 patches, distance 6, fast mode, as in scikit-image's own example). Prints a
+Markdown table; the figures in benchmarks/RESULTS.md come from this script.
+
+    python benchmarks/denoising_autoencoder_skimage.py [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from ktemplate import config as config_lib  # noqa: E402
+from ktemplate import files, run  # noqa: E402
+from pipelines import denoising  # noqa: E402
+from templates import denoising_autoencoder as dae  # noqa: E402
+
+
+def classical_baselines(config: dae.Config) -> dict[str, dict[str, tuple[float, float]]]:
+    """PSNR/SSIM per test image for TV (Chambolle) and non-local means, and their seconds."""
+    from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
+
+    clean = denoising.load_clean_images(config.dataset, config.channels, config.patch_size)
+    noisy = denoising.fixed_noisy(clean.test, dae.noise_settings(config), stream=1)
+    results: dict[str, dict] = {"tv_chambolle": {}, "nl_means": {}, "seconds": {}}
+    seconds = {"tv_chambolle": 0.0, "nl_means": 0.0}
+    for name, image, noisy_image in zip(clean.names["test"], clean.test, noisy, strict=True):
+        reference = image.astype("float64") / 255.0
+        # scikit-image takes grayscale as [H, W] (channel_axis=None), colour as [H, W, 3].
+        gray = noisy_image.shape[-1] == 1
+        x = noisy_image[..., 0].astype("float64") if gray else noisy_image.astype("float64")
+        axis = None if gray else -1
+        start = time.perf_counter()
+        tv = denoise_tv_chambolle(x, weight=0.1, channel_axis=axis)
+        seconds["tv_chambolle"] += time.perf_counter() - start
+        start = time.perf_counter()
+        sigma = float(np.mean(estimate_sigma(x, channel_axis=axis)))
+        nlm = denoise_nl_means(
+            x,
+            h=0.8 * sigma,
+            sigma=sigma,
+            fast_mode=True,
+            patch_size=5,
+            patch_distance=6,
+            channel_axis=axis,
+        )
+        seconds["nl_means"] += time.perf_counter() - start
+        if gray:
+            tv, nlm = tv[..., np.newaxis], nlm[..., np.newaxis]
+        results["tv_chambolle"][name] = dae.image_quality(reference, tv)
+        results["nl_means"][name] = dae.image_quality(reference, nlm)
+    results["seconds"] = seconds
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    config = config_lib.apply_overrides(
+        dae.Config(), config_lib.parse_assignments(args.set), from_text=True
+    )
+
+    baselines = classical_baselines(config)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        run_dir = run.train(dae, config, output_dir=out, verbose=2)
+        wall = time.perf_counter() - start
+        metrics = files.read_json(run_dir / "metrics.json")
+
+    load = os.getloadavg()
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} CPU cores, python "
+        f"{platform.python_version()}, load average at the end {load[0]:.1f} / {load[1]:.1f} / "
+        f"{load[2]:.1f} (1/5/15 min)"
+    )
+    print(f"noise: {metrics['test_noise']}; non-default config: {args.set or 'none'}\n")
+    print("| test image | noisy | TV Chambolle | non-local means | autoencoder |")
+    print("|---|---|---|---|---|")
+    for row in metrics["per_image"]:
+        name = row["image"]
+        tv_psnr, tv_ssim = baselines["tv_chambolle"][name]
+        nl_psnr, nl_ssim = baselines["nl_means"][name]
+        print(
+            f"| {name} | {row['noisy_psnr']:.2f} / {row['noisy_ssim']:.3f} "
+            f"| {tv_psnr:.2f} / {tv_ssim:.3f} | {nl_psnr:.2f} / {nl_ssim:.3f} "
+            f"| {row['psnr']:.2f} / {row['ssim']:.3f} |"
+        )
+
+    def mean(method: str, k: int) -> float:
+        return float(np.mean([v[k] for v in baselines[method].values()]))
+
+    print(
+        f"| **mean** | {metrics['test_noisy_psnr']:.2f} / {metrics['test_noisy_ssim']:.3f} "
+        f"| {mean('tv_chambolle', 0):.2f} / {mean('tv_chambolle', 1):.3f} "
+        f"| {mean('nl_means', 0):.2f} / {mean('nl_means', 1):.3f} "
+        f"| {metrics['test_psnr']:.2f} / {metrics['test_ssim']:.3f} |"
+    )
+    print("\n(PSNR dB / SSIM on whole test images)")
+    print(
+        f"\nautoencoder: fit {metrics['train_seconds']:.0f} s over {metrics['epochs']['train']} "
+        f"epochs, run {wall:.0f} s (fit + evaluation + export); TV "
+        f"{baselines['seconds']['tv_chambolle']:.1f} s, non-local means "
+        f"{baselines['seconds']['nl_means']:.1f} s for all test images"
+    )
+    gap = metrics["test_psnr"] - mean("nl_means", 0)
+    met = gap > 0 and metrics["train_seconds"] < 600
+    print(
+        f"autoencoder - non-local means mean PSNR: {gap:+.2f} dB; target (beat it, fit < 600 s): "
+        f"{'met' if met else 'not met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

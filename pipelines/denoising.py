@@ -1,0 +1,405 @@
+"""Denoising data: clean images from a source, random training patches, synthetic noise.
+
+Every source returns `CleanImages`: lists of clean uint8 images [H, W, C] (each its own size)
+for train, validation and test, split by image so that test images are never seen in training.
+Noise is synthetic and added on the fly: the model learns noisy → clean.
+
+Sources (the `dataset` config value):
+    skimage     real photographs, scans and micrographs bundled with scikit-image; only those in
+                `SKIMAGE_SPLITS`, all of which load without a network (several `skimage.data`
+                loaders download through pooch and are not used). A fixed split by image.
+    dir:PATH    a folder of clean images (PNG/JPEG/BMP/GIF, any sizes, sub-folders included),
+                split 70/10/20 by file with a fixed seed. Unreadable files are skipped and
+                counted (the run's spec lists them); a folder with no readable image is an error.
+    tfds:NAME   the images of a TensorFlow Datasets dataset (mnist, cifar10, ...), at most
+                `max_images` per split.
+
+Pipelines:
+    train       `patches_per_epoch` random `patch_size` crops per epoch (image chosen uniformly,
+                then position), a random flip and rotation by 90°, and fresh noise for every
+                patch in every epoch (`tf.data.Dataset.random` re-seeds each epoch).
+    validation  non-overlapping tiles of the validation images with noise fixed by `NOISE_SEED`.
+    test        whole images, batched by size, with noise fixed by `NOISE_SEED`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines.sources import parse_source, tfds_builder, tfds_three_splits
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+NOISE_SEED = 20240601  # fixed on purpose: validation/test noise is the same in every run
+SPLIT_SEED = 0  # fixed on purpose: dir: splits do not change with the run's seed
+MAX_VAL_TILES = 256  # validation tiles kept (evenly spread) so validation stays fast
+NOISE_KINDS = ("gaussian", "salt_pepper", "poisson")
+
+# scikit-image's bundled real images that load offline (checked with the network blocked), and
+# the split each belongs to. Synthetic images (checkerboard, logo, phantom, binary shapes) are
+# left out. With channels=3 only the colour images (`SKIMAGE_COLOR`) are used.
+SKIMAGE_SPLITS = {
+    "train": (
+        "astronaut",
+        "brick",
+        "coffee",
+        "grass",
+        "gravel",
+        "hubble_deep_field",
+        "microaneurysms",
+        "retina",
+        "stereo_motorcycle",
+        "text",
+    ),
+    "val": ("clock", "moon", "rocket"),
+    "test": ("camera", "coins", "page", "cell", "chelsea", "immunohistochemistry"),
+}
+SKIMAGE_COLOR = frozenset(
+    {
+        "astronaut",
+        "coffee",
+        "hubble_deep_field",
+        "retina",
+        "stereo_motorcycle",
+        "rocket",
+        "chelsea",
+        "immunohistochemistry",
+    }
+)
+
+
+@dataclasses.dataclass
+class CleanImages:
+    train: list[np.ndarray]  # uint8 [H, W, C], sizes may differ
+    val: list[np.ndarray]
+    test: list[np.ndarray]
+    names: dict[str, list[str]]  # split → one name per image
+    channels: int
+    skipped: list[str]  # files that could not be decoded (dir: only)
+
+
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    """Synthetic noise on a 0..1 scale; the noisy image is clipped to 0..1 like a saved image."""
+
+    kind: str = "gaussian"  # gaussian, salt_pepper or poisson
+    sigma: float = 0.1  # gaussian standard deviation (the lower end when sigma_max > 0)
+    sigma_max: float = 0.0  # > sigma: blind denoising, sigma drawn from [sigma, sigma_max]
+    amount: float = 0.05  # salt_pepper: fraction of pixels set to 0 or 1
+    peak: float = 30.0  # poisson: photon count of a white pixel (lower is noisier)
+
+    def __post_init__(self):
+        if self.kind not in NOISE_KINDS:
+            raise ValueError(f"Unknown noise {self.kind!r}; use one of {', '.join(NOISE_KINDS)}.")
+        if not 0.0 < self.sigma <= 1.0:
+            raise ValueError(
+                f"noise_sigma must be in (0, 1] on a 0..1 pixel scale, got {self.sigma} "
+                "(for 0..255 images divide by 255: sigma 25 is 0.098)."
+            )
+        if self.sigma_max != 0.0 and not self.sigma < self.sigma_max <= 1.0:
+            raise ValueError(
+                f"noise_sigma_max must be 0 (fixed sigma) or in (noise_sigma, 1] = "
+                f"({self.sigma}, 1], got {self.sigma_max}."
+            )
+        if not 0.0 < self.amount < 1.0:
+            raise ValueError(f"noise_amount must be in (0, 1), got {self.amount}.")
+        if self.peak <= 0:
+            raise ValueError(f"noise_peak must be > 0, got {self.peak}.")
+
+    def describe(self) -> str:
+        if self.kind == "gaussian":
+            if self.sigma_max:
+                return f"gaussian, sigma in [{self.sigma}, {self.sigma_max}]"
+            return f"gaussian, sigma {self.sigma}"
+        if self.kind == "salt_pepper":
+            return f"salt and pepper, amount {self.amount}"
+        return f"poisson, peak {self.peak}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """A uint8 image [H, W] or [H, W, C] as [H, W, channels] (gray ↔ RGB, alpha dropped)."""
+    image = np.asarray(image)
+    if image.dtype == bool:
+        image = image.astype("uint8") * 255
+    elif image.dtype != np.uint8:
+        image = np.clip(np.round(image * 255.0), 0, 255).astype("uint8")
+    if image.ndim == 2:
+        image = image[..., np.newaxis]
+    if image.shape[-1] in (2, 4):  # gray + alpha, RGBA
+        image = image[..., :-1]
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1:
+        return tf.image.rgb_to_grayscale(image).numpy()
+    return np.repeat(image, 3, axis=-1)
+
+
+def load_skimage(channels: int) -> CleanImages:
+    """scikit-image's bundled real images (`SKIMAGE_SPLITS`), converted to `channels`."""
+    import skimage.data
+
+    def load(name: str) -> np.ndarray:
+        image = getattr(skimage.data, name)()
+        if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+            image = image[0]
+        return to_channels(image, channels)
+
+    names = {
+        split: [n for n in found if channels == 1 or n in SKIMAGE_COLOR]
+        for split, found in SKIMAGE_SPLITS.items()
+    }
+    loaded = {split: [load(n) for n in found] for split, found in names.items()}
+    return CleanImages(**loaded, names=names, channels=channels, skipped=[])
+
+
+def _decode_file(path: Path, channels: int) -> np.ndarray | None:
+    try:
+        image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return None
+    return to_channels(image, channels)
+
+
+def load_directory(path: str | Path, channels: int) -> CleanImages:
+    """Every image under `path`, split 70/10/20 by file (fixed seed); unreadable files skipped.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: no readable image, or fewer than 3 (one per split is needed).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Dataset folder not found: {root}. Pass dir:PATH, a folder of clean images."
+        )
+    found = sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    decoded, skipped = [], []
+    for file in found:
+        image = _decode_file(file, channels)
+        if image is None:
+            skipped.append(str(file))
+        else:
+            decoded.append((file.relative_to(root).as_posix(), image))
+    if skipped:
+        warnings.warn(
+            f"Skipped {len(skipped)} unreadable image file(s) in {root}: "
+            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}.",
+            stacklevel=2,
+        )
+    if not decoded:
+        raise ValueError(
+            f"No readable images in {root}: found {len(found)} file(s) with an image extension "
+            f"({', '.join(IMAGE_EXTENSIONS)}), {len(skipped)} of them unreadable. Put clean "
+            "PNG/JPEG images in the folder (sub-folders are searched too)."
+        )
+    if len(decoded) < 3:
+        raise ValueError(
+            f"{root} has {len(decoded)} readable image(s); at least 3 are needed (one each for "
+            "train, validation and test)."
+        )
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(decoded))
+    n_val = max(1, round(0.1 * len(decoded)))
+    n_test = max(1, round(0.2 * len(decoded)))
+    index = {
+        "val": np.sort(order[:n_val]),
+        "test": np.sort(order[n_val : n_val + n_test]),
+        "train": np.sort(order[n_val + n_test :]),
+    }
+    return CleanImages(
+        **{split: [decoded[i][1] for i in idx] for split, idx in index.items()},
+        names={split: [decoded[i][0] for i in idx] for split, idx in index.items()},
+        channels=channels,
+        skipped=skipped,
+    )
+
+
+def load_tfds(name: str, channels: int, max_images: int, data_dir: str | None = None):
+    """The images of TFDS dataset `name`: its own validation/test splits when it has them.
+
+    Raises:
+        ValueError: unknown dataset, or one without an image feature.
+        DataUnavailableError: the dataset is not prepared and could not be downloaded.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds_builder(name, data_dir)
+    features = builder.info.features
+    supervised = builder.info.supervised_keys or ("image",)
+    image_key = supervised[0] if supervised[0] in features else "image"
+    if image_key not in features or not isinstance(features[image_key], tfds.features.Image):
+        raise ValueError(
+            f"TFDS dataset '{name}' has no image feature to denoise (features: "
+            f"{', '.join(features.keys())}). Pick one like mnist or cifar10."
+        )
+    loaded, names = {}, {}
+    for split, tfds_split in tfds_three_splits(builder).items():
+        ds = builder.as_dataset(split=tfds_split, shuffle_files=False).take(max_images)
+        loaded[split] = [to_channels(ex[image_key], channels) for ex in ds.as_numpy_iterator()]
+        names[split] = [f"{tfds_split}#{i}" for i in range(len(loaded[split]))]
+    return CleanImages(**loaded, names=names, channels=channels, skipped=[])
+
+
+def load_clean_images(
+    dataset: str, channels: int, patch_size: int, max_images: int = 2000
+) -> CleanImages:
+    """Dispatches a `dataset` config value to its source and checks the image sizes.
+
+    Raises:
+        ValueError: unknown source, or a train/validation image smaller than `patch_size`.
+    """
+    kind, arg = parse_source(dataset, allowed=("skimage", "tfds", "dir"))
+    if kind == "skimage":
+        clean = load_skimage(channels)
+    elif kind == "tfds":
+        clean = load_tfds(arg, channels, max_images)
+    else:
+        clean = load_directory(arg, channels)
+    for split in ("train", "val", "test"):
+        if not getattr(clean, split):
+            raise ValueError(f"The {split} split of {dataset} has no images.")
+    small = [
+        f"{name} ({image.shape[0]}x{image.shape[1]})"
+        for split in ("train", "val")
+        for name, image in zip(clean.names[split], getattr(clean, split), strict=True)
+        if min(image.shape[:2]) < patch_size
+    ]
+    if small:
+        raise ValueError(
+            f"{len(small)} train/validation image(s) of {dataset} are smaller than patch_size "
+            f"{patch_size}: {', '.join(small[:5])}{' ...' if len(small) > 5 else ''}. Lower "
+            "patch_size (e.g. --set patch_size=16) or remove those images."
+        )
+    return clean
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise
+# ---------------------------------------------------------------------------------------------
+
+
+def add_noise(clean: tf.Tensor, noise: Noise, seed: tf.Tensor) -> tf.Tensor:
+    """Noisy version of a clean float image (any shape) in 0..1, from a stateless [2] seed."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    if noise.kind == "gaussian":
+        sigma = noise.sigma
+        if noise.sigma_max:
+            sigma = tf.random.stateless_uniform([], seeds[0], noise.sigma, noise.sigma_max)
+        noisy = clean + sigma * tf.random.stateless_normal(tf.shape(clean), seeds[1])
+    elif noise.kind == "salt_pepper":
+        hit = tf.random.stateless_uniform(tf.shape(clean), seeds[0]) < noise.amount
+        salt = tf.cast(tf.random.stateless_uniform(tf.shape(clean), seeds[1]) < 0.5, clean.dtype)
+        noisy = tf.where(hit, salt, clean)
+    else:
+        counts = tf.random.stateless_poisson(tf.shape(clean), seeds[0], clean * noise.peak)
+        noisy = tf.cast(counts, clean.dtype) / noise.peak
+    return tf.clip_by_value(noisy, 0.0, 1.0)
+
+
+def fixed_noisy(images: list[np.ndarray], noise: Noise, stream: int) -> list[np.ndarray]:
+    """float32 0..1 noisy copies of uint8 images, noise fixed by `NOISE_SEED` and the index."""
+    return [
+        add_noise(tf.constant(image, tf.float32) / 255.0, noise, [NOISE_SEED + stream, i]).numpy()
+        for i, image in enumerate(images)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipelines
+# ---------------------------------------------------------------------------------------------
+
+
+def train_patches(
+    images: list[np.ndarray],
+    patch_size: int,
+    patches_per_epoch: int,
+    batch_size: int,
+    noise: Noise,
+    seed: int,
+) -> tf.data.Dataset:
+    """Batches of (noisy, clean) float32 patches [B, p, p, C]; new crops and noise each epoch."""
+    channels = images[0].shape[-1]
+    flat = tf.constant(np.concatenate([im.ravel() for im in images]))
+    starts = tf.constant(np.cumsum([0] + [im.size for im in images[:-1]]), tf.int64)
+    heights = tf.constant([im.shape[0] for im in images], tf.int64)
+    widths = tf.constant([im.shape[1] for im in images], tf.int64)
+    rows = tf.range(patch_size, dtype=tf.int64)[:, None, None]
+    cols = tf.range(patch_size, dtype=tf.int64)[None, :, None]
+    chans = tf.range(channels, dtype=tf.int64)[None, None, :]
+
+    def sample(random_value):
+        seeds = tf.random.experimental.stateless_split(tf.stack([random_value, seed]), 6)
+        i = tf.random.stateless_uniform([], seeds[0], 0, len(images), tf.int64)
+        top = tf.random.stateless_uniform([], seeds[1], 0, heights[i] - patch_size + 1, tf.int64)
+        left = tf.random.stateless_uniform([], seeds[2], 0, widths[i] - patch_size + 1, tf.int64)
+        index = starts[i] + ((top + rows) * widths[i] + left + cols) * channels + chans
+        patch = tf.cast(tf.gather(flat, index), tf.float32) / 255.0
+        turns = tf.random.stateless_uniform([], seeds[3], 0, 4, tf.int32)
+        patch = tf.image.rot90(patch, turns)
+        flip = tf.random.stateless_uniform([], seeds[4]) < 0.5
+        patch = tf.cond(flip, lambda: tf.reverse(patch, [1]), lambda: patch)
+        return add_noise(patch, noise, seeds[5]), patch
+
+    ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = ds.take(patches_per_epoch).map(sample, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def tiles(images: list[np.ndarray], patch_size: int, max_tiles: int = MAX_VAL_TILES) -> np.ndarray:
+    """Non-overlapping `patch_size` tiles of the images, at most `max_tiles` evenly spread."""
+    found = [
+        image[top : top + patch_size, left : left + patch_size]
+        for image in images
+        for top in range(0, image.shape[0] - patch_size + 1, patch_size)
+        for left in range(0, image.shape[1] - patch_size + 1, patch_size)
+    ]
+    if len(found) > max_tiles:
+        keep = np.linspace(0, len(found) - 1, max_tiles).round().astype(int)
+        found = [found[i] for i in keep]
+    return np.stack(found)
+
+
+def validation_tiles(
+    images: list[np.ndarray], patch_size: int, batch_size: int, noise: Noise
+) -> tf.data.Dataset:
+    """Batches of (noisy, clean) validation tiles; the noise is the same in every run."""
+    clean = tiles(images, patch_size)
+    noisy = np.stack(fixed_noisy(list(clean), noise, stream=0))
+    ds = tf.data.Dataset.from_tensor_slices((noisy, clean.astype("float32") / 255.0))
+    return ds.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def whole_images(images: list[np.ndarray], batch_size: int, noise: Noise) -> tf.data.Dataset:
+    """(noisy, clean) float32 whole images, batched by size, in the order of `images`.
+
+    Images of equal size are batched together (a tfds: test split is fast); the noise is the
+    same in every run. Consecutive images share a batch only when they have the same size, so
+    the order of `images` is kept.
+    """
+    noisy = fixed_noisy(images, noise, stream=1)
+    groups: list[list[int]] = []
+    for i, image in enumerate(images):
+        if groups and images[groups[-1][0]].shape == image.shape and len(groups[-1]) < batch_size:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    ds = None
+    for group in groups:
+        batch = tf.data.Dataset.from_tensors(
+            (
+                np.stack([noisy[i] for i in group]),
+                np.stack([images[i] for i in group]).astype("float32") / 255.0,
+            )
+        )
+        ds = batch if ds is None else ds.concatenate(batch)
+    return ds

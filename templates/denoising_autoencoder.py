@@ -1,0 +1,434 @@
+"""Image denoising with a fully convolutional encoder–decoder (a small U-Net).
+
+Task: remove noise from images — microscope, scan or camera pictures — learning noisy → clean
+from clean images with synthetic noise added during training.
+
+Data: by default the real photographs, scans and micrographs bundled with scikit-image (an
+explicit list of those that load offline: `pipelines.denoising.SKIMAGE_SPLITS`), grayscale, with
+a fixed split by image — the test images (camera, coins, page, cell, chelsea,
+immunohistochemistry) are never seen in training. Also `dir:PATH` (a folder of clean images of
+any sizes; unreadable files are skipped and counted) and `tfds:NAME` (mnist, cifar10, ...).
+Training sees random `patch_size` crops with random flips and 90° rotations and new noise in
+every epoch: Gaussian with a fixed sigma or a sigma range (blind denoising), salt-and-pepper or
+Poisson. Validation and test noise is fixed by a seed, so figures compare between runs.
+
+Model: an encoder–decoder with skip connections between matching scales; with `residual` it
+predicts the noise and subtracts it from the input. It is fully convolutional: any image size
+is padded (reflect) to a multiple of 2**depth inside the model and cropped back.
+
+Export: `serve` takes uint8 pixels [batch, H, W, C] (any H, W) and returns uint8 `denoised`;
+`serve_float` takes float32 in 0..1 and returns float32 in 0..1.
+
+Adapt it: `ktemplate new my_denoiser --from denoising_autoencoder`, then change the noise in
+`Config` to match your images (or your data in `load_data`); the rest is shared.
+
+    ktemplate train denoising_autoencoder
+    ktemplate train denoising_autoencoder --dataset dir:path/to/clean --set noise_sigma_max=0.2
+    ktemplate predict saved_models/denoising_autoencoder/<run-id>/export noisy.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ktemplate import training
+from ktemplate.config import TrainingConfig
+from ktemplate.run import Data
+from pipelines import denoising
+
+NAME = "denoising_autoencoder"
+TUNE_OBJECTIVE = "val_psnr"  # what `ktemplate tune` optimizes by default
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(TrainingConfig):
+    dataset: str = "skimage"  # skimage (bundled real images, offline), tfds:NAME or dir:PATH
+    channels: Literal[1, 3] = 1  # 1 grayscale, 3 RGB (skimage: colour images only)
+    max_images: int = 2000  # most images per split taken from a tfds: dataset
+    patch_size: int = 64  # side of the square training crops and validation tiles
+    patches_per_epoch: int = 2048  # random crops per training epoch
+    epochs: int = 20  # maximum epochs; early stopping may end training sooner
+    batch_size: int = 32  # per-replica batch size
+    learning_rate: float = 1e-3  # peak learning rate (cosine decay to 1% of it)
+    l2: float = 0.0  # L2 penalty on kernels (off: denoisers rarely overfit random crops)
+    dropout: float = 0.0  # spatial dropout at the bottleneck
+    batch_norm: bool = False  # off: moving statistics from short training hurt whole images
+    early_stopping_patience: int = 8  # epochs without val_loss improvement; 0 turns it off
+    noise: Literal["gaussian", "salt_pepper", "poisson"] = "gaussian"  # synthetic noise kind
+    noise_sigma: float = 0.1  # gaussian sigma on a 0..1 scale (the lower end of a range)
+    noise_sigma_max: float = 0.0  # > noise_sigma: blind, sigma drawn in [noise_sigma, this]
+    noise_amount: float = 0.05  # salt_pepper: fraction of pixels set to black or white
+    noise_peak: float = 30.0  # poisson: photon count of a white pixel (lower is noisier)
+    depth: int = 3  # downsampling steps (2x each); inputs are padded to a multiple of 2**depth
+    filters: int = 16  # filters at full resolution, doubled at each deeper level
+    convs_per_level: int = 2  # Conv2D layers per level, in the encoder and the decoder
+    kernel_size: int = 3  # convolution kernel size
+    residual: bool = True  # predict the noise and subtract it (residual learning)
+    loss: Literal["mse", "mae", "ssim"] = "mse"  # ssim: ssim_weight*(1-SSIM) + rest*MAE
+    ssim_weight: float = 0.84  # weight of 1-SSIM in the ssim loss
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("depth", "filters", "convs_per_level", "kernel_size", "max_images"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
+        if self.patch_size < 16:
+            raise ValueError(f"Config key 'patch_size' must be >= 16, got {self.patch_size}.")
+        if self.patches_per_epoch < self.batch_size:
+            raise ValueError(
+                f"Config key 'patches_per_epoch' ({self.patches_per_epoch}) must be at least "
+                f"batch_size ({self.batch_size})."
+            )
+        if not 0.0 <= self.ssim_weight <= 1.0:
+            raise ValueError(f"Config key 'ssim_weight' must be in [0, 1], got {self.ssim_weight}.")
+        try:
+            noise_settings(self)
+        except ValueError as e:
+            raise ValueError(f"Config: {e}") from None
+
+
+def noise_settings(config: Config) -> denoising.Noise:
+    """The config's noise fields as a `pipelines.denoising.Noise` (which checks their ranges)."""
+    return denoising.Noise(
+        config.noise,
+        config.noise_sigma,
+        config.noise_sigma_max,
+        config.noise_amount,
+        config.noise_peak,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def load_data(config: Config, batch_size: int) -> Data:
+    """Clean images split by image; train patches with fresh noise, fixed-noise val/test."""
+    clean = denoising.load_clean_images(
+        config.dataset, config.channels, config.patch_size, config.max_images
+    )
+    noise = noise_settings(config)
+    val = denoising.validation_tiles(clean.val, config.patch_size, batch_size, noise)
+    spec = {
+        "channels": clean.channels,
+        "patch_size": config.patch_size,
+        "noise": dataclasses.asdict(noise),
+        "noise_description": noise.describe(),
+        "sizes": {split: len(getattr(clean, split)) for split in ("train", "val", "test")},
+        "validation_tiles": int(val.unbatch().reduce(0, lambda n, _: n + 1)),
+        "names": clean.names,
+        "skipped_files": clean.skipped,
+        "dataset": config.dataset,
+    }
+    return Data(
+        train=denoising.train_patches(
+            clean.train,
+            config.patch_size,
+            config.patches_per_epoch,
+            batch_size,
+            noise,
+            config.seed,
+        ),
+        val=val,
+        test=denoising.whole_images(clean.test, batch_size, noise),
+        spec=spec,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="ktemplate")
+class PadToMultiple(keras.layers.Layer):
+    """Pads height and width (bottom/right) up to a multiple of `multiple`.
+
+    Reflect padding where the image is large enough, zeros otherwise (tiny images).
+    """
+
+    def __init__(self, multiple: int, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(multiple, int) or multiple < 1:
+            raise ValueError(f"PadToMultiple: multiple must be an integer >= 1, got {multiple!r}.")
+        self.multiple = multiple
+
+    def call(self, inputs):
+        height, width = tf.shape(inputs)[1], tf.shape(inputs)[2]
+        pad_h = (self.multiple - height % self.multiple) % self.multiple
+        pad_w = (self.multiple - width % self.multiple) % self.multiple
+        paddings = [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]
+        return tf.cond(
+            tf.logical_and(pad_h < height, pad_w < width),
+            lambda: tf.pad(inputs, paddings, mode="REFLECT"),
+            lambda: tf.pad(inputs, paddings),
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, None, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="ktemplate")
+class CropLike(keras.layers.Layer):
+    """Crops the first input to the height and width of the second (undoes PadToMultiple)."""
+
+    def call(self, inputs):
+        image, reference = inputs
+        return image[:, : tf.shape(reference)[1], : tf.shape(reference)[2], :]
+
+    def compute_output_shape(self, input_shapes):
+        image_shape, reference_shape = input_shapes
+        return (image_shape[0], reference_shape[1], reference_shape[2], image_shape[3])
+
+
+def _conv_block(x, filters: int, config: Config):
+    for _ in range(config.convs_per_level):
+        x = keras.layers.Conv2D(
+            filters,
+            config.kernel_size,
+            padding="same",
+            use_bias=not config.batch_norm,
+            kernel_regularizer=training.regularizer(config),
+        )(x)
+        if config.batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation(config.activation)(x)
+    return x
+
+
+def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
+    """Builds and compiles the denoiser: float32 noisy [B, H, W, C] in 0..1 → denoised."""
+    channels = spec["channels"]
+    inputs = keras.Input(shape=(None, None, channels), name="noisy")
+    padded = PadToMultiple(2**config.depth, dtype="float32", name="pad")(inputs)
+    x = padded
+    skips = []
+    for level in range(config.depth):
+        x = _conv_block(x, config.filters * 2**level, config)
+        skips.append(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = _conv_block(x, config.filters * 2**config.depth, config)
+    if config.dropout:
+        x = keras.layers.SpatialDropout2D(config.dropout)(x)
+    for level in reversed(range(config.depth)):
+        x = keras.layers.Conv2DTranspose(config.filters * 2**level, 2, strides=2)(x)
+        x = keras.layers.Concatenate()([x, skips[level]])
+        x = _conv_block(x, config.filters * 2**level, config)
+    # float32 output: exact residual arithmetic under mixed precision.
+    x = keras.layers.Conv2D(channels, 1, dtype="float32", name="head")(x)
+    if config.residual:
+        x = keras.layers.Subtract(dtype="float32", name="subtract_noise")([padded, x])
+    outputs = CropLike(dtype="float32", name="denoised")([x, inputs])
+    model = keras.Model(inputs, outputs, name=NAME)
+    steps = training.steps_per_epoch(config.patches_per_epoch, config.batch_size)
+    model.compile(
+        optimizer=training.make_optimizer(config, steps),
+        loss=make_loss(config),
+        metrics=[psnr],
+        jit_compile=config.jit_compile,
+    )
+    return model
+
+
+@keras.saving.register_keras_serializable(package="ktemplate")
+def psnr(y_true, y_pred):
+    """Mean PSNR in dB of a batch on a 0..1 scale (the prediction clipped to 0..1)."""
+    return tf.image.psnr(y_true, tf.clip_by_value(y_pred, 0.0, 1.0), max_val=1.0)
+
+
+@keras.saving.register_keras_serializable(package="ktemplate")
+class SSIMLoss(keras.losses.Loss):
+    """`ssim_weight * (1 - SSIM) + (1 - ssim_weight) * MAE` on a 0..1 scale."""
+
+    def __init__(self, ssim_weight: float = 0.84, name: str = "ssim_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= ssim_weight <= 1.0:
+            raise ValueError(f"SSIMLoss: ssim_weight must be in [0, 1], got {ssim_weight}.")
+        self.ssim_weight = ssim_weight
+
+    def call(self, y_true, y_pred):
+        ssim = tf.image.ssim(y_true, y_pred, max_val=1.0)
+        mae = tf.reduce_mean(tf.abs(y_true - y_pred), axis=[1, 2, 3])
+        return self.ssim_weight * (1.0 - ssim) + (1.0 - self.ssim_weight) * mae
+
+    def get_config(self):
+        return {**super().get_config(), "ssim_weight": self.ssim_weight}
+
+
+def make_loss(config: Config) -> keras.losses.Loss:
+    """The configured training loss on 0..1 images."""
+    if config.loss == "ssim":
+        return SSIMLoss(config.ssim_weight)
+    return {"mse": keras.losses.MeanSquaredError(), "mae": keras.losses.MeanAbsoluteError()}[
+        config.loss
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Search space
+# ---------------------------------------------------------------------------------------------
+
+
+def search_space(hp, config: Config) -> Config:
+    """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s."""
+    return dataclasses.replace(
+        config,
+        depth=hp.Int("depth", 1, 4, default=config.depth),
+        filters=hp.Choice(
+            "filters", sorted({16, 24, 32, 48, config.filters}), default=config.filters
+        ),
+        residual=hp.Boolean("residual", default=config.residual),
+        learning_rate=hp.Float(
+            "learning_rate", 1e-4, 1e-2, sampling="log", default=config.learning_rate
+        ),
+        loss=hp.Choice("loss", ["mse", "mae", "ssim"], default=config.loss),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+# ---------------------------------------------------------------------------------------------
+
+
+def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
+    """uint8 pixels → uint8 denoised, float32 0..1 → float32 0..1; any height and width."""
+    channels = spec["channels"]
+
+    def denoise(images):
+        return tf.clip_by_value(tf.cast(model(images, training=False), tf.float32), 0.0, 1.0)
+
+    def serve(pixels):
+        denoised = denoise(tf.cast(pixels, tf.float32) / 255.0)
+        return {"denoised": tf.cast(tf.round(denoised * 255.0), tf.uint8)}
+
+    def serve_float(images):
+        return {"denoised": denoise(images)}
+
+    return {
+        "serve": (serve, [tf.TensorSpec([None, None, None, channels], tf.uint8, name="pixels")]),
+        "serve_float": (
+            serve_float,
+            [tf.TensorSpec([None, None, None, channels], tf.float32, name="images")],
+        ),
+    }
+
+
+def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
+    channels = spec["channels"]
+    return {
+        "task": "image_denoising",
+        "input": {
+            "kind": "noisy_image",
+            "channels": channels,
+            "serve": f"uint8 pixels [batch, H, W, {channels}], 0..255, any H and W",
+            "serve_float": f"float32 [batch, H, W, {channels}] in 0..1, any H and W",
+        },
+        "outputs": {"denoised": "the denoised images, same shape, dtype and range as the input"},
+        "trained_noise": spec["noise_description"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and plots
+# ---------------------------------------------------------------------------------------------
+
+
+def image_quality(clean: np.ndarray, image: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of one [H, W, C] image against the clean one, on a 0..1 scale."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    clean, image = clean.astype("float64"), np.clip(image, 0.0, 1.0).astype("float64")
+    value_psnr = peak_signal_noise_ratio(clean, image, data_range=1.0)
+    # SSIM's 7x7 window needs an odd size no larger than the image (tiny tfds images).
+    win_size = min(7, *clean.shape[:2])
+    win_size -= 1 - win_size % 2
+    value_ssim = structural_similarity(
+        clean, image, data_range=1.0, channel_axis=-1, win_size=win_size
+    )
+    return float(value_psnr), float(value_ssim)
+
+
+def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
+    """PSNR/SSIM of the whole test images, denoised and noisy; writes denoising.png."""
+    names = data.spec["names"]["test"]
+    rows, shown = [], []
+    for noisy, clean in data.test.as_numpy_iterator():
+        denoised = np.clip(model(noisy, training=False).numpy(), 0.0, 1.0)
+        for i in range(len(noisy)):
+            psnr_out, ssim_out = image_quality(clean[i], denoised[i])
+            psnr_in, ssim_in = image_quality(clean[i], noisy[i])
+            rows.append(
+                {
+                    "image": names[len(rows)],
+                    "psnr": round(psnr_out, 3),
+                    "ssim": round(ssim_out, 4),
+                    "noisy_psnr": round(psnr_in, 3),
+                    "noisy_ssim": round(ssim_in, 4),
+                }
+            )
+            if len(shown) < 8:
+                shown.append((names[len(rows) - 1], clean[i], noisy[i], denoised[i], rows[-1]))
+    metrics = {
+        "test_psnr": round(float(np.mean([r["psnr"] for r in rows])), 3),
+        "test_ssim": round(float(np.mean([r["ssim"] for r in rows])), 4),
+        "test_noisy_psnr": round(float(np.mean([r["noisy_psnr"] for r in rows])), 3),
+        "test_noisy_ssim": round(float(np.mean([r["noisy_ssim"] for r in rows])), 4),
+        "test_images": len(rows),
+        "test_noise": data.spec["noise_description"],
+        "per_image": rows[:50],
+    }
+    if out_dir is not None:
+        _plot_grid(shown, Path(out_dir) / "denoising.png")
+    return metrics
+
+
+def _plot_grid(shown: list, path: Path) -> None:
+    """One row per test image: clean, noisy and denoised, with PSNR/SSIM in the titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(shown), 3, figsize=(9, 3 * len(shown)), squeeze=False)
+    for row, (name, clean, noisy, denoised, scores) in zip(axes, shown, strict=True):
+        panels = [
+            (clean, f"{name}: clean"),
+            (noisy, f"noisy {scores['noisy_psnr']:.2f} dB / {scores['noisy_ssim']:.3f}"),
+            (denoised, f"denoised {scores['psnr']:.2f} dB / {scores['ssim']:.3f}"),
+        ]
+        for ax, (image, title) in zip(row, panels, strict=True):
+            image = np.clip(image, 0.0, 1.0)
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.suptitle("Test images: clean, noisy, denoised (PSNR / SSIM)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m templates.denoising_autoencoder [train options]`, the same as
+    `ktemplate train denoising_autoencoder`."""
+    from ktemplate import cli
+
+    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

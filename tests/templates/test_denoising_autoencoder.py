@@ -1,0 +1,230 @@
+import dataclasses
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktemplate import cli, run, training
+from ktemplate import files as files_lib
+from templates import denoising_autoencoder as dae
+from tests.helpers.images import write_png
+
+FAST = dict(
+    epochs=1,
+    batch_size=16,
+    patches_per_epoch=32,
+    patch_size=32,
+    early_stopping_patience=0,
+    depth=1,
+    filters=8,
+    convs_per_level=1,
+)
+SPEC = {"channels": 1}
+
+
+def test_search_space_defaults_equal_config():
+    config = dae.Config()
+    assert dae.search_space(keras_tuner.HyperParameters(), config) == config
+    custom = dae.Config(filters=40, residual=False, loss="ssim")
+    assert dae.search_space(keras_tuner.HyperParameters(), custom) == custom
+
+
+def test_search_space_drives_the_model():
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("depth", 3)
+    hp.Fixed("filters", 16)
+    hp.Fixed("residual", False)
+    config = dae.search_space(hp, dae.Config())
+    assert (config.depth, config.filters, config.residual) == (3, 16, False)
+    model = dae.build_model(config, SPEC)
+    assert "subtract_noise" not in [layer.name for layer in model.layers]
+
+
+@pytest.mark.parametrize("shape", [(2, 37, 53, 1), (1, 5, 3, 1), (1, 64, 64, 1)])
+def test_model_denoises_any_size(shape):
+    model = dae.build_model(dae.Config(**{**FAST, "depth": 3}), SPEC)
+    out = model(np.random.default_rng(0).uniform(size=shape).astype("float32"))
+    assert out.shape == shape
+
+
+def test_residual_model_starts_from_the_input():
+    model = dae.build_model(dae.Config(**FAST), SPEC)
+    head = model.get_layer("head")
+    head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+    x = np.random.default_rng(0).uniform(size=(1, 21, 19, 1)).astype("float32")
+    np.testing.assert_allclose(model(x).numpy(), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae", "ssim"])
+def test_every_loss_trains_a_step(loss):
+    config = dae.Config(loss=loss, batch_norm=False, activation="gelu", **FAST)
+    model = dae.build_model(config, SPEC)
+    clean = np.random.default_rng(0).uniform(size=(4, 32, 32, 1)).astype("float32")
+    history = model.fit(clean + 0.05, clean, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and "psnr" in history.history
+
+
+def test_mixed_precision_keeps_float32_output():
+    config = dae.Config(mixed_precision="mixed_bfloat16", **FAST)
+    training.set_global_options(config)
+    model = dae.build_model(config, SPEC)
+    assert model.output.dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"noise_sigma": 1.5}, "noise_sigma"),
+        ({"noise_sigma": 0.0}, "noise_sigma"),
+        ({"noise_sigma": 0.2, "noise_sigma_max": 0.1}, "noise_sigma_max"),
+        ({"noise_amount": 1.0}, "noise_amount"),
+        ({"patch_size": 8}, "patch_size"),
+    ],
+)
+def test_config_rejects_out_of_range_values(override, match):
+    with pytest.raises(ValueError, match=match):
+        dae.Config(**override)
+
+
+def test_cli_rejects_noise_sigma_out_of_range(capsys):
+    code = cli.main(["train", "denoising_autoencoder", "--set", "noise_sigma=25"])
+    assert code == 2
+    assert "noise_sigma must be in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny real training run on the default scikit-image data."""
+    out = tmp_path_factory.mktemp("runs")
+    return run.train(dae, dae.Config(**FAST), output_dir=out, verbose=0)
+
+
+def test_run_folder_and_metrics(trained_run):
+    for name in ("metrics.json", "denoising.png", "checkpoints/best.keras", "export/manifest.json"):
+        assert (trained_run / name).exists(), name
+    metrics = files_lib.read_json(trained_run / "metrics.json")
+    test_names = list(dae.denoising.SKIMAGE_SPLITS["test"])
+    assert [r["image"] for r in metrics["per_image"]] == test_names
+    assert metrics["test_images"] == len(test_names)
+    # Fixed test noise: the noisy input's PSNR is the same in every run (sigma 0.1 ≈ 20 dB).
+    assert 19.5 < metrics["test_noisy_psnr"] < 21.0
+    assert 0 < metrics["test_ssim"] <= 1 and np.isfinite(metrics["test_psnr"])
+    spec = files_lib.read_json(trained_run / "spec.json")
+    assert spec["sizes"]["test"] == len(test_names) and spec["validation_tiles"] > 0
+    manifest = files_lib.read_json(trained_run / "export" / "manifest.json")
+    assert manifest["input"]["kind"] == "noisy_image" and manifest["input"]["channels"] == 1
+    assert manifest["serving_default"] == "serve"
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    # The project must not be needed to serve the export: make importing it fail.
+    for name in ("ktemplate", "templates", "pipelines", "tuning"):
+        sys.modules[name] = None
+    import numpy as np
+    import tensorflow as tf
+    export_dir, pixels_path = sys.argv[1:3]
+    loaded = tf.saved_model.load(export_dir)
+    pixels = np.load(pixels_path)
+    as_uint8 = loaded.signatures["serving_default"](pixels=tf.constant(pixels))["denoised"]
+    as_float = loaded.serve_float(tf.constant(pixels.astype("float32") / 255.0))["denoised"]
+    print(json.dumps({
+        "uint8": as_uint8.numpy().tolist(), "uint8_dtype": as_uint8.dtype.name,
+        "float": as_float.numpy().tolist(), "float_dtype": as_float.dtype.name,
+    }))
+    """
+)
+
+
+def test_export_matches_in_memory_model_in_a_fresh_process(trained_run, tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 37, 45, 1), dtype="uint8")
+    np.save(tmp_path / "pixels.npy", pixels)
+    script = tmp_path / "serve.py"
+    script.write_text(FRESH_PROCESS)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(script),
+            str(trained_run / "export"),
+            str(tmp_path / "pixels.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (served["uint8_dtype"], served["float_dtype"]) == ("uint8", "float32")
+
+    model = run.load_best_model(trained_run)
+    expected = np.clip(model.predict(pixels.astype("float32") / 255.0, verbose=0), 0, 1)
+    np.testing.assert_allclose(served["float"], expected, atol=1e-5)
+    np.testing.assert_allclose(served["uint8"], np.round(expected * 255), atol=1)
+    assert np.asarray(served["uint8"]).shape == pixels.shape
+
+
+def test_cli_predict_writes_denoised_images_and_refuses_bad_input(trained_run, tmp_path, capsys):
+    noisy = np.random.default_rng(1).integers(0, 256, (30, 41, 1), dtype="uint8")
+    write_png(tmp_path / "noisy.png", noisy)
+    assert cli.main(["predict", str(trained_run / "export"), str(tmp_path / "noisy.png")]) == 0
+    row = json.loads(capsys.readouterr().out.strip())
+    assert row["output"] == str(tmp_path / "noisy.denoised.png")
+    denoised = tf.io.decode_png((tmp_path / "noisy.denoised.png").read_bytes()).numpy()
+    assert denoised.shape == noisy.shape and denoised.dtype == np.uint8
+
+    write_png(tmp_path / "rgb.png", np.zeros((20, 20, 3), "uint8"))
+    assert cli.main(["predict", str(trained_run / "export"), str(tmp_path / "rgb.png")]) == 2
+    assert "has 3 channel(s) but this model denoises images with 1" in capsys.readouterr().err
+    assert not (tmp_path / "rgb.denoised.png").exists()
+
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    assert cli.main(["predict", str(trained_run / "export"), str(tmp_path / "bad.png")]) == 2
+    assert "Could not decode" in capsys.readouterr().err
+
+
+def test_directory_dataset_counts_skipped_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        write_png(tmp_path / "data" / f"{i}.png", rng.integers(0, 256, (40, 36, 3), dtype="uint8"))
+    (tmp_path / "data" / "corrupt.png").write_bytes(b"\x89PNG broken")
+    config = dae.Config(dataset=f"dir:{tmp_path / 'data'}", channels=3, **FAST)
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        data = dae.load_data(config, 16)
+    assert data.spec["skipped_files"] == [str(tmp_path / "data" / "corrupt.png")]
+    assert data.spec["sizes"] == {"train": 3, "val": 1, "test": 1}
+    noisy, clean = next(iter(data.train))
+    assert noisy.shape == (16, 32, 32, 3)
+
+
+def test_tfds_end_to_end_with_mock_data(tmp_path, online):
+    import tensorflow_datasets as tfds
+
+    config = dae.Config(dataset="tfds:mnist", max_images=20, **{**FAST, "patch_size": 16})
+    with tfds.testing.mock_data(num_examples=20):
+        run_dir = run.train(dae, config, output_dir=tmp_path, verbose=0)
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    assert metrics["test_images"] == 20
+
+
+def test_every_config_field_has_a_comment():
+    from ktemplate.config import field_comments
+
+    comments = field_comments(dae.Config)
+    assert [f.name for f in dataclasses.fields(dae.Config) if not comments.get(f.name)] == []
+
+
+def test_custom_layers_round_trip(tmp_path):
+    model = dae.build_model(dae.Config(loss="ssim", **FAST), SPEC)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    x = np.random.default_rng(0).uniform(size=(1, 13, 11, 1)).astype("float32")
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
