@@ -6,7 +6,9 @@ Three runs of the same sweep (same tuner seed, so the same hyperparameters in th
    time of its trials (the overhead ratio: model building, data loading, oracle bookkeeping,
    checkpoints and logs), and the process's RSS after trial 1 against after the last trial;
 2. `ktemplate tune image_cnn` in a fresh process (wall time including TensorFlow's import);
-3. `ktemplate tune image_cnn --workers 2`: a chief and two worker processes, same wall clock.
+3. `ktemplate tune image_cnn --workers 2`: a chief and two worker processes, same wall clock;
+4. `--workers 2 --trials-per-process 1`: every trial in a fresh worker process (the remedy for
+   the memory TensorFlow keeps per trained model), its RSS at the first and last trial.
 
 The champion is skipped (`--no-champion`): this measures the search. Prints a Markdown table;
 the figures in benchmarks/RESULTS.md come from this script.
@@ -80,6 +82,10 @@ def main() -> None:
 
         single = cli_sweep(tmp / "b", args.trials, args.max_epochs, [])
         workers = cli_sweep(tmp / "c", args.trials, args.max_epochs, ["--workers", "2"])
+        fresh = cli_sweep(
+            tmp / "d", args.trials, args.max_epochs, ["--workers", "2", "--trials-per-process", "1"]
+        )
+        fresh_runs = runs(search.sweep_dir(tmp / "d", "image_cnn", "random"))
         sweep_b = search.sweep_dir(tmp / "b", "image_cnn", "random")
         sweep_c = search.sweep_dir(tmp / "c", "image_cnn", "random")
         by_worker: dict[str, int] = {}
@@ -114,6 +120,13 @@ def main() -> None:
         f"worker {dict(sorted(by_worker.items()))}; same hyperparameters as one process: {same} | |"
     )
     print(f"| `--workers 2` / one process, wall | {workers / single:.2f} | |")
+    a, b = fresh_runs[0], fresh_runs[-1]
+    print(
+        f"| `--workers 2 --trials-per-process 1`: wall; RSS at trial 1 → trial {len(fresh_runs)} "
+        f"| {fresh:.1f} s; {a['rss_mb']:.0f} → {b['rss_mb']:.0f} MB "
+        f"({b['rss_mb'] / a['rss_mb'] - 1:+.1%}), {len({r['pid'] for r in fresh_runs})} "
+        "processes | ≤ +10% |"
+    )
 
 
 if __name__ == "__main__":

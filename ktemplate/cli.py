@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address (with --role)")
     tune.add_argument("--worker-id", help="unique id of this worker (with --role worker)")
+    tune.add_argument(
+        "--trials-per-process",
+        type=int,
+        metavar="K",
+        help="a worker exits after K trials and --workers starts a fresh one (bounds memory "
+        "over long sweeps); a --role worker exits with code 75 for its scheduler to restart",
+    )
 
     report = sub.add_parser("report", help="print a sweep's leaderboard")
     report.add_argument("sweep_dir", help="a sweep folder, saved_models/<template>/sweeps/<name>")
@@ -221,6 +228,10 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {value}.")
+    if args.trials_per_process is not None and args.trials_per_process < 1:
+        raise ValueError(f"--trials-per-process must be at least 1, got {args.trials_per_process}.")
+    if args.trials_per_process and not (args.workers or args.role):  # the chief ignores it
+        raise ValueError("--trials-per-process applies to worker processes: add --workers N.")
     if args.workers is not None:
         if args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}.")
@@ -264,7 +275,11 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
             strategy_name=args.strategy,
             restart=args.restart,
             verbose=1 if sys.stdout.isatty() else 2,
+            trials_per_process=args.trials_per_process,
         )
+    except search.Recycle as e:
+        print(f"Worker {args.worker_id}: {e}; exiting for a fresh process.", file=sys.stderr)
+        return launch.RECYCLE_EXIT
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to continue the sweep.", file=sys.stderr)
         return 130

@@ -23,6 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+# A worker's exit code after its --trials-per-process trials: start a fresh one in its place.
+RECYCLE_EXIT = 75
+
 
 def parse_oracle(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
@@ -105,7 +108,8 @@ def run_local(tune_argv: list[str], workers: int, log_dir: Path) -> int:
 
     `tune_argv` is the tune command line without `--workers`. Each process logs to
     `log_dir/<role>.log`. Returns the chief's exit code; when any process fails, or on
-    Ctrl-C, all of them are stopped.
+    Ctrl-C, all of them are stopped. A worker that exits with `RECYCLE_EXIT` (it ran its
+    `--trials-per-process`) is replaced by a fresh process while the chief runs.
     """
     host, port = "127.0.0.1", free_port()
     oracle = f"{host}:{port}"
@@ -114,22 +118,27 @@ def run_local(tune_argv: list[str], workers: int, log_dir: Path) -> int:
     command = [sys.executable, "-m", "ktemplate", *tune_argv]
     processes: list[subprocess.Popen] = []
     logs: list[Path] = []
+    launches: list[tuple[str, list[str], dict[str, str]]] = []
 
-    def start(role: str, extra: list[str], env_extra: dict[str, str]) -> None:
+    def start(role: str, extra: list[str], env_extra: dict[str, str], slot: int | None = None):
         name = "chief" if role == "chief" else f"worker{extra[-1]}"
         log = log_dir / f"{name}.log"
         env = {**os.environ, **env_extra, "PYTHONUNBUFFERED": "1"}
-        with open(log, "w") as f:
-            processes.append(
-                subprocess.Popen(
-                    [*command, "--role", role, "--oracle", oracle, *extra],
-                    stdout=f,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                )
+        with open(log, "a" if slot is not None else "w") as f:
+            process = subprocess.Popen(
+                [*command, "--role", role, "--oracle", oracle, *extra],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
-        logs.append(log)
-        print(f"started {name} (pid {processes[-1].pid}), log: {log}", flush=True)
+        if slot is None:
+            processes.append(process)
+            logs.append(log)
+            launches.append((role, extra, env_extra))
+        else:
+            processes[slot] = process
+        verb = "restarted" if slot is not None else "started"
+        print(f"{verb} {name} (pid {process.pid}), log: {log}", flush=True)
 
     try:
         start("chief", [], {})
@@ -140,7 +149,11 @@ def run_local(tune_argv: list[str], workers: int, log_dir: Path) -> int:
             start("worker", ["--worker-id", str(i)], env)
         while True:
             codes = [p.poll() for p in processes]
-            failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+            for i, code in enumerate(codes):
+                if i > 0 and code == RECYCLE_EXIT and codes[0] is None:
+                    start(*launches[i], slot=i)  # a fresh process for the next trials
+                    codes[i] = None
+            failed = [i for i, c in enumerate(codes) if c not in (None, 0, RECYCLE_EXIT)]
             if failed:
                 i = failed[0]
                 print(

@@ -190,8 +190,21 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         files.write_json(path, {"trial_id": self.trial_id, "runs": runs})
 
 
+class Recycle(Exception):
+    """A worker ran its `trials_per_process` trials: it exits so a fresh process replaces it."""
+
+
 def _tuner_class(base: type) -> type:
     class Tuner(base):
+        trials_per_process: int | None = None  # a worker stops after this many trials
+        trials_done = 0
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)  # reports the trial to the oracle first
+            self.trials_done += 1
+            if self.trials_per_process and self.trials_done >= self.trials_per_process:
+                raise Recycle(f"{self.trials_done} trial(s) done in this process")
+
         def on_trial_begin(self, trial):
             super().on_trial_begin(trial)
             self.hypermodel.trial_id = trial.trial_id
@@ -266,11 +279,15 @@ def tune(
     strategy_name: str = "auto",
     restart: bool = False,
     verbose: int = 2,
+    trials_per_process: int | None = None,
 ) -> Path:
     """Runs (or continues) a sweep; on the chief, then writes the leaderboard and champion.
 
     In keras-tuner's distributed mode (`KERASTUNER_TUNER_ID` set) a worker only runs trials;
-    the chief serves the oracle, and once every trial is done, reports and exports.
+    the chief serves the oracle, and once every trial is done, reports and exports. A worker
+    given `trials_per_process` raises `Recycle` after that many trials, so that a fresh
+    process can take its place: TensorFlow keeps some memory of every model trained in a
+    process, even after the Keras session is cleared.
 
     Returns:
         The sweep folder.
@@ -301,7 +318,9 @@ def tune(
         directory.mkdir(parents=True, exist_ok=True)
 
     tuner = make_tuner(template, config, sweep, directory, strategy, fixed, verbose)
-    if not worker:
+    if worker:
+        tuner.trials_per_process = trials_per_process
+    else:
         # A larger --max-trials on a resumed sweep runs the extra trials.
         tuner.oracle.max_trials = sweep.max_trials
     tensorboard = keras.callbacks.TensorBoard(str(directory / "logs"))

@@ -23,6 +23,10 @@ def _tune(out, *extra):
     ]
 
 
+def _runs(path):
+    return files.read_json(path)["runs"]
+
+
 def _env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
@@ -85,8 +89,18 @@ def test_killed_sweep_resumes_without_rerunning_completed_trials(tmp_path):
 
 
 def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
+    # Each worker process runs at most 2 trials, then a fresh process takes its place.
     result = subprocess.run(
-        _tune(tmp_path, "--max-trials", "4", "--workers", "2", "--no-champion"),
+        _tune(
+            tmp_path,
+            "--max-trials",
+            "4",
+            "--workers",
+            "2",
+            "--trials-per-process",
+            "2",
+            "--no-champion",
+        ),
         capture_output=True,
         text=True,
         env=_env(),
@@ -101,6 +115,9 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     assert {r["ran_by"] for r in rows} <= {"tuner0", "tuner1"}  # workers ran them, not the chief
     assert (folder / "leaderboard.md").read_text().count("| COMPLETED |") == 4
     assert sorted(p.name for p in logs.iterdir()) == ["chief.log", "worker0.log", "worker1.log"]
+    pids = [run["pid"] for p in (folder / "trials").glob("*.json") for run in _runs(p)]
+    assert max(pids.count(pid) for pid in pids) <= 2
+    assert result.stdout.count("restarted worker") >= 1
 
 
 def test_ctrl_c_on_the_launcher_stops_the_chief_and_workers(tmp_path):
@@ -147,6 +164,10 @@ def test_role_and_oracle_checks(capsys):
         launch.role_environment("worker", "127.0.0.1:8000", None)
     assert cli.main(["tune", "image_cnn", "--role", "worker"]) == 2
     assert "--oracle HOST:PORT" in capsys.readouterr().err
+    assert cli.main(["tune", "image_cnn", "--trials-per-process", "3"]) == 2
+    assert "add --workers N" in capsys.readouterr().err
+    assert cli.main(["tune", "image_cnn", "--workers", "2", "--trials-per-process", "0"]) == 2
+    assert "--trials-per-process must be at least 1" in capsys.readouterr().err
 
 
 def test_tpu_strategy_without_a_tpu_fails_clearly(tmp_path, capsys):
