@@ -137,9 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", help="export folder (default RUN_DIR/export)")
     export.add_argument("--force", action="store_true", help="replace an existing export")
 
-    predict = sub.add_parser("predict", help="run an exported SavedModel on input files")
+    predict = sub.add_parser("predict", help="run an exported SavedModel on raw inputs")
     predict.add_argument("export_dir", help="an export folder (holds manifest.json)")
-    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="input files, e.g. images")
+    predict.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="what the export's template takes: image files (image_cnn, denoising_autoencoder), "
+        ".npy/.csv windows (timeseries_lstm), texts or .txt files (text_transformer)",
+    )
 
     new = sub.add_parser("new", help="copy a template to start a new task")
     new.add_argument("new_name", help="the new template's name (a Python identifier)")

@@ -1,7 +1,5 @@
 import dataclasses
 import json
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -13,6 +11,7 @@ import tensorflow as tf
 from ktemplate import cli, run, training
 from ktemplate import files as files_lib
 from templates import denoising_autoencoder as dae
+from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.images import write_png
 
 FAST = dict(
@@ -146,23 +145,9 @@ FRESH_PROCESS = textwrap.dedent(
 def test_export_matches_in_memory_model_in_a_fresh_process(trained_run, tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, (2, 37, 45, 1), dtype="uint8")
     np.save(tmp_path / "pixels.npy", pixels)
-    script = tmp_path / "serve.py"
-    script.write_text(FRESH_PROCESS)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(script),
-            str(trained_run / "export"),
-            str(tmp_path / "pixels.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
+    served = serve_in_fresh_process(
+        FRESH_PROCESS, tmp_path, str(trained_run / "export"), str(tmp_path / "pixels.npy")
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = json.loads(result.stdout.strip().splitlines()[-1])
     assert (served["uint8_dtype"], served["float_dtype"]) == ("uint8", "float32")
 
     model = run.load_best_model(trained_run)

@@ -1,7 +1,5 @@
 import dataclasses
 import json
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -14,6 +12,7 @@ from ktemplate import cli, run, training
 from ktemplate import files as files_lib
 from pipelines import images
 from templates import image_cnn
+from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.images import make_image_folder, write_png
 
 FAST = dict(epochs=2, batch_size=64, early_stopping_patience=0, conv_blocks=1, filters=8)
@@ -165,24 +164,13 @@ def test_export_matches_in_memory_model_in_a_fresh_process(trained_run, tmp_path
     pixels = np.stack([x for x, _ in splits.test.take(12).as_numpy_iterator()])
     np.save(tmp_path / "pixels.npy", pixels)
     write_png(tmp_path / "digit.png", pixels[0])
-    script = tmp_path / "serve.py"
-    script.write_text(FRESH_PROCESS)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(script),
-            str(trained_run / "export"),
-            str(tmp_path / "pixels.npy"),
-            str(tmp_path / "digit.png"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
+    served = serve_in_fresh_process(
+        FRESH_PROCESS,
+        tmp_path,
+        str(trained_run / "export"),
+        str(tmp_path / "pixels.npy"),
+        str(tmp_path / "digit.png"),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = json.loads(result.stdout.strip().splitlines()[-1])
 
     model = run.load_best_model(trained_run)
     expected = model.predict(pixels.astype("float32"), verbose=0)

@@ -1,8 +1,6 @@
 import dataclasses
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -16,6 +14,7 @@ from ktemplate import files as files_lib
 from pipelines import text
 from pipelines.sources import DataUnavailableError
 from templates import text_transformer as tt
+from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.text import make_csv, make_text_folder, make_vader_sdist
 
 TINY = dict(
@@ -353,17 +352,9 @@ TEXTS = ["A wonderful, moving film.", "Dull and tedious.", "", "   ", "Crème br
 
 def test_export_matches_in_memory_model_in_a_fresh_process(trained_run, tmp_path):
     (tmp_path / "texts.json").write_text(json.dumps(TEXTS), encoding="utf-8")
-    script = tmp_path / "serve.py"
-    script.write_text(FRESH_PROCESS)
-    result = subprocess.run(
-        [sys.executable, "-I", str(script), str(trained_run / "export"), "texts.json"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
+    served = serve_in_fresh_process(
+        FRESH_PROCESS, tmp_path, str(trained_run / "export"), "texts.json"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = json.loads(result.stdout.strip().splitlines()[-1])
 
     model = tt.text_model(
         run.load_best_model(trained_run), files_lib.read_json(trained_run / "spec.json")

@@ -1,8 +1,6 @@
 import dataclasses
 import json
 import re
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -14,6 +12,7 @@ from ktemplate import cli, run, training
 from ktemplate import files as files_lib
 from pipelines import timeseries
 from templates import timeseries_lstm
+from tests.helpers.fresh import serve_in_fresh_process
 
 FAST = dict(epochs=1, batch_size=64, early_stopping_patience=0, window=16, horizon=4, units=8)
 
@@ -158,23 +157,11 @@ def test_export_forecasts_in_original_units_in_a_fresh_process(trained_run, tmp_
     starts = timeseries.origins(tuple(spec["parts"]["test"]), 16, 4)
     windows, actual = timeseries.window_arrays(series.values, 0, starts, 16, 4)
     np.save(tmp_path / "windows.npy", windows.astype("float32"))
-    script = tmp_path / "serve.py"
-    script.write_text(FRESH_PROCESS)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(script),
-            str(trained_run / "export"),
-            str(tmp_path / "windows.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
+    served = np.array(
+        serve_in_fresh_process(
+            FRESH_PROCESS, tmp_path, str(trained_run / "export"), str(tmp_path / "windows.npy")
+        )
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
 
     model = run.load_best_model(trained_run)
     normalized = model.predict(windows.astype("float32"), verbose=0)
