@@ -381,13 +381,17 @@ def load_text(dataset: str, text_column: str = "text", label_column: str = "labe
 # ---------------------------------------------------------------------------------------------
 
 
-def train_vocabulary(train: tf.data.Dataset, vocab_size: int, standardize: str) -> list[str]:
+def train_vocabulary(
+    train: tf.data.Dataset, vocab_size: int, standardize: str, ngrams: int = 1
+) -> list[str]:
     """The train split's most frequent tokens (padding and OOV tokens not included).
 
     Raises:
         ValueError: the train split holds no tokens at all.
     """
-    vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size, standardize=standardize)
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=vocab_size, standardize=standardize, ngrams=ngrams if ngrams > 1 else None
+    )
     vectorizer.adapt(train.map(texts_only).batch(1024))
     vocabulary = vectorizer.get_vocabulary(include_special_tokens=False)
     if not vocabulary:

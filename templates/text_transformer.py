@@ -71,6 +71,7 @@ class Config(TrainingConfig):
     dropout: float = 0.4  # dropout in the encoder blocks and before the head
     vocab_size: int = 8000  # most frequent train-split tokens kept, + padding and OOV
     sequence_length: int = 64  # tokens per text; longer texts are cut, shorter ones padded
+    ngrams: int = 1  # 1: word tokens; 2: words, then word pairs ("not good") as extra tokens
     standardize: Standardize = "lower_and_strip_punctuation"  # text clean-up before splitting
     embed_dim: int = 32  # token/position embedding size (the encoder's width)
     num_heads: int = 2  # attention heads; must divide embed_dim
@@ -90,6 +91,8 @@ class Config(TrainingConfig):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
+        if self.ngrams not in (1, 2, 3):
+            raise ValueError(f"Config key 'ngrams' must be 1, 2 or 3, got {self.ngrams}.")
         if self.embed_dim % self.num_heads:
             raise ValueError(
                 f"Config key 'embed_dim' ({self.embed_dim}) must be a multiple of 'num_heads' "
@@ -109,7 +112,9 @@ def load_data(config: Config, batch_size: int) -> Data:
     standardization and sequence length, so `vectorizer(spec)` rebuilds the same mapping.
     """
     splits = text.load_text(config.dataset, config.text_column, config.label_column)
-    vocabulary = text.train_vocabulary(splits.train, config.vocab_size, _standardize(config))
+    vocabulary = text.train_vocabulary(
+        splits.train, config.vocab_size, _standardize(config), config.ngrams
+    )
     sizes = {
         split: n if n is not None else text.count_examples(getattr(splits, split))
         for split, n in splits.sizes.items()
@@ -118,6 +123,7 @@ def load_data(config: Config, batch_size: int) -> Data:
         "class_names": splits.class_names,
         "vocabulary": vocabulary,
         "standardize": config.standardize,
+        "ngrams": config.ngrams,
         "sequence_length": config.sequence_length,
         "sizes": sizes,
         "dataset": config.dataset,
@@ -137,6 +143,7 @@ def vectorizer(spec: dict[str, Any]) -> keras.layers.TextVectorization:
         standardize=None if spec["standardize"] == "none" else spec["standardize"],
         output_mode="int",
         output_sequence_length=spec["sequence_length"],
+        ngrams=spec.get("ngrams", 1) if spec.get("ngrams", 1) > 1 else None,
         vocabulary=spec["vocabulary"],
         name="vectorizer",
     )
@@ -355,6 +362,7 @@ def search_space(hp, config: Config) -> Config:
             "sequence_length", [32, 64, 128, 256], default=config.sequence_length
         ),
         vocab_size=hp.Choice("vocab_size", [5000, 8000, 10000, 20000], default=config.vocab_size),
+        ngrams=hp.Choice("ngrams", [1, 2], default=config.ngrams),
     )
 
 

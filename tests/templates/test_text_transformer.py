@@ -108,6 +108,19 @@ SPEC = {
 }
 
 
+def test_word_pairs_become_tokens_with_ngrams_2():
+    train = tf.data.Dataset.from_tensor_slices(
+        (["not good at all", "not good", "very good film"], [0, 0, 1])
+    )
+    vocabulary = text.train_vocabulary(train, 50, "lower_and_strip_punctuation", ngrams=2)
+    assert "not good" in vocabulary and "good" in vocabulary
+    spec = {**SPEC, "vocabulary": vocabulary, "ngrams": 2}
+    ids = tt.vectorizer(spec)(tf.constant(["not good"])).numpy()[0]
+    assert ids[2] == vocabulary.index("not good") + 2  # after the two word tokens
+    with pytest.raises(ValueError, match="ngrams"):
+        tt.Config(ngrams=4)
+
+
 def test_model_takes_token_ids_and_its_text_model_raw_strings():
     model = tt.build_model(tt.Config(**TINY), SPEC)
     assert model.input.dtype == "int64"  # no string ops in the compiled train step
