@@ -421,15 +421,30 @@ def prepare(
     seed: int = 0,
     shuffle_buffer: int = 20_000,
     vectorizer: keras.layers.TextVectorization | None = None,
+    token_dropout: float = 0.0,
 ) -> tf.data.Dataset:
-    """vectorize (optional) → cache → shuffle (train) → batch → prefetch.
+    """vectorize (optional) → cache → shuffle (train) → token dropout (train) → batch → prefetch.
 
     With `vectorizer`, examples become token ids in parallel map calls before the cache, so
-    strings are tokenized once and the model's compiled step sees integers only.
+    strings are tokenized once and the model's compiled step sees integers only. Token
+    dropout (train only, needs `vectorizer`) turns each token into padding with probability
+    `token_dropout`, anew every epoch: the model never attends to it, as if the word were
+    missing.
     """
     if vectorizer is not None:
         ds = ds.map(lambda t, y: (vectorizer(t), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if token_dropout > 0:
+            ds = ds.map(
+                lambda ids, y: (drop_tokens(ids, token_dropout), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def drop_tokens(ids: tf.Tensor, rate: float) -> tf.Tensor:
+    """Replaces each token id by padding (0) with probability `rate`."""
+    keep = tf.random.uniform(tf.shape(ids)) >= rate
+    return tf.where(keep, ids, tf.zeros_like(ids))

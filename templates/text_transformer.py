@@ -72,6 +72,7 @@ class Config(TrainingConfig):
     vocab_size: int = 8000  # most frequent train-split tokens kept, + padding and OOV
     sequence_length: int = 64  # tokens per text; longer texts are cut, shorter ones padded
     ngrams: int = 1  # 1: word tokens; 2: words, then word pairs ("not good") as extra tokens
+    token_dropout: float = 0.0  # train-time augmentation: chance each token is dropped
     standardize: Standardize = "lower_and_strip_punctuation"  # text clean-up before splitting
     embed_dim: int = 32  # token/position embedding size (the encoder's width)
     num_heads: int = 2  # attention heads; must divide embed_dim
@@ -91,6 +92,10 @@ class Config(TrainingConfig):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
+        if not 0 <= self.token_dropout < 1:
+            raise ValueError(
+                f"Config key 'token_dropout' must be in [0, 1), got {self.token_dropout}."
+            )
         if self.ngrams not in (1, 2, 3):
             raise ValueError(f"Config key 'ngrams' must be 1, 2 or 3, got {self.ngrams}.")
         if self.embed_dim % self.num_heads:
@@ -130,7 +135,14 @@ def load_data(config: Config, batch_size: int) -> Data:
     }
     tokens = vectorizer(spec)
     return Data(
-        train=text.prepare(splits.train, batch_size, True, seed=config.seed, vectorizer=tokens),
+        train=text.prepare(
+            splits.train,
+            batch_size,
+            True,
+            seed=config.seed,
+            vectorizer=tokens,
+            token_dropout=config.token_dropout,
+        ),
         val=text.prepare(splits.val, batch_size, False, vectorizer=tokens),
         test=text.prepare(splits.test, batch_size, False),
         spec=spec,
@@ -363,6 +375,7 @@ def search_space(hp, config: Config) -> Config:
         ),
         vocab_size=hp.Choice("vocab_size", [5000, 8000, 10000, 20000], default=config.vocab_size),
         ngrams=hp.Choice("ngrams", [1, 2], default=config.ngrams),
+        token_dropout=hp.Choice("token_dropout", [0.0, 0.1, 0.2], default=config.token_dropout),
     )
 
 

@@ -121,6 +121,20 @@ def test_word_pairs_become_tokens_with_ngrams_2():
         tt.Config(ngrams=4)
 
 
+def test_token_dropout_drops_train_tokens_only():
+    spec = {**SPEC, "sequence_length": 8}
+    texts = tf.data.Dataset.from_tensor_slices((["the great film the awful film"] * 64, [1] * 64))
+    tokens = tt.vectorizer(spec)
+    train = text.prepare(texts, 64, True, vectorizer=tokens, token_dropout=0.5)
+    val = text.prepare(texts, 64, False, vectorizer=tokens, token_dropout=0.5)
+    train_ids, val_ids = next(iter(train))[0].numpy(), next(iter(val))[0].numpy()
+    assert (val_ids[:, :6] > 0).all()  # validation keeps every word
+    dropped = (train_ids[:, :6] == 0).mean()
+    assert 0.35 < dropped < 0.65
+    with pytest.raises(ValueError, match="token_dropout"):
+        tt.Config(token_dropout=1.0)
+
+
 def test_model_takes_token_ids_and_its_text_model_raw_strings():
     model = tt.build_model(tt.Config(**TINY), SPEC)
     assert model.input.dtype == "int64"  # no string ops in the compiled train step
