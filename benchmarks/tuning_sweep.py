@@ -85,9 +85,9 @@ def main() -> None:
         fresh = cli_sweep(
             tmp / "d", args.trials, args.max_epochs, ["--workers", "2", "--trials-per-process", "1"]
         )
-        fresh_runs = runs(search.sweep_dir(tmp / "d", "image_cnn", "random"))
-        sweep_b = search.sweep_dir(tmp / "b", "image_cnn", "random")
-        sweep_c = search.sweep_dir(tmp / "c", "image_cnn", "random")
+        fresh_runs = runs(report.sweep_dir(tmp / "d", "image_cnn", "random"))
+        sweep_b = report.sweep_dir(tmp / "b", "image_cnn", "random")
+        sweep_c = report.sweep_dir(tmp / "c", "image_cnn", "random")
         by_worker: dict[str, int] = {}
         for r in runs(sweep_c):
             by_worker[r["tuner_id"]] = by_worker.get(r["tuner_id"], 0) + 1

@@ -226,7 +226,7 @@ def _without_option(argv: list[str], option: str, takes_value: bool) -> list[str
 
 
 def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
-    from tuning import launch
+    from tuning import launch, report
 
     template = templates.load(args.name)
     config, fixed = _config_and_fixed(template, args)
@@ -244,7 +244,7 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
         if args.role:
             raise ValueError("--workers starts its own chief and workers; drop --role.")
         sweep_name = args.sweep_name or args.tuner
-        folder = Path(args.output_dir) / args.name / "sweeps" / sweep_name
+        folder = report.sweep_dir(args.output_dir, args.name, sweep_name)
         if args.restart and folder.exists():
             import shutil
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from ktemplate import files
+from ktemplate.config import ConfigError
 
 
-def _read(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def sweep_dir(output_dir: str | Path, template_name: str, name: str) -> Path:
+    """Where sweep `name` of a template lives: `output_dir/<template>/sweeps/<name>`."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"Bad sweep name {name!r}: use a plain folder name.")
+    return Path(output_dir) / template_name / "sweeps" / name
 
 
 def trials(directory: str | Path) -> list[dict[str, Any]]:
@@ -32,15 +34,15 @@ def trials(directory: str | Path) -> list[dict[str, Any]]:
             f"{directory} is not a sweep folder (sweep.json is missing). Pass a folder like "
             "saved_models/<template>/sweeps/<name>."
         )
-    sweep = _read(directory / "sweep.json")
+    sweep = files.read_json(directory / "sweep.json")
     minimize = sweep["objective"].endswith(":min")
     rows = []
     for path in sorted((directory / "tuner").glob("trial_*/trial.json")):
-        state = _read(path)
+        state = files.read_json(path)
         trial_id = state["trial_id"]
         values = state["hyperparameters"]["values"]
         timing_path = directory / "trials" / f"{trial_id}.json"
-        runs = _read(timing_path)["runs"] if timing_path.exists() else []
+        runs = files.read_json(timing_path)["runs"] if timing_path.exists() else []
         initial = values.get("tuner/initial_epoch", 0)
         best_step = state.get("best_step")
         rows.append(
@@ -113,7 +115,7 @@ def write_leaderboard(directory: str | Path) -> str:
     """Writes leaderboard.csv and leaderboard.md into the sweep folder; returns the Markdown."""
     directory = Path(directory)
     rows = trials(directory)
-    objective = _read(directory / "sweep.json")["objective"].split(":")[0]
+    objective = files.read_json(directory / "sweep.json")["objective"].split(":")[0]
     markdown = to_markdown(rows, objective)
     files.write_text(directory / "leaderboard.csv", to_csv(rows))
     files.write_text(directory / "leaderboard.md", markdown)

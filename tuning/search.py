@@ -89,12 +89,6 @@ def searched_names(template: ModuleType) -> list[str]:
     return list(hp.values)
 
 
-def sweep_dir(output_dir: str | Path, template_name: str, name: str) -> Path:
-    if not name or "/" in name or name.startswith("."):
-        raise config_lib.ConfigError(f"Bad sweep name {name!r}: use a plain folder name.")
-    return Path(output_dir) / template_name / "sweeps" / name
-
-
 def _rss_mb() -> tuple[float, float]:
     """(current, peak) resident memory of this process in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -292,7 +286,7 @@ def tune(
     Returns:
         The sweep folder.
     """
-    directory = sweep_dir(output_dir, template.NAME, name or sweep.tuner)
+    directory = report.sweep_dir(output_dir, template.NAME, name or sweep.tuner)
     role = os.environ.get("KERASTUNER_TUNER_ID")
     worker = role is not None and role != "chief"
     strategy = strategies.make_strategy(strategy_name)
