@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import templates
+import tuning
 from ktemplate.config import ConfigError
 from pipelines.sources import DataUnavailableError
 
@@ -43,7 +44,7 @@ def _add_strategy_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strategy",
         default="auto",
-        choices=["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
+        choices=tuning.STRATEGIES,
         help="tf.distribute strategy (default auto: TPU if found, Mirrored on >1 GPU, else "
         "default); batch_size is per replica",
     )
@@ -82,9 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("name", help="template name (see `ktemplate list`)")
     _add_config_options(tune)
-    tune.add_argument(
-        "--tuner", default="random", choices=["random", "bayesian", "hyperband", "grid"]
-    )
+    tune.add_argument("--tuner", default="random", choices=tuning.TUNERS)
     tune.add_argument("--max-trials", type=int, default=10, help="trials to run (default 10)")
     tune.add_argument(
         "--max-epochs", type=int, help="epochs per trial (default: the config's epochs)"

@@ -31,16 +31,23 @@ import keras
 import keras_tuner
 import numpy as np
 
+import tuning
 from ktemplate import config as config_lib
 from ktemplate import files, run, training
 from tuning import report, strategies
 
-TUNERS = {
-    "random": keras_tuner.RandomSearch,
-    "bayesian": keras_tuner.BayesianOptimization,
-    "hyperband": keras_tuner.Hyperband,
-    "grid": keras_tuner.GridSearch,
-}
+TUNER_CLASSES = dict(
+    zip(
+        tuning.TUNERS,
+        (
+            keras_tuner.RandomSearch,
+            keras_tuner.BayesianOptimization,
+            keras_tuner.Hyperband,
+            keras_tuner.GridSearch,
+        ),
+        strict=True,
+    )
+)
 # The settings a resumed sweep must share with the one it continues.
 IDENTITY = ("template", "tuner", "objective", "max_epochs", "executions_per_trial", "config")
 
@@ -213,9 +220,9 @@ def make_tuner(template, config, sweep: Sweep, directory: Path, strategy, fixed,
     `fixed` maps Config fields the user set to their values: searched fields among them are
     registered as `hp.Fixed`, which takes them out of the search.
     """
-    if sweep.tuner not in TUNERS:
+    if sweep.tuner not in TUNER_CLASSES:
         raise config_lib.ConfigError(
-            f"Unknown tuner {sweep.tuner!r}; choose one of {', '.join(TUNERS)}."
+            f"Unknown tuner {sweep.tuner!r}; choose one of {', '.join(tuning.TUNERS)}."
         )
     hp = keras_tuner.HyperParameters()
     for name in searched_names(template):
@@ -240,7 +247,7 @@ def make_tuner(template, config, sweep: Sweep, directory: Path, strategy, fixed,
     }
     if sweep.tuner == "hyperband":
         return _tuner_class(keras_tuner.Hyperband)(max_epochs=config.epochs, **common)
-    return _tuner_class(TUNERS[sweep.tuner])(max_trials=sweep.max_trials, **common)
+    return _tuner_class(TUNER_CLASSES[sweep.tuner])(max_trials=sweep.max_trials, **common)
 
 
 def _check_same_sweep(directory: Path, record: dict[str, Any]) -> None:

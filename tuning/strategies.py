@@ -18,7 +18,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+from tuning import STRATEGIES
 
 
 class StrategyError(ValueError):
