@@ -45,12 +45,13 @@ def split_arrays(ds) -> tuple[list[str], np.ndarray]:
     return texts, np.asarray(labels)
 
 
-def tfidf_baseline(dataset: str) -> tuple[np.ndarray, float]:
-    """TF-IDF (1-2-grams, sublinear tf) + LogisticRegression, C picked on the validation split."""
-    splits = text.load_text(dataset)
-    train_x, train_y = split_arrays(splits.train)
-    val_x, val_y = split_arrays(splits.val)
-    test_x, test_y = split_arrays(splits.test)
+def tfidf_baseline(train, val, test) -> tuple[np.ndarray, float]:
+    """TF-IDF (1-2-grams, sublinear tf) + LogisticRegression, C picked on the validation split.
+
+    Each split is (texts, labels). Returns per test text whether it is classified correctly,
+    and the fit seconds.
+    """
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = train, val, test
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     train_features = vectorizer.fit_transform(train_x)
@@ -64,9 +65,8 @@ def tfidf_baseline(dataset: str) -> tuple[np.ndarray, float]:
     return best[1].predict(vectorizer.transform(test_x)) == test_y, seconds
 
 
-def export_correct(run_dir, dataset: str) -> np.ndarray:
-    """Per test sentence: whether the run's exported SavedModel classifies it correctly."""
-    texts, labels = split_arrays(text.load_text(dataset).test)
+def export_correct(run_dir, texts: list[str], labels: np.ndarray) -> np.ndarray:
+    """Per text: whether the run's exported SavedModel classifies it correctly."""
     serve = tf.saved_model.load(str(run_dir / "export")).signatures["serve"]
     class_ids = serve(text=tf.constant(texts))["class_id"].numpy()
     return class_ids == labels
@@ -99,7 +99,11 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {"dataset": args.dataset, **config_lib.parse_assignments(args.set)}
 
-    baseline_correct, baseline_seconds = tfidf_baseline(args.dataset)
+    splits = text.load_text(args.dataset)
+    test_texts, test_labels = split_arrays(splits.test)
+    baseline_correct, baseline_seconds = tfidf_baseline(
+        split_arrays(splits.train), split_arrays(splits.val), (test_texts, test_labels)
+    )
     baseline_accuracy = float(baseline_correct.mean())
     rows = []
     with tempfile.TemporaryDirectory() as out:
@@ -111,7 +115,7 @@ def main() -> None:
             run_dir = run.train(text_transformer, config, output_dir=out, verbose=0)
             wall = time.perf_counter() - start
             metrics = files.read_json(run_dir / "metrics.json")
-            correct = export_correct(run_dir, args.dataset)
+            correct = export_correct(run_dir, test_texts, test_labels)
             if abs(correct.mean() - metrics["test_accuracy"]) > 1e-4:  # metrics are rounded
                 raise RuntimeError("the export and the run's evaluation disagree on test")
             rows.append(
