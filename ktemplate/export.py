@@ -35,6 +35,20 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def classification_outputs(
+    probabilities: tf.Tensor, class_names: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    """A classifier endpoint's decoded outputs: float32 `probabilities` [batch, classes], the
+    arg-max `class_id` [batch] and its `class_name` [batch] looked up in `class_names`."""
+    probabilities = tf.cast(probabilities, tf.float32)
+    class_id = tf.argmax(probabilities, axis=-1)
+    return {
+        "probabilities": probabilities,
+        "class_id": class_id,
+        "class_name": tf.gather(class_names, class_id),
+    }
+
+
 def describe_endpoints(endpoints: dict[str, Endpoint]) -> dict[str, Any]:
     """The inputs of each endpoint, as the manifest records them."""
     return {

@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import reports, training
+from ktemplate import export, reports, training
 from ktemplate.config import TrainingConfig
 from ktemplate.run import Data
 from pipelines import images
@@ -271,13 +271,7 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
     class_names = tf.constant(spec["class_names"])
 
     def classify(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = tf.cast(model(pixels, training=False), tf.float32)
-        class_id = tf.argmax(probabilities, axis=-1)
-        return {
-            "probabilities": probabilities,
-            "class_id": class_id,
-            "class_name": tf.gather(class_names, class_id),
-        }
+        return export.classification_outputs(model(pixels, training=False), class_names)
 
     def serve(pixels):
         return classify(images.resize_float(tf.cast(pixels, tf.float32), (height, width)))

@@ -43,7 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import files, reports, training
+from ktemplate import export, files, reports, training
 from ktemplate.config import TrainingConfig
 from ktemplate.run import Data
 from pipelines import text
@@ -390,13 +390,7 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
     end_to_end = text_model(model, spec)
 
     def serve(texts):
-        probabilities = tf.cast(end_to_end(texts, training=False), tf.float32)
-        class_id = tf.argmax(probabilities, axis=-1)
-        return {
-            "probabilities": probabilities,
-            "class_id": class_id,
-            "class_name": tf.gather(class_names, class_id),
-        }
+        return export.classification_outputs(end_to_end(texts, training=False), class_names)
 
     serve.track = [end_to_end]  # the vocabulary lookup table goes into the SavedModel
     return {"serve": (serve, [tf.TensorSpec([None], tf.string, name="text")])}
