@@ -263,10 +263,11 @@ class TrainingConfig:
     mixed_precision: Precision = "float32"  # compute dtype policy; outputs stay float32
     jit_compile: bool = False  # compile train/predict steps with XLA
     early_stopping_patience: int = 8  # epochs without val_loss improvement; 0 turns it off
-    seed: int = 42  # seeds Python, NumPy, TensorFlow and the data split
+    seed: int = 42  # seeds Python, NumPy and TensorFlow: initialization, shuffling, augmentation
+    members: int = 1  # models trained independently (seeds seed, seed+1, ...); outputs averaged
 
     def __post_init__(self):
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size}
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "members": self.members}
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"Config key '{name}' must be > 0, got {value}.")

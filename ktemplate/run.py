@@ -161,6 +161,85 @@ def merge_validation(data: Data) -> Data:
     return dataclasses.replace(data, train=merged, val=None)
 
 
+def _train_one(template, model, data, config, run_dir: Path, verbose) -> dict[str, int]:
+    """Fits one model into `run_dir` (first phase, then the template's optional fine-tuning);
+    its best weights end in `run_dir/checkpoints/best.keras`. Returns epochs per phase."""
+    first_phase = _first_phase(model, data, config, run_dir, verbose)
+    phases = {"train": first_phase["epochs"]}
+    fine_tune = getattr(template, "fine_tune", None)
+    tuned = fine_tune(model, config, data.spec) if fine_tune else None
+    if tuned is not None:
+        model, extra_epochs = tuned
+        end_epoch = first_phase["epochs"] + extra_epochs
+        _, phases["fine_tune"] = _fit(
+            model,
+            data,
+            config,
+            run_dir,
+            "fine_tune",
+            end_epoch,
+            first_phase["epochs"],
+            first_phase["best_val_loss"],
+            verbose,
+        )
+    return phases
+
+
+def _train_members(
+    template, model, data, config, strategy, refit, run_dir: Path, verbose
+) -> dict[str, list[int]]:
+    """Trains `config.members` models independently and saves their average as the run's model.
+
+    Member i uses seed `config.seed + i` (its own initialization, shuffling, dropout and
+    augmentation; the split is fixed) and its own folder `run_dir/members/<i>` with the usual
+    checkpoints, logs and history; a finished member writes `member.json` there, so a resumed
+    run skips it. Returns each phase's epochs, one entry per member.
+    """
+    phases: dict[str, list[int]] = {}
+    best = []
+    for i in range(config.members):
+        member_dir = run_dir / "members" / str(i)
+        record = member_dir / "member.json"
+        if not record.exists():
+            print(f"Member {i + 1}/{config.members}", flush=True)
+            if i > 0:  # member 0 is the model and data built by the caller
+                member_config = dataclasses.replace(config, seed=config.seed + i)
+                training.set_global_options(member_config)
+                data = load_data(template, member_config, strategy)
+                if refit:
+                    data = merge_validation(data)
+                with strategy.scope():
+                    model = template.build_model(member_config, data.spec)
+            member_dir.mkdir(parents=True, exist_ok=True)
+            files.write_json(record, _train_one(template, model, data, config, member_dir, verbose))
+            shutil.rmtree(member_dir / "backup", ignore_errors=True)
+        for phase, epochs in files.read_json(record).items():
+            phases.setdefault(phase, []).append(epochs)
+        best.append(member_dir / "checkpoints" / "best.keras")
+    with strategy.scope():
+        ensemble = average_models([keras.models.load_model(p, compile=False) for p in best])
+    path = run_dir / "checkpoints" / "best.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial.keras")
+    ensemble.save(partial)
+    partial.replace(path)
+    return phases
+
+
+def average_models(models: list[keras.Model], name: str = "ensemble") -> keras.Model:
+    """One model whose outputs are the element-wise mean of `models`' (same inputs/outputs)."""
+    if len(models) == 1:
+        return models[0]
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in models[0].inputs]
+    outputs = []
+    for i, model in enumerate(models):
+        model.name = f"member_{i}"
+        result = model(inputs if len(inputs) > 1 else inputs[0])
+        outputs.append(result if isinstance(result, list | tuple) else [result])
+    averaged = [keras.layers.Average()(list(group)) for group in zip(*outputs, strict=True)]
+    return keras.Model(inputs, averaged if len(averaged) > 1 else averaged[0], name=name)
+
+
 def train(
     template: ModuleType,
     config: Any,
@@ -246,30 +325,18 @@ def train(
     files.write_json(run_dir / "run.json", run_info)
 
     start = time.perf_counter()
-    first_phase = _first_phase(model, data, config, run_dir, verbose)
-    phases = {"train": first_phase["epochs"]}
-    fine_tune = getattr(template, "fine_tune", None)
-    tuned = fine_tune(model, config, data.spec) if fine_tune else None
-    if tuned is not None:
-        model, extra_epochs = tuned
-        end_epoch = first_phase["epochs"] + extra_epochs
-        _, phases["fine_tune"] = _fit(
-            model,
-            data,
-            config,
-            run_dir,
-            "fine_tune",
-            end_epoch,
-            first_phase["epochs"],
-            first_phase["best_val_loss"],
-            verbose,
-        )
+    if config.members == 1:
+        phases = _train_one(template, model, data, config, run_dir, verbose)
+    else:
+        phases = _train_members(template, model, data, config, strategy, refit, run_dir, verbose)
     train_seconds = time.perf_counter() - start
 
     model = load_best_model(run_dir)
     metrics = template.evaluate(model, data, run_dir)
     metrics["train_seconds"] = round(train_seconds, 2)
     metrics["epochs"] = phases
+    if config.members > 1:
+        metrics["members"] = config.members
     try:
         if before_export is not None:
             before_export(metrics)

@@ -279,6 +279,53 @@ def test_run_interrupted_while_fine_tuning_resumes_without_retraining(tmp_path, 
     assert files_lib.read_json(run_dir / "metrics.json")["epochs"] == {"train": 2, "fine_tune": 3}
 
 
+def test_members_train_independently_resume_and_average(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data", per_class=8)
+    config = image_cnn.Config(dataset=f"dir:{tmp_path / 'data'}", members=3, **FAST)
+    real_callbacks = training.callbacks
+    member_dirs = []
+
+    def interrupt_second_member(config, run_dir, *args, **kwargs):
+        member_dirs.append(run_dir)
+        extra = [InterruptAfter(0)] if len(member_dirs) == 2 else []
+        return real_callbacks(config, run_dir, *args, **kwargs) + extra
+
+    monkeypatch.setattr(training, "callbacks", interrupt_second_member)
+    with pytest.raises(KeyboardInterrupt):
+        run.train(image_cnn, config, output_dir=tmp_path / "runs", verbose=0)
+    (run_dir,) = (tmp_path / "runs" / "image_cnn").iterdir()
+    assert (run_dir / "members" / "0" / "member.json").exists()
+    assert not (run_dir / "members" / "1" / "member.json").exists()
+
+    monkeypatch.setattr(training, "callbacks", real_callbacks)
+    run.train(image_cnn, None, resume=run_dir, verbose=0)
+
+    def epochs(member):
+        lines = (run_dir / "members" / str(member) / "history_train.csv").read_text()
+        return [line.split(",")[0] for line in lines.splitlines()[1:]]
+
+    assert [epochs(i) for i in range(3)] == [["0", "1"]] * 3  # no member's epoch ran twice
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    assert metrics["members"] == 3 and metrics["epochs"] == {"train": [2, 2, 2]}
+    assert not any((run_dir / "members").glob("*/backup"))
+
+    members = [
+        keras.models.load_model(run_dir / "members" / str(i) / "checkpoints" / "best.keras")
+        for i in range(3)
+    ]
+    images = np.random.default_rng(0).uniform(0, 255, (4, 12, 10, 1)).astype("float32")
+    each = [m.predict(images, verbose=0) for m in members]
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # different seeds, different models
+    ensemble = run.load_best_model(run_dir)
+    np.testing.assert_allclose(ensemble.predict(images, verbose=0), np.mean(each, 0), atol=1e-5)
+    assert (run_dir / "export" / "manifest.json").exists()
+
+
+def test_members_must_be_positive():
+    with pytest.raises(ValueError, match="'members' must be > 0"):
+        image_cnn.Config(members=0)
+
+
 def test_transfer_learning_with_local_weights_file(tmp_path):
     weights = tmp_path / "mobilenet.weights.h5"
     source = keras.applications.MobileNetV3Small(
