@@ -4,10 +4,12 @@ Each variant trains the template's own model (`load_data`, `build_model`, the sh
 callbacks) on the default movie-review sentences and prints validation and test accuracy per
 seed, so the negative results recorded in benchmarks/RESULTS.md can be re-run:
 
-- `single`: the template as configured (the reference for the others).
+- `single`: one model of the template's config (the reference for the others; the template's
+  default run averages `members` of them, which `text_transformer_vader.py` measures).
 - `ema`: the same, with an exponential moving average of the weights (momentum 0.99) used
   for validation and kept at the end.
-- `ensemble`: `--members` models from different seeds; their test probabilities averaged.
+- `ensemble`: `--members` models from different initialization seeds, all with the data order
+  of `--seeds` (the template's `members` also varies the data order per member).
 - `mlm`: self-supervised masked-token pretraining of the embedding and encoder blocks on
   unlabelled text (the movie train split and all of the archive's tweets, Amazon and NYT
   sentences; never the movie validation or test sentences), then the usual supervised fit.

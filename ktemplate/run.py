@@ -19,7 +19,8 @@ Run folder layout (`saved_models/<template>/<run-id>/`):
     spec.json       the data spec (input shape, class names, split sizes, ...)
     logs/           TensorBoard logs per phase
     history_*.csv   per-epoch metrics
-    checkpoints/best.keras   the best model by val_loss
+    checkpoints/best.keras   the best model by val_loss (members > 1: the members' average)
+    members/<i>/    members > 1: each member's checkpoints, logs and history
     backup/         BackupAndRestore state while a run is unfinished
     metrics.json    test metrics (written last: its presence marks a finished run)
     *.png           plots

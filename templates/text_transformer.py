@@ -13,10 +13,13 @@ ag_news_subset, ...), `dir:PATH` (one sub-folder of UTF-8 .txt files per class) 
 Model: `TextVectorization` (vocabulary from the train split only) → token + position
 embeddings → `transformer_layers` encoder blocks (multi-head self-attention over non-padding
 tokens, feed-forward, residuals, layer norm, dropout) → masked mean/max pooling → a softmax
-head. The trained model takes token ids: vectorization runs in the `tf.data` pipeline (in
-parallel, cached, and no string ops in the compiled train step — XLA and TPUs need that), and
-`text_model` puts the same `TextVectorization` in front of it for evaluation and the export,
-which take raw strings. The encoder block is written here with
+head. A run trains `members` (5) such models, each with its own seed, and averages their
+probabilities (a deep ensemble; see `members` in README): on the default data one model scores
+about 0.765 test accuracy and five 0.775, level with TF-IDF + logistic regression, in about
+85 s of fitting on two CPU cores. The trained model takes token ids: vectorization runs in the
+`tf.data` pipeline (in parallel, cached, and no string ops in the compiled train step — XLA
+and TPUs need that), and `text_model` puts the same `TextVectorization` in front of it for
+evaluation and the export, which take raw strings. The encoder block is written here with
 `keras.layers.MultiHeadAttention` (no extra dependency; keras-hub would add its own package and
 its tokenizer stack for one small block).
 
@@ -69,9 +72,9 @@ class Config(TrainingConfig):
     learning_rate: float = 1e-3  # peak learning rate (cosine decay to 1% of it)
     early_stopping_patience: int = 3  # epochs without val_loss improvement
     dropout: float = 0.4  # dropout in the encoder blocks and before the head
-    vocab_size: int = 8000  # most frequent train-split tokens kept, + padding and OOV
+    vocab_size: int = 20000  # most frequent train-split tokens kept, + padding and OOV
     sequence_length: int = 64  # tokens per text; longer texts are cut, shorter ones padded
-    ngrams: int = 1  # 1: word tokens; 2: words, then word pairs ("not good") as extra tokens
+    ngrams: int = 2  # 1: word tokens; 2: words, then word pairs ("not good") as extra tokens
     token_dropout: float = 0.0  # train-time augmentation: chance each token is dropped
     standardize: Standardize = "lower_and_strip_punctuation"  # text clean-up before splitting
     embed_dim: int = 32  # token/position embedding size (the encoder's width)
@@ -79,6 +82,7 @@ class Config(TrainingConfig):
     ff_dim: int = 64  # hidden units of each block's feed-forward network
     transformer_layers: int = 1  # encoder blocks
     pooling: Literal["mean", "max"] = "mean"  # how token vectors become one text vector
+    members: int = 5  # models trained with seeds seed..seed+4; their probabilities are averaged
 
     def __post_init__(self):
         super().__post_init__()

@@ -26,6 +26,7 @@ TINY = dict(
     ff_dim=16,
     sequence_length=16,
     vocab_size=200,
+    members=1,
 )
 
 
@@ -257,7 +258,8 @@ def test_csv_source_with_named_columns(tmp_path):
     # The vocabulary comes from the train split only; train batches are token ids.
     train_texts = [t for t, _ in text.load_text(f"csv:{path}", "body", "stars").train]
     train_words = {w.strip(".").lower() for t in train_texts for w in t.numpy().decode().split()}
-    assert set(data.spec["vocabulary"]) <= train_words
+    vocabulary_words = {w for entry in data.spec["vocabulary"] for w in entry.split()}
+    assert vocabulary_words <= train_words  # words and word pairs (ngrams=2) of train texts
     ids, _ = next(iter(data.train))
     assert ids.dtype == tf.int64 and ids.shape[1] == TINY["sequence_length"]
 
@@ -318,7 +320,8 @@ def trained_run(tmp_path_factory, vader_fixture):
         mp.setenv("KTEMPLATE_CACHE_DIR", str(cache))
         mp.setattr(text, "VADER_SHA256", sha256)
         out = tmp_path_factory.mktemp("runs")
-        return run.train(tt, tt.Config(**TINY), output_dir=out, verbose=0)
+        # Two members: the export and the fresh-process checks below cover the ensemble path.
+        return run.train(tt, tt.Config(**{**TINY, "members": 2}), output_dir=out, verbose=0)
 
 
 def test_run_folder_and_metrics(trained_run):
@@ -341,6 +344,7 @@ def test_run_folder_and_metrics(trained_run):
         (m["probability"] for m in mistakes), reverse=True
     )
     assert all(m["true"] != m["predicted"] for m in mistakes)
+    assert metrics["members"] == 2 and len(metrics["epochs"]["train"]) == 2
     manifest = files_lib.read_json(trained_run / "export" / "manifest.json")
     assert manifest["input"]["kind"] == "text"
     assert manifest["endpoints"]["serve"][0] == {"shape": [None], "dtype": "string", "name": "text"}
