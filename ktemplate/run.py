@@ -162,6 +162,16 @@ def merge_validation(data: Data) -> Data:
     return dataclasses.replace(data, train=merged, val=None)
 
 
+def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, keras.Model]:
+    """Seeds everything from `config.seed`, then loads the data and builds the model."""
+    training.set_global_options(config)
+    data = load_data(template, config, strategy)
+    if refit:
+        data = merge_validation(data)
+    with strategy.scope():
+        return data, template.build_model(config, data.spec)
+
+
 def _train_one(template, model, data, config, run_dir: Path, verbose) -> dict[str, int]:
     """Fits one model into `run_dir` (first phase, then the template's optional fine-tuning);
     its best weights end in `run_dir/checkpoints/best.keras`. Returns epochs per phase."""
@@ -205,12 +215,7 @@ def _train_members(
             print(f"Member {i + 1}/{config.members}", flush=True)
             if i > 0:  # member 0 is the model and data built by the caller
                 member_config = dataclasses.replace(config, seed=config.seed + i)
-                training.set_global_options(member_config)
-                data = load_data(template, member_config, strategy)
-                if refit:
-                    data = merge_validation(data)
-                with strategy.scope():
-                    model = template.build_model(member_config, data.spec)
+                data, model = _data_and_model(template, member_config, strategy, refit)
             member_dir.mkdir(parents=True, exist_ok=True)
             files.write_json(record, _train_one(template, model, data, config, member_dir, verbose))
             shutil.rmtree(member_dir / "backup", ignore_errors=True)
@@ -296,13 +301,8 @@ def train(
             template.Config(), files.read_json(run_dir / "config.json")
         )
 
-    training.set_global_options(config)
     batch_size = global_batch_size(config, strategy)
-    data = load_data(template, config, strategy)
-    if refit:
-        data = merge_validation(data)
-    with strategy.scope():
-        model = template.build_model(config, data.spec)
+    data, model = _data_and_model(template, config, strategy, refit)
 
     if resume is None:
         if run_dir is None:
