@@ -65,11 +65,12 @@ def tfidf_baseline(train, val, test) -> tuple[np.ndarray, float]:
     return best[1].predict(vectorizer.transform(test_x)) == test_y, seconds
 
 
-def export_correct(run_dir, texts: list[str], labels: np.ndarray) -> np.ndarray:
-    """Per text: whether the run's exported SavedModel classifies it correctly."""
+def export_correct(run_dir, *splits: tuple[list[str], np.ndarray]) -> list[np.ndarray]:
+    """Per split of (texts, labels): whether the run's exported SavedModel gets each right."""
     serve = tf.saved_model.load(str(run_dir / "export")).signatures["serve"]
-    class_ids = serve(text=tf.constant(texts))["class_id"].numpy()
-    return class_ids == labels
+    return [
+        serve(text=tf.constant(texts))["class_id"].numpy() == labels for texts, labels in splits
+    ]
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
@@ -113,13 +114,15 @@ def main() -> None:
             run_dir = run.train(text_transformer, config, output_dir=out, verbose=0)
             wall = time.perf_counter() - start
             metrics = files.read_json(run_dir / "metrics.json")
-            correct = export_correct(run_dir, test_texts, test_labels)
+            val_correct, correct = export_correct(
+                run_dir, (val_texts, val_labels), (test_texts, test_labels)
+            )
             if abs(correct.mean() - metrics["test_accuracy"]) > 1e-4:  # metrics are rounded
                 raise RuntimeError("the export and the run's evaluation disagree on test")
             rows.append(
                 (
                     seed,
-                    float(export_correct(run_dir, val_texts, val_labels).mean()),
+                    float(val_correct.mean()),
                     metrics["test_accuracy"],
                     metrics["test_macro_f1"],
                     epochs_text(metrics["epochs"]["train"]),
