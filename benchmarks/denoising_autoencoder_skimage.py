@@ -32,7 +32,8 @@ def classical_baselines(config: dae.Config) -> dict[str, dict[str, tuple[float, 
     """PSNR/SSIM per test image for TV (Chambolle) and non-local means, and their seconds."""
     from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
 
-    clean = denoising.load_clean_images(config.dataset, config.channels, config.patch_size)
+    patch = dae.DEFAULT_PATCH_SIZE if config.patch_size == "auto" else config.patch_size
+    clean = denoising.load_clean_images(config.dataset, config.channels, patch)
     noisy = denoising.fixed_noisy(clean.test, dae.noise_settings(config), stream=1)
     results: dict[str, dict] = {"tv_chambolle": {}, "nl_means": {}, "seconds": {}}
     seconds = {"tv_chambolle": 0.0, "nl_means": 0.0}

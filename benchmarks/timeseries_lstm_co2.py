@@ -2,8 +2,10 @@
 
 Trains the default config (through the same code path as `ktemplate train timeseries_lstm`) for
 each seed. In the same run, fits statsmodels' `ExponentialSmoothing` (additive trend and
-seasonality) on the train part and forecasts `horizon` steps from every test origin with the
-fitted parameters, the same rolling-origin protocol as the template's metrics. Prints a
+seasonality; `ktemplate.forecasting.holt_winters`) on the train part and forecasts `horizon`
+steps from every test origin with the fitted parameters, the same rolling-origin protocol as
+the template's metrics. (Each run's own `baseline` block also picks between additive and
+multiplicative seasonality on validation.) Prints a
 Markdown table; the figures in benchmarks/RESULTS.md come from this script.
 
     python benchmarks/timeseries_lstm_co2.py --seeds 42 43 44
@@ -16,7 +18,6 @@ import os
 import platform
 import tempfile
 import time
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,52 +28,13 @@ from pipelines import timeseries  # noqa: E402
 from templates import timeseries_lstm  # noqa: E402
 
 
-def holt_winters(
-    series: np.ndarray, train_end: int, starts: np.ndarray, horizon: int, season: int
-) -> tuple[np.ndarray, float]:
-    """Rolling-origin Holt-Winters forecasts [origins, horizon] and the fit time in seconds.
-
-    The smoothing parameters and initial states are fitted on the train part once; at each
-    origin the model is run, with those parameters, over the history before the origin.
-    """
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing
-
-    start = time.perf_counter()
-    fitted = ExponentialSmoothing(
-        series[:train_end], trend="add", seasonal="add", seasonal_periods=season
-    ).fit()
-    seconds = time.perf_counter() - start
-    params = fitted.params
-    forecasts = []
-    for origin in starts:
-        with warnings.catch_warnings():  # fixed parameters: nothing to converge
-            warnings.simplefilter("ignore")
-            model = ExponentialSmoothing(
-                series[:origin],
-                trend="add",
-                seasonal="add",
-                seasonal_periods=season,
-                initialization_method="known",
-                initial_level=params["initial_level"],
-                initial_trend=params["initial_trend"],
-                initial_seasonal=params["initial_seasons"],
-            ).fit(
-                smoothing_level=params["smoothing_level"],
-                smoothing_trend=params["smoothing_trend"],
-                smoothing_seasonal=params["smoothing_seasonal"],
-                optimized=False,
-            )
-        forecasts.append(model.forecast(horizon))
-    return np.stack(forecasts), seconds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     args = parser.parse_args()
 
-    config = timeseries_lstm.Config()
-    series = timeseries.load_series(config.dataset)
+    series = timeseries.load_series(timeseries_lstm.Config().dataset)
+    config = timeseries_lstm.resolve_auto(timeseries_lstm.Config(), series).config
     target = series.values[:, series.target_index]
     parts = timeseries.chronological_split(
         len(target), config.window, config.horizon, config.val_fraction, config.test_fraction
@@ -80,9 +42,11 @@ def main() -> None:
     starts = timeseries.origins(parts["test"], config.window, config.horizon)
     actual = np.stack([target[o : o + config.horizon] for o in starts])
     scale = forecasting.mase_scale(target[: parts["train"][1]], config.season)
-    hw_forecast, hw_seconds = holt_winters(
+    start = time.perf_counter()
+    hw_forecast = forecasting.holt_winters(
         target, parts["train"][1], starts, config.horizon, config.season
     )
+    hw_seconds = time.perf_counter() - start
     baselines = {
         "Holt-Winters (additive)": forecasting.errors(hw_forecast, actual, scale),
         "seasonal naive": forecasting.errors(

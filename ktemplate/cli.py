@@ -145,6 +145,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the export's template takes: image files (image_cnn, denoising_autoencoder), "
         ".npy/.csv windows (timeseries_lstm), texts or .txt files (text_transformer)",
     )
+    reading = predict.add_mutually_exclusive_group()
+    reading.add_argument(
+        "--per-file",
+        dest="per_line",
+        action="store_false",
+        help="texts: each .txt file is one text, as dir: folders are read for training "
+        "(the default)",
+    )
+    reading.add_argument(
+        "--per-line", dest="per_line", action="store_true", help="texts: one text per line"
+    )
+    predict.set_defaults(per_line=False)
+    predict.add_argument(
+        "--convert",
+        choices=["auto", "gray", "rgb", "none"],
+        default="auto",
+        help="denoising: convert images whose channels differ from the model's (auto: to the "
+        "model's, with a notice; none: refuse them)",
+    )
 
     new = sub.add_parser("new", help="copy a template to start a new task")
     new.add_argument("new_name", help="the new template's name (a Python identifier)")
@@ -191,11 +210,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    print_run_summary(run_dir)
+    return 0
+
+
+def print_run_summary(run_dir: Path) -> None:
+    """The run's headline metrics, where it is, and last how it compares with its baseline."""
+    from ktemplate import baselines
+
     metrics = json.loads((run_dir / "metrics.json").read_text())
     headline = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     print(json.dumps(headline, indent=2))
     print(f"Run folder: {run_dir}\nExport: {run_dir / 'export'}")
-    return 0
+    for line in baselines.console_lines(metrics.get("baseline")):
+        print(line)
 
 
 def _config_and_fixed(template, args: argparse.Namespace):
@@ -293,7 +321,14 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
     print((folder / "leaderboard.md").read_text())
     print(f"Sweep folder: {folder}")
     if sweep.champion:
-        print(f"Champion: {folder / 'champion'}\nExport: {folder / 'champion' / 'export'}")
+        champion = folder / "champion"
+        print(f"Champion: {champion}\nExport: {champion / 'export'}")
+        from ktemplate import baselines
+
+        if (champion / "metrics.json").exists():
+            metrics = json.loads((champion / "metrics.json").read_text())
+            for line in baselines.console_lines(metrics.get("baseline")):
+                print(line)
     return 0
 
 
@@ -317,7 +352,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ktemplate import predict
 
-    for row in predict.predict(Path(args.export_dir), args.inputs):
+    rows = predict.predict(
+        Path(args.export_dir), args.inputs, per_line=args.per_line, convert=args.convert
+    )
+    for row in rows:
         print(json.dumps(row))
     return 0
 

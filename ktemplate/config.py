@@ -265,6 +265,8 @@ class TrainingConfig:
     early_stopping_patience: int = 8  # epochs without val_loss improvement; 0 turns it off
     seed: int = 42  # seeds Python, NumPy and TensorFlow: initialization, shuffling, augmentation
     members: int = 1  # models trained independently (seeds seed, seed+1, ...); outputs averaged
+    baseline: bool = True  # fit a classical baseline on the same splits and compare (metrics.json)
+    baseline_budget: float = 0.0  # seconds for the baseline; 0: 25% of training time, >= 20 s
 
     def __post_init__(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "members": self.members}
@@ -278,8 +280,52 @@ class TrainingConfig:
         for name in ("l1", "l2", "clipnorm", "weight_decay", "momentum"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Config key '{name}' must be >= 0, got {getattr(self, name)}.")
-        if self.early_stopping_patience < 0:
+        if not 0 <= self.baseline_budget < float("inf"):
+            raise ValueError(
+                f"Config key 'baseline_budget' must be >= 0 seconds, got {self.baseline_budget}."
+            )
+        if self.early_stopping_patience != "auto" and self.early_stopping_patience < 0:
             raise ValueError(
                 "Config key 'early_stopping_patience' must be >= 0, "
                 f"got {self.early_stopping_patience}."
             )
+
+
+AUTO = "auto"
+
+
+class Resolver:
+    """Resolves a config's `auto` fields from the data, recording the value and the reason.
+
+    A template's `load_data` calls `pick` for each field that may be `auto`; a value the user
+    set is returned unchanged (and `warn` records where it contradicts the data). `resolved`
+    and `warnings` go into the run's spec; the run prints them once and replaces the `auto`
+    fields of its config with the resolved values (see `ktemplate.run.resolved_config`).
+    """
+
+    def __init__(self, config: Any):
+        self._config = config
+        self.resolved: dict[str, dict[str, Any]] = {}
+        self.warnings: list[str] = []
+
+    def is_auto(self, name: str) -> bool:
+        return getattr(self._config, name) == AUTO
+
+    def pick(self, name: str, value: Any, reason: str) -> Any:
+        """`value` (recorded with `reason`) when field `name` is `auto`, else the user's value."""
+        if not self.is_auto(name):
+            return getattr(self._config, name)
+        self.resolved[name] = {"value": value, "reason": reason}
+        return value
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    @property
+    def config(self) -> Any:
+        """The config with every resolved field set to its value."""
+        values = {name: r["value"] for name, r in self.resolved.items()}
+        return dataclasses.replace(self._config, **values)
+
+    def spec(self) -> dict[str, Any]:
+        return {"resolved": self.resolved, "warnings": self.warnings}

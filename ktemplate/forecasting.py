@@ -119,3 +119,75 @@ def plot_forecasts(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def holt_winters(
+    series: np.ndarray,
+    train_end: int,
+    starts: np.ndarray,
+    horizon: int,
+    season: int,
+    trend: str | None = "add",
+    seasonal: str | None = "add",
+) -> np.ndarray:
+    """Rolling-origin Holt-Winters forecasts [origins, horizon] (statsmodels ExponentialSmoothing).
+
+    The smoothing parameters and initial states are fitted on the train part only; the model
+    is then run with those parameters over the whole series, and each origin `o` forecasts
+    from its state after step `o - 1` (only values before `o`), exactly as refitting the fixed
+    model on `series[:o]` would.
+
+    Args:
+        series: the target, [steps].
+        train_end: the end of the train part (the fit sees `series[:train_end]`).
+        starts: forecast origins.
+        horizon: steps forecast from each origin.
+        season: steps per season (`seasonal` must be None when < 2).
+        trend: "add" or None.
+        seasonal: "add", "mul" (a positive series only) or None.
+    """
+    import warnings
+
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    periods = season if seasonal else None
+    with warnings.catch_warnings():  # convergence chatter from the optimizer
+        warnings.simplefilter("ignore")
+        fitted = ExponentialSmoothing(
+            series[:train_end], trend=trend, seasonal=seasonal, seasonal_periods=periods
+        ).fit()
+        params = fitted.params
+        known = {"initial_level": params["initial_level"]}
+        smoothing = {"smoothing_level": params["smoothing_level"]}
+        if trend:
+            known["initial_trend"] = params["initial_trend"]
+            smoothing["smoothing_trend"] = params["smoothing_trend"]
+        if seasonal:
+            known["initial_seasonal"] = params["initial_seasons"]
+            smoothing["smoothing_seasonal"] = params["smoothing_seasonal"]
+        full = ExponentialSmoothing(
+            series,
+            trend=trend,
+            seasonal=seasonal,
+            seasonal_periods=periods,
+            initialization_method="known",
+            **known,
+        ).fit(**smoothing, optimized=False)
+    state = np.asarray(starts) - 1
+    ahead = np.arange(1, horizon + 1)
+    level = full.level[state, np.newaxis]
+    base = level + ahead * full.trend[state, np.newaxis] if trend else level + 0 * ahead
+    if not seasonal:
+        return base
+    seasons = full.season[state[:, np.newaxis] - season + 1 + (ahead - 1) % season]
+    return base * seasons if seasonal == "mul" else base + seasons
+
+
+def holt_winters_candidates(train: np.ndarray, season: int) -> list[dict[str, str | None]]:
+    """The Holt-Winters variants worth trying on this train part, additive first."""
+    if season >= 2 and len(train) >= 2 * season + 2:
+        variants = [{"trend": "add", "seasonal": "add"}]
+        if (train > 0).all():
+            variants.append({"trend": "add", "seasonal": "mul"})
+        return variants
+    return [{"trend": "add", "seasonal": None}, {"trend": None, "seasonal": None}]

@@ -44,7 +44,7 @@ def _existing_files(inputs: list[str]) -> list[Path]:
     return [Path(name) for name in inputs]
 
 
-def _predict_images(loaded, inputs: list[str], manifest: dict) -> list[dict[str, Any]]:
+def _predict_images(loaded, inputs: list[str], manifest: dict, **_) -> list[dict[str, Any]]:
     result = []
     for path in _existing_files(inputs):
         try:
@@ -98,7 +98,7 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _predict_windows(loaded, inputs: list[str], manifest: dict) -> list[dict[str, Any]]:
+def _predict_windows(loaded, inputs: list[str], manifest: dict, **_) -> list[dict[str, Any]]:
     """Each input is a .npy or .csv file of [steps, features] in original units, oldest first;
     a longer file uses its last `window` steps."""
     window, features = manifest["input"]["window"], manifest["input"]["features"]
@@ -122,20 +122,28 @@ def _predict_windows(loaded, inputs: list[str], manifest: dict) -> list[dict[str
     return result
 
 
-def _predict_texts(loaded, inputs: list[str], manifest: dict) -> list[dict[str, Any]]:
-    """Each input is a text, or an existing .txt file holding one text per line (UTF-8)."""
+def _predict_texts(
+    loaded, inputs: list[str], manifest: dict, per_line: bool = False, **_
+) -> list[dict[str, Any]]:
+    """Each input is a text, or an existing .txt file (UTF-8): one text per file, as `dir:`
+    folders are read for training, or one text per line with `per_line`."""
     texts, names = [], []
     for item in inputs:
         path = Path(item)
         if path.suffix.lower() == ".txt" and path.is_file():
             try:
-                lines = path.read_bytes().decode("utf-8-sig").splitlines()
+                content = path.read_bytes().decode("utf-8-sig")
             except UnicodeDecodeError as e:
                 raise ValueError(
                     f"{path} is not valid UTF-8 (offset {e.start}); re-save it as UTF-8."
                 ) from None
-            texts += lines
-            names += [f"{path}:{n}" for n in range(1, len(lines) + 1)]
+            if per_line:
+                lines = content.splitlines()
+                texts += lines
+                names += [f"{path}:{n}" for n in range(1, len(lines) + 1)]
+            else:
+                texts.append(content)
+                names.append(str(path))
         elif path.suffix.lower() == ".txt" and not any(c.isspace() for c in item):
             raise FileNotFoundError(
                 f"Input file not found: {item}. Pass an existing .txt file (one text per line) "
@@ -149,9 +157,39 @@ def _predict_texts(loaded, inputs: list[str], manifest: dict) -> list[dict[str, 
     return rows(loaded.serve(tf.constant(texts, tf.string)), names)
 
 
-def _denoise_images(loaded, inputs: list[str], manifest: dict) -> list[dict[str, Any]]:
-    """Denoises each image file; writes `<name>.denoised.png` next to it."""
+def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """A uint8 [H, W, C] image with `channels` (1 gray, 3 RGB): luminance, gray copied to
+    RGB, alpha dropped."""
+    if image.shape[-1] in (2, 4):  # gray+alpha, RGBA
+        image = image[..., : image.shape[-1] - 1]
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1:
+        return tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
+    return tf.image.grayscale_to_rgb(image)
+
+
+COLOR_NAMES = {1: "grayscale", 3: "RGB"}
+
+
+def _denoise_images(
+    loaded, inputs: list[str], manifest: dict, convert: str = "auto", **_
+) -> list[dict[str, Any]]:
+    """Denoises each image file; writes `<name>.denoised.png` next to it.
+
+    An image whose channel count differs from the model's is converted to the model's (with a
+    notice on stderr); `convert` "gray"/"rgb" states the conversion (it must match the
+    model), "none" refuses such images.
+    """
+    import sys
+
     channels = manifest["input"]["channels"]
+    wanted = {"gray": 1, "rgb": 3}.get(convert)
+    if wanted is not None and wanted != channels:
+        raise ValueError(
+            f"--convert {convert} does not match this model, which denoises "
+            f"{COLOR_NAMES[channels]} images; use --convert {'gray' if channels == 1 else 'rgb'}."
+        )
     result = []
     for path in _existing_files(inputs):
         try:
@@ -160,13 +198,23 @@ def _denoise_images(loaded, inputs: list[str], manifest: dict) -> list[dict[str,
             raise ValueError(
                 f"Could not decode {path} as an image (PNG, JPEG, BMP or GIF expected)."
             ) from None
-        if image.shape[-1] != channels:
-            raise ValueError(
-                f"{path} has {image.shape[-1]} channel(s) but this model denoises images with "
-                f"{channels} ({'grayscale' if channels == 1 else 'RGB'}). Convert the image to "
-                f"{'grayscale' if channels == 1 else 'RGB'} first, or use a model trained with "
-                "a matching `channels`."
-            )
+        found = image.shape[-1]
+        if found != channels:
+            if convert == "none":
+                raise ValueError(
+                    f"{path} has {found} channel(s) but this model denoises "
+                    f"{COLOR_NAMES[channels]} images. Convert it (--convert "
+                    f"{'gray' if channels == 1 else 'rgb'}), or use a model trained with a "
+                    "matching `channels`."
+                )
+            image = to_channels(image, channels)
+            if wanted is None:
+                print(
+                    f"ktemplate: note: {path} has {found} channel(s); converted to "
+                    f"{COLOR_NAMES[channels]} for this model (the output is "
+                    f"{COLOR_NAMES[channels]}).",
+                    file=sys.stderr,
+                )
         denoised = loaded.serve(image[tf.newaxis])["denoised"][0]
         output = path.with_name(f"{path.stem}.denoised.png")
         files.write_bytes(output, tf.io.encode_png(denoised).numpy())
@@ -175,8 +223,9 @@ def _denoise_images(loaded, inputs: list[str], manifest: dict) -> list[dict[str,
     return result
 
 
-# input kind → reader(loaded SavedModel, command-line inputs, manifest) → rows
-READERS: dict[str, Callable[[Any, list[str], dict], list[dict[str, Any]]]] = {
+# input kind → reader(loaded SavedModel, command-line inputs, manifest, **options) → rows;
+# a reader ignores the options that are not its own.
+READERS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "image": _predict_images,
     "window": _predict_windows,
     "text": _predict_texts,
@@ -184,8 +233,11 @@ READERS: dict[str, Callable[[Any, list[str], dict], list[dict[str, Any]]]] = {
 }
 
 
-def predict(export_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
+def predict(export_dir: Path, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
     """Predicts one row of outputs per input.
+
+    Options: `per_line` (texts: a .txt file holds one text per line), `convert` (denoising:
+    "auto", "gray", "rgb" or "none").
 
     Raises:
         FileNotFoundError: the export or an input file is missing.
@@ -199,4 +251,4 @@ def predict(export_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
             f"known kinds: {', '.join(sorted(READERS))}."
         )
     loaded = tf.saved_model.load(str(export_dir))
-    return READERS[kind](loaded, inputs, manifest)
+    return READERS[kind](loaded, inputs, manifest, **options)

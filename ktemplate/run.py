@@ -11,6 +11,9 @@ A template module provides (see README, "The template contract"):
     manifest_extras(spec)             → facts about inputs/outputs for manifest.json
     evaluate(model, data, out_dir)    → metrics dict; also writes plots to out_dir
     fine_tune(model, config, spec)    optional: → (recompiled model, epochs) or None
+    baseline(model, data, config, budget_s)
+                                      optional: → the `baseline` block of metrics.json (a
+                                      classical method on the same splits, compared)
 
 Run folder layout (`saved_models/<template>/<run-id>/`):
 
@@ -41,9 +44,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ktemplate import baselines, files, training
 from ktemplate import config as config_lib
 from ktemplate import export as export_lib
-from ktemplate import files, training
 
 
 @dataclasses.dataclass
@@ -54,6 +57,10 @@ class Data:
     val: tf.data.Dataset | None  # batched, no augmentation; None when refitting on train+val
     test: tf.data.Dataset  # batched, no augmentation
     spec: dict[str, Any]  # JSON-serializable facts the model and export need
+    # Unbatched, unaugmented train/val/test examples for the classical baseline (kept when
+    # refitting on train+validation, so the baseline still picks its settings on validation).
+    splits: dict[str, tf.data.Dataset] | None = None
+    class_weight: dict[int, float] | None = None  # per-class loss weights for fit, or None
 
 
 def new_run_dir(output_dir: str | Path, template_name: str) -> Path:
@@ -110,6 +117,21 @@ def load_data(
     return data
 
 
+def resolved_config(config: Any, spec: dict[str, Any]) -> Any:
+    """`config` with every `auto` field replaced by the value `load_data` resolved from the
+    train split (`spec["resolved"]`: field → {"value", "reason"})."""
+    values = {name: r["value"] for name, r in spec.get("resolved", {}).items()}
+    return dataclasses.replace(config, **values) if values else config
+
+
+def print_resolved(spec: dict[str, Any]) -> None:
+    """Prints, once per run, each value resolved from the data and each warning about it."""
+    for name, r in spec.get("resolved", {}).items():
+        print(f"auto: {name}={r['value']} ({r['reason']})", flush=True)
+    for warning in spec.get("warnings", []):
+        print(f"ktemplate: warning: {warning}", file=sys.stderr, flush=True)
+
+
 def _fit(model, data, config, run_dir, phase, epochs, initial_epoch, best_val_loss, verbose):
     history = model.fit(
         data.train,
@@ -117,6 +139,7 @@ def _fit(model, data, config, run_dir, phase, epochs, initial_epoch, best_val_lo
         epochs=epochs,
         initial_epoch=initial_epoch,
         shuffle=False,  # the train dataset shuffles itself
+        class_weight=data.class_weight,
         callbacks=training.callbacks(
             config,
             run_dir,
@@ -162,14 +185,18 @@ def merge_validation(data: Data) -> Data:
     return dataclasses.replace(data, train=merged, val=None)
 
 
-def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, keras.Model]:
-    """Seeds everything from `config.seed`, then loads the data and builds the model."""
+def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, keras.Model, Any]:
+    """Seeds everything from `config.seed`, then loads the data and builds the model.
+
+    Returns the data, the model and the config with its `auto` fields resolved from the data.
+    """
     training.set_global_options(config)
     data = load_data(template, config, strategy)
+    config = resolved_config(config, data.spec)
     if refit:
         data = merge_validation(data)
     with strategy.scope():
-        return data, template.build_model(config, data.spec)
+        return data, template.build_model(config, data.spec), config
 
 
 def _train_one(template, model, data, config, run_dir: Path, verbose) -> dict[str, int]:
@@ -215,7 +242,7 @@ def _train_members(
             print(f"Member {i + 1}/{config.members}", flush=True)
             if i > 0:  # member 0 is the model and data built by the caller
                 member_config = dataclasses.replace(config, seed=config.seed + i)
-                data, model = _data_and_model(template, member_config, strategy, refit)
+                data, model, _ = _data_and_model(template, member_config, strategy, refit)
             member_dir.mkdir(parents=True, exist_ok=True)
             files.write_json(record, _train_one(template, model, data, config, member_dir, verbose))
             shutil.rmtree(member_dir / "backup", ignore_errors=True)
@@ -302,9 +329,9 @@ def train(
         )
 
     batch_size = global_batch_size(config, strategy)
-    data, model = _data_and_model(template, config, strategy, refit)
-
+    data, model, config = _data_and_model(template, config, strategy, refit)
     if resume is None:
+        print_resolved(data.spec)
         if run_dir is None:
             run_dir = new_run_dir(output_dir, template.NAME)
         else:
@@ -338,6 +365,9 @@ def train(
     metrics["epochs"] = phases
     if config.members > 1:
         metrics["members"] = config.members
+    if config.baseline and getattr(template, "baseline", None) is not None:
+        budget = baselines.budget_seconds(config.baseline_budget, train_seconds)
+        metrics["baseline"] = template.baseline(model, data, config, budget)
     try:
         if before_export is not None:
             before_export(metrics)

@@ -27,6 +27,38 @@ def regularizer(config: TrainingConfig) -> keras.regularizers.Regularizer | None
     return keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
 
 
+def class_weights(
+    counts, class_names: list[str], auto, unbalanced_ratio: float = 1.5
+) -> dict[int, float] | None:
+    """Loss weights per class for `fit`, from the train split's class counts.
+
+    `class_weight` (a config field, read through the `ktemplate.config.Resolver` `auto`)
+    `balanced` weighs class c by n / (classes * n_c), as scikit-learn does; `auto` is
+    balanced when the largest class has more than `unbalanced_ratio` times the examples of
+    the smallest, else `none`. A user's `none` on unbalanced classes gets a warning.
+    """
+    counts = [int(c) for c in counts]
+    ratio = max(counts) / max(1, min(counts))
+    shown = ", ".join(f"{name} {n}" for name, n in zip(class_names, counts, strict=True))
+    unbalanced = ratio > unbalanced_ratio
+    choice = auto.pick(
+        "class_weight",
+        "balanced" if unbalanced else "none",
+        f"train classes {'un' if unbalanced else ''}balanced ({shown[:200]}; largest/smallest "
+        f"{ratio:.2f})",
+    )
+    if choice == "none" and unbalanced and not auto.is_auto("class_weight"):
+        auto.warn(
+            f"class_weight=none was set, but the train classes are unbalanced (largest/smallest "
+            f"{ratio:.2f}); the model may favour the large classes. class_weight=balanced "
+            "weighs them equally."
+        )
+    if choice == "none":
+        return None
+    total, classes = sum(counts), len(counts)
+    return {i: total / (classes * max(1, n)) for i, n in enumerate(counts)}
+
+
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
     return max(1, math.ceil(num_examples / global_batch_size))
 

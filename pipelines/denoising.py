@@ -169,12 +169,15 @@ def _decode_file(path: Path, channels: int) -> np.ndarray | None:
     return to_channels(image, channels)
 
 
-def load_directory(path: str | Path, channels: int) -> CleanImages:
+def load_directory(path: str | Path, channels: int, patch_size: int = 64) -> CleanImages:
     """Every image under `path`, split 70/10/20 by file (fixed seed); unreadable files skipped.
+
+    With fewer than 3 readable images there is no file for each split, so each image is split
+    by region instead (`split_by_region`), with a warning.
 
     Raises:
         FileNotFoundError: the folder does not exist.
-        ValueError: no readable image, or fewer than 3 (one per split is needed).
+        ValueError: no readable image, or one or two images too small to split by region.
     """
     root = Path(path)
     if not root.is_dir():
@@ -204,10 +207,12 @@ def load_directory(path: str | Path, channels: int) -> CleanImages:
             "PNG/JPEG images in the folder (sub-folders are searched too)."
         )
     if len(decoded) < 3:
-        raise ValueError(
-            f"{root} has {len(decoded)} readable image(s); at least 3 are needed (one each for "
-            "train, validation and test)."
+        warnings.warn(
+            f"{root} has {len(decoded)} readable image(s), fewer than one per split: each is "
+            "cut by region instead (top rows train, then validation, bottom rows test).",
+            stacklevel=2,
         )
+        return split_by_region(decoded, channels, patch_size, skipped)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(decoded))
     n_val = max(1, round(0.1 * len(decoded)))
     n_test = max(1, round(0.2 * len(decoded)))
@@ -222,6 +227,37 @@ def load_directory(path: str | Path, channels: int) -> CleanImages:
         channels=channels,
         skipped=skipped,
     )
+
+
+def split_by_region(
+    named_images: list[tuple[str, np.ndarray]], channels: int, patch_size: int, skipped: list[str]
+) -> CleanImages:
+    """Splits each image into horizontal bands: train on top, validation, then test at the
+    bottom (the bottom 20% and the 15% above it, each at least `patch_size` rows), so no pixel
+    is in two splits.
+
+    Raises:
+        ValueError: an image with fewer than 3 x `patch_size` rows.
+    """
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    names: dict[str, list] = {"train": [], "val": [], "test": []}
+    for name, image in named_images:
+        height = image.shape[0]
+        n_test = max(patch_size, round(0.2 * height))
+        n_val = max(patch_size, round(0.15 * height))
+        n_train = height - n_val - n_test
+        if n_train < patch_size:
+            raise ValueError(
+                f"{name} is {height} rows high: too small to cut into train, validation and "
+                f"test regions of at least patch_size={patch_size} rows each (needs "
+                f"{3 * patch_size}). Add more images to the folder or lower patch_size."
+            )
+        bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val)}
+        bounds["test"] = (n_train + n_val, height)
+        for split, (start, end) in bounds.items():
+            parts[split].append(image[start:end])
+            names[split].append(f"{name} (rows {start}-{end})")
+    return CleanImages(**parts, names=names, channels=channels, skipped=skipped)
 
 
 def load_tfds(name: str, channels: int, max_images: int, data_dir: str | None = None):
@@ -251,9 +287,12 @@ def load_tfds(name: str, channels: int, max_images: int, data_dir: str | None = 
 
 
 def load_clean_images(
-    dataset: str, channels: int, patch_size: int, max_images: int = 2000
+    dataset: str, channels: int, patch_size: int, max_images: int = 2000, check_size: bool = True
 ) -> CleanImages:
     """Dispatches a `dataset` config value to its source and checks the image sizes.
+
+    `patch_size` also sets the smallest region when a folder of one or two images is split by
+    region; `check_size=False` leaves the size check to the caller (`check_patch_size`).
 
     Raises:
         ValueError: unknown source, or a train/validation image smaller than `patch_size`.
@@ -264,10 +303,22 @@ def load_clean_images(
     elif kind == "tfds":
         clean = load_tfds(arg, channels, max_images)
     else:
-        clean = load_directory(arg, channels)
+        clean = load_directory(arg, channels, patch_size)
     for split in ("train", "val", "test"):
         if not getattr(clean, split):
             raise ValueError(f"The {split} split of {dataset} has no images.")
+    if check_size:
+        check_patch_size(clean, patch_size, dataset)
+    return clean
+
+
+def smallest_side(clean: CleanImages) -> int:
+    """The smallest height or width among the train and validation images."""
+    return min(min(image.shape[:2]) for image in clean.train + clean.val)
+
+
+def check_patch_size(clean: CleanImages, patch_size: int, dataset: str) -> None:
+    """Raises ValueError naming the train/validation images smaller than `patch_size`."""
     small = [
         f"{name} ({image.shape[0]}x{image.shape[1]})"
         for split in ("train", "val")
@@ -280,7 +331,6 @@ def load_clean_images(
             f"{patch_size}: {', '.join(small[:5])}{' ...' if len(small) > 5 else ''}. Lower "
             "patch_size (e.g. --set patch_size=16) or remove those images."
         )
-    return clean
 
 
 # ---------------------------------------------------------------------------------------------

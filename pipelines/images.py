@@ -225,6 +225,15 @@ def count_examples(ds: tf.data.Dataset) -> int:
     return int(ds.reduce(np.int64(0), lambda n, *_: n + 1))
 
 
+def arrays(ds: tf.data.Dataset, limit: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` examples of an unbatched (image, label) dataset as NumPy arrays."""
+    pixels, labels = [], []
+    for x, y in ds.take(limit).batch(1024).as_numpy_iterator():
+        pixels.append(x)
+        labels.append(y)
+    return np.concatenate(pixels), np.concatenate(labels)
+
+
 def resize_uint8(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     resized = tf.image.resize(tf.cast(image, tf.float32), size)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)

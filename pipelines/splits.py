@@ -46,3 +46,11 @@ def stratified_split(
         parts["test"].append(idx[n_val : n_val + n_test])
         parts["train"].append(idx[n_val + n_test :])
     return {split: np.sort(np.concatenate(p)) for split, p in parts.items()}
+
+
+def label_counts(ds, classes: int) -> np.ndarray:
+    """Examples per class of an unbatched `tf.data` dataset of (x, label)."""
+    labels = [y for y in ds.map(lambda _, y: y).batch(8192).as_numpy_iterator()]
+    if not labels:
+        return np.zeros([classes], "int64")
+    return np.bincount(np.concatenate(labels), minlength=classes)

@@ -406,6 +406,25 @@ def texts_only(texts: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return texts
 
 
+def arrays(ds: tf.data.Dataset, limit: int = 200_000) -> tuple[list[str], np.ndarray]:
+    """The first `limit` examples of an unbatched (text, label) dataset: texts and labels."""
+    texts, labels = [], []
+    for x, y in ds.take(limit).batch(4096).as_numpy_iterator():
+        texts += [t.decode("utf-8", errors="replace") for t in x]
+        labels.append(y)
+    return texts, np.concatenate(labels) if labels else np.zeros([0], "int64")
+
+
+def token_counts(
+    ds: tf.data.Dataset, ragged_vectorizer: keras.layers.TextVectorization, limit: int = 20_000
+) -> np.ndarray:
+    """Tokens per text of the first `limit` texts of a (text, label) dataset."""
+    counts = []
+    for texts, _ in ds.take(limit).batch(1024).as_numpy_iterator():
+        counts.append(ragged_vectorizer(texts).row_lengths().numpy())
+    return np.concatenate(counts) if counts else np.zeros([1], "int64")
+
+
 def count_examples(ds: tf.data.Dataset) -> int:
     """The number of examples in `ds`, from its cardinality when known, else by counting."""
     cardinality = int(ds.cardinality())

@@ -39,6 +39,8 @@ class Series:
     time: list[str] | None  # time stamps as text, one per step; None without a time column
     missing: dict[str, int]  # per feature: values that were missing and are interpolated
     gaps: dict[str, Any]  # irregular time steps: count, largest step, first positions
+    frequency: str = "none"  # hourly, daily, weekly, monthly, quarterly, yearly or none
+    frequency_reason: str = "no time column"  # what the frequency was inferred from
 
     @property
     def target_index(self) -> int:
@@ -113,8 +115,9 @@ def _numeric_column(frame, name: str, source: str) -> np.ndarray:
     return numbers
 
 
-def _time_axis(frame, name: str, source: str) -> tuple[np.ndarray, list[str]]:
-    """Time as float positions for checks and interpolation, and as text for reports."""
+def _time_axis(frame, name: str, source: str) -> tuple[np.ndarray, list[str], bool]:
+    """Time as float positions for checks and interpolation (ns for dates), as text for
+    reports, and whether the column holds dates."""
     import pandas as pd
 
     raw = frame[name]
@@ -122,7 +125,8 @@ def _time_axis(frame, name: str, source: str) -> tuple[np.ndarray, list[str]]:
         row = int(np.flatnonzero(raw.isna().to_numpy())[0]) + 1
         raise ValueError(f"Time column '{name}' of {source} is empty in data row {row}.")
     numbers = pd.to_numeric(raw, errors="coerce")
-    if numbers.notna().all():
+    dated = not numbers.notna().all()
+    if not dated:
         position = numbers.to_numpy(dtype="float64")
     else:
         try:
@@ -150,7 +154,52 @@ def _time_axis(frame, name: str, source: str) -> tuple[np.ndarray, list[str]]:
             f"('{raw.iloc[row - 1]}') comes before data row {row - 1} ('{raw.iloc[row - 2]}'). "
             "Sort the file by time."
         )
-    return position, [str(v) for v in raw]
+    return position, [str(v) for v in raw], dated
+
+
+# Sampling frequencies recognised from dated time stamps: name → (low, high) median step in days.
+FREQUENCIES = {
+    "hourly": (0.9 / 24, 1.1 / 24),
+    "daily": (0.9, 1.1),
+    "weekly": (6.5, 7.5),
+    "monthly": (28.0, 31.0),
+    "quarterly": (89.0, 92.0),
+    "yearly": (364.0, 367.0),
+}
+DAY_NS = 86_400e9
+
+
+def infer_frequency(position: np.ndarray | None, dated: bool) -> tuple[str, str]:
+    """The sampling frequency of dated time stamps (`position` in ns), and why.
+
+    The median step decides; at least 90% of the steps must be within its frequency's range
+    (or whole multiples of it: rows missing from the file). Numbers, no time column and
+    irregular steps give "none".
+    """
+    if position is None:
+        return "none", "no time column: rows are steps"
+    if not dated:
+        return "none", "the time column holds numbers, not dates"
+    if len(position) < 3:
+        return "none", "fewer than 3 time stamps"
+    steps = np.diff(position) / DAY_NS
+    median = float(np.median(steps))
+    for name, (low, high) in FREQUENCIES.items():
+        if low <= median <= high:
+            multiples = np.maximum(np.round(steps / median), 1)
+            regular = (steps >= 0.97 * low * multiples) & (steps <= 1.03 * high * multiples)
+            share = float(regular.mean())
+            if share >= 0.9:
+                return name, f"{name} time stamps (median step {_days(median)})"
+            return "none", (
+                f"irregular time stamps: median step {_days(median)} but only {share:.0%} of "
+                "the steps are whole multiples of it"
+            )
+    return "none", f"time stamps {_days(median)} apart match no known frequency"
+
+
+def _days(days: float) -> str:
+    return f"{days * 24:.3g} hours" if days < 1 else f"{days:.3g} days"
 
 
 def time_gaps(position: np.ndarray) -> dict[str, Any]:
@@ -218,10 +267,12 @@ def load_series(
         raise ValueError(f"Column '{time_column}' is the time column; it cannot be a feature.")
     values = np.stack([_numeric_column(frame, name, source) for name in features], axis=1)
     if time_column:
-        position, stamps = _time_axis(frame, time_column, source)
+        position, stamps, dated = _time_axis(frame, time_column, source)
         gaps = time_gaps(position)
+        frequency, reason = infer_frequency(position, dated)
     else:
         position, stamps, gaps = np.arange(len(frame), dtype="float64"), None, {"count": 0}
+        frequency, reason = infer_frequency(None, False)
     missing = {name: int(np.isnan(values[:, i]).sum()) for i, name in enumerate(features)}
     return Series(
         values=interpolate_missing(values, position),
@@ -230,6 +281,8 @@ def load_series(
         time=stamps,
         missing=missing,
         gaps=gaps,
+        frequency=frequency,
+        frequency_reason=reason,
     )
 
 
@@ -309,15 +362,19 @@ def windows(
     horizon: int,
     target_mean: float = 0.0,
     target_std: float = 1.0,
+    target: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Unbatched (raw float32 window [window, features], normalized float32 targets [horizon]).
 
     Inputs stay in original units (the model normalizes them itself, as its export does);
     targets are normalized with the train part's statistics so the loss is scale-free.
+    `target` replaces `values[:, target_index]` as the series the targets come from (the
+    target in the model's units, e.g. its log).
     """
     starts = origins(part, window, horizon)
     series = tf.constant(values, tf.float32)
-    targets = tf.constant((values[:, target_index] - target_mean) / target_std, tf.float32)
+    target = values[:, target_index] if target is None else target
+    targets = tf.constant((target - target_mean) / target_std, tf.float32)
 
     def cut(origin):
         return series[origin - window : origin], targets[origin : origin + horizon]

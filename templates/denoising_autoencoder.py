@@ -38,8 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import training
-from ktemplate.config import TrainingConfig
+from ktemplate import baselines, training
+from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import denoising
 
@@ -56,7 +56,7 @@ class Config(TrainingConfig):
     dataset: str = "skimage"  # skimage (bundled real images, offline), tfds:NAME or dir:PATH
     channels: Literal[1, 3] = 1  # 1 grayscale, 3 RGB (skimage: colour images only)
     max_images: int = 2000  # most images per split taken from a tfds: dataset
-    patch_size: int = 64  # side of the square training crops and validation tiles
+    patch_size: int | Literal["auto"] = "auto"  # side of training crops/val tiles; auto: 64 or less
     patches_per_epoch: int = 2048  # random crops per training epoch
     epochs: int = 20  # maximum epochs; early stopping may end training sooner
     batch_size: int = 32  # per-replica batch size
@@ -83,7 +83,7 @@ class Config(TrainingConfig):
         for name in ("depth", "filters", "convs_per_level", "kernel_size", "max_images"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
-        if self.patch_size < 16:
+        if self.patch_size != "auto" and self.patch_size < 16:
             raise ValueError(f"Config key 'patch_size' must be >= 16, got {self.patch_size}.")
         if self.patches_per_epoch < self.batch_size:
             raise ValueError(
@@ -114,11 +114,36 @@ def noise_settings(config: Config) -> denoising.Noise:
 # ---------------------------------------------------------------------------------------------
 
 
+DEFAULT_PATCH_SIZE = 64  # patch_size=auto: this, or less when the images are smaller
+MIN_PATCH_SIZE = 16
+
+
+def resolve_patch_size(config: Config, clean: denoising.CleanImages) -> Resolver:
+    """patch_size=auto: 64, or the largest multiple of 2**depth that fits the smallest train
+    or validation image (small images such as 25x25 faces still train)."""
+    auto = Resolver(config)
+    if auto.is_auto("patch_size"):
+        side, multiple = denoising.smallest_side(clean), 2**config.depth
+        fits = max(MIN_PATCH_SIZE, side // multiple * multiple)
+        patch = min(DEFAULT_PATCH_SIZE, fits)
+        reason = (
+            f"the default {DEFAULT_PATCH_SIZE}"
+            if patch == DEFAULT_PATCH_SIZE
+            else f"the smallest train/validation image is {side} px (a multiple of 2**depth)"
+        )
+        auto.pick("patch_size", patch, reason)
+    return auto
+
+
 def load_data(config: Config, batch_size: int) -> Data:
     """Clean images split by image; train patches with fresh noise, fixed-noise val/test."""
+    requested = DEFAULT_PATCH_SIZE if config.patch_size == "auto" else config.patch_size
     clean = denoising.load_clean_images(
-        config.dataset, config.channels, config.patch_size, config.max_images
+        config.dataset, config.channels, requested, config.max_images, check_size=False
     )
+    auto = resolve_patch_size(config, clean)
+    config = auto.config
+    denoising.check_patch_size(clean, config.patch_size, config.dataset)
     noise = noise_settings(config)
     val = denoising.validation_tiles(clean.val, config.patch_size, batch_size, noise)
     spec = {
@@ -131,6 +156,7 @@ def load_data(config: Config, batch_size: int) -> Data:
         "names": clean.names,
         "skipped_files": clean.skipped,
         "dataset": config.dataset,
+        **auto.spec(),
     }
     return Data(
         train=denoising.train_patches(
@@ -395,6 +421,67 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
     if out_dir is not None:
         _plot_grid(shown, Path(out_dir) / "denoising.png")
     return metrics
+
+
+def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> dict[str, Any]:
+    """Non-local means (scikit-image; noise sigma estimated per image, h = 0.8 sigma, 5x5
+    patches, distance 6, fast mode) on the identical noisy test images, compared on mean PSNR.
+
+    Images are denoised in order until the time budget runs out; both methods are then
+    compared on the images done (say so in `notes`)."""
+    from skimage.restoration import denoise_nl_means, estimate_sigma
+
+    deadline = baselines.Deadline(budget)
+    model_scores, base_scores, total = [], [], 0
+    for noisy, clean in data.test.as_numpy_iterator():
+        denoised = np.clip(model(noisy, training=False).numpy(), 0.0, 1.0)
+        for i in range(len(noisy)):
+            total += 1
+            if deadline.passed() and base_scores:
+                continue
+            gray = noisy.shape[-1] == 1
+            x = noisy[i, ..., 0] if gray else noisy[i]
+            axis = None if gray else -1
+            sigma = float(np.mean(estimate_sigma(x.astype("float64"), channel_axis=axis)))
+            result = denoise_nl_means(
+                x.astype("float64"),
+                h=0.8 * sigma,
+                sigma=sigma,
+                fast_mode=True,
+                patch_size=5,
+                patch_distance=6,
+                channel_axis=axis,
+            )
+            base_scores.append(image_quality(clean[i], result[..., None] if gray else result))
+            model_scores.append(image_quality(clean[i], denoised[i]))
+    notes = ["noise sigma estimated per image (skimage estimate_sigma)"]
+    if len(base_scores) < total:
+        notes.append(f"time budget reached: compared on {len(base_scores)} of {total} test images")
+    fitted = {
+        "name": "non-local means",
+        "settings": {"h": "0.8 x estimated sigma", "patch_size": 5, "patch_distance": 6},
+        "notes": notes,
+        "seconds": round(deadline.elapsed(), 2),
+    }
+    base_psnr = float(np.mean([p for p, _ in base_scores]))
+    return baselines.compare_scores(
+        fitted,
+        {
+            "test_psnr": round(base_psnr, 3),
+            "test_ssim": round(float(np.mean([s for _, s in base_scores])), 4),
+            "test_images": len(base_scores),
+        },
+        metric="test_psnr",
+        label="test PSNR (dB)",
+        model_value=float(np.mean([p for p, _ in model_scores])),
+        base_value=base_psnr,
+        higher_is_better=True,
+        tolerance=0.1,
+        relative=False,
+        suggestion="more clean training images, more patches_per_epoch or epochs, a deeper "
+        "U-Net (depth, filters), noise settings that match your images, or the baseline itself",
+        number_format=".2f",
+    )
 
 
 def _plot_grid(shown: list, path: Path) -> None:

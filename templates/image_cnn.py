@@ -33,10 +33,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import export, reports, training
-from ktemplate.config import TrainingConfig
+from ktemplate import baselines, export, reports, training
+from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import images
+from pipelines import splits as splits_lib
 
 NAME = "image_cnn"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
@@ -64,7 +65,7 @@ class Config(TrainingConfig):
     epochs: int = 60  # maximum epochs; early stopping usually ends sooner
     batch_size: int = 32  # per-replica batch size
     learning_rate: float = 3e-3  # peak learning rate (cosine decay to 1% of it)
-    early_stopping_patience: int = 15  # epochs without val_loss improvement
+    early_stopping_patience: int | Literal["auto"] = "auto"  # auto: 15, 8 or 4 by train size
     image_size: int = 0  # square size images are resized to; 0 keeps the dataset's size
     channels: Literal[1, 3] = 1  # channels dir: images are decoded to (1 gray, 3 RGB)
     conv_blocks: int = 2  # convolutional blocks; each ends with 2x2 pooling
@@ -73,7 +74,8 @@ class Config(TrainingConfig):
     kernel_size: int = 3  # convolution kernel size
     pooling: Literal["max", "avg"] = "max"  # pooling at the end of each block
     dense_units: int = 128  # units of the hidden dense layer; 0 removes it
-    augment: bool = False  # random train-time augmentation, train only (off: it blurs 8x8 digits)
+    augment: bool | Literal["auto"] = "auto"  # train-only augmentation; auto: images >= 16 px
+    class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
     translate: float = 0.1  # max random shift, as a fraction of height/width
     rotate: float = 0.04  # max random rotation, as a fraction of a full turn
     zoom: float = 0.1  # max random zoom in/out, as a fraction
@@ -110,6 +112,34 @@ class Config(TrainingConfig):
 # ---------------------------------------------------------------------------------------------
 
 
+MIN_AUGMENT_SIDE = 16  # augment=auto: on for images at least this big (it blurs 8x8 digits)
+PATIENCE_BY_TRAIN_SIZE = ((5_000, 15), (50_000, 8))  # (fewer train images than, patience)
+LARGE_DATA_PATIENCE = 4  # ... and for larger train splits: an epoch is already many steps
+UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is this much larger
+
+
+def resolve_auto(config: Config, train_size: int, side: int) -> Resolver:
+    """augment and early_stopping_patience from the image size and the train split's size.
+
+    Small images (digits, 8x8) lose more to augmentation's blur than they gain; a small train
+    split needs many epochs of patience (each epoch is a few steps), a large one few.
+    """
+    auto = Resolver(config)
+    auto.pick(
+        "augment",
+        side >= MIN_AUGMENT_SIDE,
+        f"images are {side} px {'>=' if side >= MIN_AUGMENT_SIDE else '<'} {MIN_AUGMENT_SIDE} px",
+    )
+    patience = next((p for n, p in PATIENCE_BY_TRAIN_SIZE if train_size < n), LARGE_DATA_PATIENCE)
+    auto.pick("early_stopping_patience", patience, f"{train_size} train images")
+    if config.augment is True and side < MIN_AUGMENT_SIDE:
+        auto.warn(
+            f"augment=true on {side} px images: random shifts, rotations and zooms blur such "
+            "small images (on the 8x8 digits it costs accuracy); augment=auto turns it off."
+        )
+    return auto
+
+
 def load_data(config: Config, batch_size: int) -> Data:
     """Loads the configured source and builds the train/val/test pipelines.
 
@@ -119,6 +149,18 @@ def load_data(config: Config, batch_size: int) -> Data:
     splits = images.load_images(config.dataset, config.image_size, config.channels)
     height, width, channels = splits.image_shape
     mean, variance = images.channel_stats(splits.train, channels)
+    sizes = {
+        split: n if n is not None else images.count_examples(getattr(splits, split))
+        for split, n in splits.sizes.items()
+    }
+    auto = resolve_auto(config, sizes["train"], min(height, width))
+    class_weight = training.class_weights(
+        splits_lib.label_counts(splits.train, len(splits.class_names)),
+        splits.class_names,
+        auto,
+        UNBALANCED_RATIO,
+    )
+    config = auto.config
     augment = None
     if config.augment:
         augment = images.augmenter(
@@ -130,10 +172,6 @@ def load_data(config: Config, batch_size: int) -> Data:
             config.fill_mode,
             config.seed,
         )
-    sizes = {
-        split: n if n is not None else images.count_examples(getattr(splits, split))
-        for split, n in splits.sizes.items()
-    }
     spec = {
         "input_shape": [height, width, channels],
         "class_names": splits.class_names,
@@ -141,12 +179,15 @@ def load_data(config: Config, batch_size: int) -> Data:
         "variance": variance,
         "sizes": sizes,
         "dataset": config.dataset,
+        **auto.spec(),
     }
     return Data(
         train=images.prepare(splits.train, batch_size, True, augment, seed=config.seed),
         val=images.prepare(splits.val, batch_size, False),
         test=images.prepare(splits.test, batch_size, False),
         spec=spec,
+        splits={"train": splits.train, "val": splits.val, "test": splits.test},
+        class_weight=class_weight,
     )
 
 
@@ -335,6 +376,26 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
             pixels.astype("uint8"), labels, probabilities, class_names, out_dir / "predictions.png"
         )
     return metrics
+
+
+def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> dict[str, Any]:
+    """Logistic regression and an RBF SVC on the raw pixels of the same splits, compared with
+    the model on the test split (McNemar); see `ktemplate.baselines`."""
+    arrays = {name: images.arrays(ds) for name, ds in data.splits.items()}
+    fitted = baselines.pixel_classifier(
+        arrays["train"], arrays["val"], arrays["test"][0], baselines.Deadline(budget), config.seed
+    )
+    test_x, test_y = arrays["test"]
+    predicted = model.predict(test_x.astype("float32"), verbose=0).argmax(axis=-1)
+    return baselines.compare_classification(
+        fitted,
+        test_y,
+        predicted,
+        data.spec["class_names"],
+        suggestion="more training images, augmentation (--set augment=true), a pretrained "
+        "backbone (--set backbone=mobilenet_v3_small --set backbone_weights=imagenet), or the "
+        "baseline itself (its settings are in metrics.json)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,9 +46,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import export, files, reports, training
-from ktemplate.config import TrainingConfig
+from ktemplate import baselines, export, files, reports, training
+from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
+from pipelines import splits as splits_lib
 from pipelines import text
 
 NAME = "text_transformer"
@@ -73,7 +74,7 @@ class Config(TrainingConfig):
     early_stopping_patience: int = 3  # epochs without val_loss improvement
     dropout: float = 0.4  # dropout in the encoder blocks and before the head
     vocab_size: int = 20000  # most frequent train-split tokens kept, + padding and OOV
-    sequence_length: int = 64  # tokens per text; longer texts are cut, shorter ones padded
+    sequence_length: int | Literal["auto"] = "auto"  # tokens per text (cut/padded); auto: p90
     ngrams: int = 2  # 1: word tokens; 2: words, then word pairs ("not good") as extra tokens
     token_dropout: float = 0.0  # train-time augmentation: chance each token is dropped
     standardize: Standardize = "lower_and_strip_punctuation"  # text clean-up before splitting
@@ -83,12 +84,16 @@ class Config(TrainingConfig):
     transformer_layers: int = 1  # encoder blocks
     pooling: Literal["mean", "max"] = "mean"  # how token vectors become one text vector
     members: int = 5  # models trained with seeds seed..seed+4; their probabilities are averaged
+    class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
 
     def __post_init__(self):
         super().__post_init__()
+        if self.sequence_length != "auto" and self.sequence_length <= 0:
+            raise ValueError(
+                f"Config key 'sequence_length' must be > 0 or auto, got {self.sequence_length}."
+            )
         for name in (
             "vocab_size",
-            "sequence_length",
             "embed_dim",
             "num_heads",
             "ff_dim",
@@ -114,11 +119,19 @@ class Config(TrainingConfig):
 # ---------------------------------------------------------------------------------------------
 
 
+SEQUENCE_PERCENTILE = 90  # sequence_length=auto covers this share of the train texts whole
+MAX_AUTO_SEQUENCE_LENGTH = 256  # ... up to this many tokens (attention cost grows squared)
+UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is this much larger
+
+
 def load_data(config: Config, batch_size: int) -> Data:
     """Loads the configured source; train/val batches are token ids, test batches raw strings.
 
     The vocabulary is computed from the train split only and carried in the spec, with the
     standardization and sequence length, so `vectorizer(spec)` rebuilds the same mapping.
+    `sequence_length=auto` is the 90th percentile of the train texts' token counts (rounded up
+    to a multiple of 8, 8..256); `class_weight=auto` is balanced when the train split's
+    classes are unbalanced.
     """
     splits = text.load_text(config.dataset, config.text_column, config.label_column)
     vocabulary = text.train_vocabulary(
@@ -133,10 +146,29 @@ def load_data(config: Config, batch_size: int) -> Data:
         "vocabulary": vocabulary,
         "standardize": config.standardize,
         "ngrams": config.ngrams,
-        "sequence_length": config.sequence_length,
         "sizes": sizes,
         "dataset": config.dataset,
     }
+    auto = Resolver(config)
+    if auto.is_auto("sequence_length"):
+        counts = text.token_counts(splits.train, vectorizer({**spec, "sequence_length": None}))
+        high = float(np.percentile(counts, SEQUENCE_PERCENTILE))
+        length = int(min(MAX_AUTO_SEQUENCE_LENGTH, max(8, 8 * np.ceil(high / 8))))
+        auto.pick(
+            "sequence_length",
+            length,
+            f"{SEQUENCE_PERCENTILE}th percentile of the train texts' token counts is "
+            f"{high:.0f} (longest {int(counts.max())}), rounded up to a multiple of 8, at most "
+            f"{MAX_AUTO_SEQUENCE_LENGTH}",
+        )
+    spec["sequence_length"] = auto.config.sequence_length
+    class_weight = training.class_weights(
+        splits_lib.label_counts(splits.train, len(splits.class_names)),
+        splits.class_names,
+        auto,
+        UNBALANCED_RATIO,
+    )
+    spec.update(auto.spec())
     tokens = vectorizer(spec)
     return Data(
         train=text.prepare(
@@ -150,15 +182,19 @@ def load_data(config: Config, batch_size: int) -> Data:
         val=text.prepare(splits.val, batch_size, False, vectorizer=tokens),
         test=text.prepare(splits.test, batch_size, False),
         spec=spec,
+        splits={"train": splits.train, "val": splits.val, "test": splits.test},
+        class_weight=class_weight,
     )
 
 
 def vectorizer(spec: dict[str, Any]) -> keras.layers.TextVectorization:
-    """Strings → token ids [batch, sequence_length] with the train split's vocabulary."""
+    """Strings → token ids [batch, sequence_length] with the train split's vocabulary
+    (ragged, every token kept, when the spec's sequence_length is None)."""
     return keras.layers.TextVectorization(
         standardize=None if spec["standardize"] == "none" else spec["standardize"],
         output_mode="int",
         output_sequence_length=spec["sequence_length"],
+        ragged=spec["sequence_length"] is None,
         ngrams=spec.get("ngrams", 1) if spec.get("ngrams", 1) > 1 else None,
         vocabulary=spec["vocabulary"],
         name="vectorizer",
@@ -374,9 +410,6 @@ def search_space(hp, config: Config) -> Config:
         learning_rate=hp.Float(
             "learning_rate", 1e-4, 3e-3, sampling="log", default=config.learning_rate
         ),
-        sequence_length=hp.Choice(
-            "sequence_length", [32, 64, 128, 256], default=config.sequence_length
-        ),
         vocab_size=hp.Choice("vocab_size", [5000, 8000, 10000, 20000], default=config.vocab_size),
         ngrams=hp.Choice("ngrams", [1, 2], default=config.ngrams),
         token_dropout=hp.Choice("token_dropout", [0.0, 0.1, 0.2], default=config.token_dropout),
@@ -481,6 +514,25 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
             + mistakes_table(metrics["confident_mistakes"]),
         )
     return metrics
+
+
+def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> dict[str, Any]:
+    """TF-IDF word 1-2-grams + logistic regression on the same splits, compared with the model
+    on the test split (McNemar); see `ktemplate.baselines`."""
+    arrays = {name: text.arrays(ds) for name, ds in data.splits.items()}
+    test_texts, test_y = arrays["test"]
+    fitted = baselines.tfidf_logistic_regression(
+        arrays["train"], arrays["val"], test_texts, baselines.Deadline(budget)
+    )
+    probabilities = text_model(model, data.spec).predict(tf.constant(test_texts), verbose=0)
+    return baselines.compare_classification(
+        fitted,
+        test_y,
+        probabilities.argmax(axis=-1),
+        data.spec["class_names"],
+        suggestion="more labelled texts, members=5 or more, pretrained word vectors, or the "
+        "baseline itself (its settings are in metrics.json)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,8 +42,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import forecasting, training
-from ktemplate.config import TrainingConfig
+from ktemplate import baselines, forecasting, training
+from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import timeseries
 
@@ -61,9 +61,11 @@ class Config(TrainingConfig):
     time_column: str = ""  # CSV column of time stamps (numbers or dates); "" keeps row order
     feature_columns: str = ""  # comma-separated CSV input columns; the target is always one
     target_column: str = ""  # CSV column to forecast (co2: the co2 column)
-    window: int = 104  # past steps the model sees (104 weeks = 2 years)
-    horizon: int = 13  # steps forecast at once (13 weeks = a quarter)
-    season: int = 52  # steps per season, for the seasonal-naive baseline and MASE (52 weeks)
+    window: int | Literal["auto"] = "auto"  # past steps seen; auto: window_seasons seasons
+    window_seasons: float = 2.0  # window=auto: seasons it spans (>= 2 horizons; co2: 104 weeks)
+    horizon: int | Literal["auto"] = "auto"  # steps forecast at once; auto: by frequency
+    season: int | Literal["auto"] = "auto"  # steps per season (MASE, baselines); auto: frequency
+    target_transform: Literal["none", "log", "auto"] = "auto"  # log: grows-with-level swings
     val_fraction: float = 0.15  # share of the steps in the validation part (after train)
     test_fraction: float = 0.15  # share of the steps in the test tail (the last steps)
     epochs: int = 40  # maximum epochs; early stopping may end training sooner
@@ -86,8 +88,12 @@ class Config(TrainingConfig):
     def __post_init__(self):
         super().__post_init__()
         for name in ("window", "horizon", "season", "layers", "units", "conv_kernel"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) != "auto" and getattr(self, name) <= 0:
                 raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
+        if not 0 < self.window_seasons < float("inf"):
+            raise ValueError(
+                f"Config key 'window_seasons' must be > 0 and finite, got {self.window_seasons}."
+            )
         if self.conv_filters < 0 or self.dense_units < 0:
             raise ValueError("Config keys conv_filters and dense_units must be >= 0.")
         if not 0.0 <= self.recurrent_dropout < 1.0:
@@ -113,26 +119,138 @@ class ForecastData(Data):
     series: timeseries.Series | None = None
 
 
+# Defaults by sampling frequency: (season, horizon) in steps, and seasons that are also normal
+# (a daily series may have a weekly or a yearly season).
+FREQUENCY_DEFAULTS = {
+    "hourly": (24, 24, (24, 168)),
+    "daily": (7, 14, (7, 30, 365)),
+    "weekly": (52, 13, (52,)),
+    "monthly": (12, 12, (12,)),
+    "quarterly": (4, 8, (4,)),
+    "yearly": (1, 6, (1,)),
+    "none": (1, 12, ()),
+}
+MIN_TRAIN_WINDOWS = 16  # a window=auto is shortened so the train part has this many windows
+
+
+def resolve_auto(config: Config, series: timeseries.Series) -> Resolver:
+    """Resolves season, horizon and window from the series' frequency and length.
+
+    Warns about a season the user set that contradicts the frequency, and about `auto`
+    values shortened to fit a short series (rather than refusing it).
+    """
+    auto = Resolver(config)
+    frequency, why = series.frequency, series.frequency_reason
+    season_default, horizon_default, normal_seasons = FREQUENCY_DEFAULTS[frequency]
+    season = auto.pick(
+        "season", season_default, why if frequency != "none" else f"{why}: no season"
+    )
+    if not auto.is_auto("season") and normal_seasons and season not in (1, *normal_seasons):
+        auto.warn(
+            f"season={season} was set, but {why} suggest a season of {season_default} steps; "
+            "MASE, seasonal naive and Holt-Winters use the season you set."
+        )
+    if frequency == "none" and auto.is_auto("season"):
+        auto.warn(
+            f"{why}, so no season is assumed (season=1). Set season=N (steps per season) "
+            "if the series has one: MASE and the seasonal baselines depend on it."
+        )
+    horizon = auto.pick("horizon", horizon_default, f"default for {frequency} data")
+    window = auto.pick(
+        "window",
+        max(round(config.window_seasons * season), 2 * horizon),
+        f"{config.window_seasons:g} seasons of {season} steps, at least 2 horizons",
+    )
+    # A short series: shorten what was auto so every part keeps whole windows.
+    steps = len(series.values)
+    n_val = int(round(steps * config.val_fraction))
+    n_test = int(round(steps * config.test_fraction))
+    n_train = steps - n_val - n_test
+    wanted = (window, horizon)
+    if auto.is_auto("horizon") and horizon > min(n_val, n_test):
+        horizon = max(1, min(n_val, n_test))
+    if auto.is_auto("window") and n_train - window - horizon + 1 < MIN_TRAIN_WINDOWS:
+        window = max(2, min(window, n_train - horizon + 1 - MIN_TRAIN_WINDOWS))
+    if (window, horizon) != wanted:
+        auto.warn(
+            f"The series has {steps} steps, too short for window={wanted[0]} and "
+            f"horizon={wanted[1]} ({frequency} defaults); using window={window}, "
+            f"horizon={horizon}. Set window and horizon to choose others."
+        )
+        auto.pick("window", window, f"shortened to fit {steps} steps")
+        auto.pick("horizon", horizon, f"shortened to fit {steps} steps")
+    if auto.is_auto("season") and season > 1 and n_train <= season:
+        auto.warn(
+            f"The train part has {n_train} steps, not more than one season of {season}: "
+            "no season is assumed (season=1)."
+        )
+        auto.pick("season", 1, "train part shorter than one season")
+    return auto
+
+
+def swing_grows_with_level(train: np.ndarray, season: int) -> tuple[bool, str]:
+    """Whether a positive series' seasonal swing grows in proportion to its level.
+
+    Per whole season of the train part: the level (mean) and the swing (max - min after
+    removing the season's linear trend). The slope of log swing on log level is about 1 for
+    a multiplicative season and about 0 for an additive one; log is chosen above 0.5.
+    """
+    if (train <= 0).any():
+        return False, "the target has values <= 0"
+    if season < 2 or len(train) < 3 * season:
+        return False, "fewer than 3 whole seasons in the train part"
+    cycles = train[: len(train) // season * season].reshape(-1, season)
+    ramp = np.arange(season)
+    detrended = cycles - np.array([np.polyval(np.polyfit(ramp, c, 1), ramp) for c in cycles])
+    level, swing = cycles.mean(axis=1), np.ptp(detrended, axis=1)
+    if level.max() / level.min() < 1.5 or (swing <= 0).any():
+        return False, "the level changes less than 1.5x over the train part: too little to tell"
+    slope = float(np.polyfit(np.log(level), np.log(swing), 1)[0])
+    grows = slope > 0.5
+    return grows, (
+        f"seasonal swing {'grows' if grows else 'does not grow'} with the level "
+        f"(log-log slope {slope:.2f} over {len(cycles)} seasons)"
+    )
+
+
 def load_data(config: Config, batch_size: int) -> ForecastData:
-    """Loads the series, splits it in time and builds the windowed train/val/test pipelines.
+    """Loads the series, resolves the `auto` fields, splits it in time and builds the
+    windowed train/val/test pipelines.
 
     Statistics come from the train part only; only train windows are shuffled.
     """
     series = timeseries.load_series(
         config.dataset, config.time_column, config.feature_columns, config.target_column
     )
+    auto = resolve_auto(config, series)
+    config = auto.config
     steps = len(series.values)
     parts = timeseries.chronological_split(
         steps, config.window, config.horizon, config.val_fraction, config.test_fraction
     )
-    mean, std = timeseries.train_stats(series.values, parts["train"][1])
     target = series.target_index
-    forecasting.mase_scale(series.values[: parts["train"][1], target], config.season)
+    train_target = series.values[: parts["train"][1], target]
+    transform = config.target_transform
+    if transform == "auto":
+        grows, reason = swing_grows_with_level(train_target, config.season)
+        transform = auto.pick("target_transform", "log" if grows else "none", reason)
+    elif transform == "log" and (series.values[:, target] <= 0).any():
+        raise ValueError(
+            f"target_transform=log needs a positive target, but '{series.target}' has values "
+            "<= 0. Use target_transform=none."
+        )
+    model_values = series.values.copy()  # the series as the model sees it (log target)
+    if transform == "log":
+        model_values[:, target] = np.log(model_values[:, target])
+    mean, std = timeseries.train_stats(model_values, parts["train"][1])
+    forecasting.mase_scale(train_target, config.season)
     spec = {
         "dataset": config.dataset,
         "window": config.window,
         "horizon": config.horizon,
         "season": config.season,
+        "frequency": series.frequency,
+        "target_transform": transform,
         "features": series.features,
         "target": series.target,
         "target_index": target,
@@ -147,6 +265,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
         "time_span": [series.time[0], series.time[-1]] if series.time else None,
         "missing_interpolated": series.missing,
         "time_gaps": series.gaps,
+        **auto.spec(),
     }
 
     def part(name: str, shuffle: bool) -> tf.data.Dataset:
@@ -158,6 +277,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
             config.horizon,
             mean[target],
             std[target],
+            target=model_values[:, target],
         )
         return timeseries.prepare(ds, batch_size, shuffle, seed=config.seed)
 
@@ -215,33 +335,74 @@ LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "h
 
 
 @keras.saving.register_keras_serializable(package=NAME)
-class ScaledMeanAbsoluteError(keras.metrics.Mean):
-    """MAE of normalized forecasts times the target's std: the MAE in original units."""
+class LogFeature(keras.layers.Layer):
+    """Takes the natural log of one feature of a window [B, T, F] (a positive target).
 
-    def __init__(self, scale: float = 1.0, name: str = "mae", **kwargs):
+    Args:
+        feature_index: the feature (last axis) to transform.
+    """
+
+    def __init__(self, feature_index: int, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(feature_index, int) or feature_index < 0:
+            raise ValueError(
+                f"LogFeature expects feature_index >= 0 (an int), got {feature_index!r}."
+            )
+        self.feature_index = feature_index
+
+    def call(self, inputs, training=False):
+        features = keras.ops.shape(inputs)[-1]
+        mask = keras.ops.cast(keras.ops.arange(features) == self.feature_index, inputs.dtype)
+        safe = keras.ops.where(mask > 0, inputs, keras.ops.ones_like(inputs))
+        return inputs * (1 - mask) + keras.ops.log(safe) * mask
+
+    def get_config(self):
+        return {**super().get_config(), "feature_index": self.feature_index}
+
+
+@keras.saving.register_keras_serializable(package=NAME)
+class ScaledMeanAbsoluteError(keras.metrics.Mean):
+    """MAE in original units of forecasts in normalized units (times std, plus mean, and
+    exp when the model forecasts the log of the target)."""
+
+    def __init__(
+        self, scale: float = 1.0, offset: float = 0.0, log: bool = False, name="mae", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         if scale <= 0:
             raise ValueError(f"ScaledMeanAbsoluteError expects scale > 0, got {scale}.")
-        self.scale = float(scale)
+        self.scale, self.offset, self.log = float(scale), float(offset), bool(log)
+
+    def _original(self, y):
+        y = keras.ops.cast(y, "float32") * self.scale + self.offset
+        return keras.ops.exp(y) if self.log else y
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        error = keras.ops.abs(keras.ops.cast(y_true, "float32") - keras.ops.cast(y_pred, "float32"))
-        return super().update_state(error * self.scale, sample_weight=sample_weight)
+        error = keras.ops.abs(self._original(y_true) - self._original(y_pred))
+        return super().update_state(error, sample_weight=sample_weight)
 
     def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
+        return {
+            **super().get_config(),
+            "scale": self.scale,
+            "offset": self.offset,
+            "log": self.log,
+        }
 
 
 def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     """Builds and compiles the forecaster.
 
     Input: raw windows, float32 [B, window, features]. Output: the next `horizon` target
-    values in normalized units, float32 [B, horizon].
+    values in normalized units (of the log target with target_transform=log), float32
+    [B, horizon]; `to_original_units` turns them back.
     """
-    features = len(spec["features"])
+    features, target = len(spec["features"]), spec["target_index"]
+    log = spec.get("target_transform") == "log"
     inputs = keras.Input(shape=(spec["window"], features), name="window")
     std = np.asarray(spec["std"])
-    normalized = keras.layers.Normalization(mean=spec["mean"], variance=(std**2).tolist())(inputs)
+    x = LogFeature(target, name="log_target")(inputs) if log else inputs
+    normalized = keras.layers.Normalization(mean=spec["mean"], variance=(std**2).tolist())(x)
     x = RelativeToLastStep()(normalized) if config.relative else normalized
     reg = training.regularizer(config)
     if config.conv_filters:
@@ -278,7 +439,9 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     model.compile(
         optimizer=training.make_optimizer(config, steps),
         loss=LOSSES[config.loss],
-        metrics=[ScaledMeanAbsoluteError(scale=spec["std"][spec["target_index"]])],
+        metrics=[
+            ScaledMeanAbsoluteError(scale=spec["std"][target], offset=spec["mean"][target], log=log)
+        ],
         jit_compile=config.jit_compile,
     )
     return model
@@ -300,7 +463,9 @@ def search_space(hp, config: Config) -> Config:
         learning_rate=hp.Float(
             "learning_rate", 3e-4, 1e-2, sampling="log", default=config.learning_rate
         ),
-        window=hp.Choice("window", [52, 78, 104, 156], default=config.window),
+        window_seasons=hp.Choice(
+            "window_seasons", [1.0, 1.5, 2.0, 3.0], default=config.window_seasons
+        ),
     )
 
 
@@ -309,15 +474,21 @@ def search_space(hp, config: Config) -> Config:
 # ---------------------------------------------------------------------------------------------
 
 
+def to_original_units(normalized, spec: dict[str, Any]):
+    """Model outputs (normalized, maybe log) → forecasts in the target's units (NumPy or TF)."""
+    target = spec["target_index"]
+    values = normalized * spec["std"][target] + spec["mean"][target]
+    if spec.get("target_transform") != "log":
+        return values
+    return np.exp(values) if isinstance(values, np.ndarray) else tf.exp(values)
+
+
 def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
     """`serve`: a raw window in original units → the forecast in original units."""
-    target = spec["target_index"]
-    mean = tf.constant(spec["mean"][target], tf.float32)
-    std = tf.constant(spec["std"][target], tf.float32)
 
     def serve(window):
         normalized = tf.cast(model(window, training=False), tf.float32)
-        return {"forecast": normalized * std + mean}
+        return {"forecast": to_original_units(normalized, spec)}
 
     signature = [tf.TensorSpec([None, spec["window"], len(spec["features"])], tf.float32, "window")]
     return {"serve": (serve, signature)}
@@ -340,6 +511,9 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
         },
         "window": spec["window"],
         "horizon": spec["horizon"],
+        "season": spec["season"],
+        "frequency": spec.get("frequency", "none"),
+        "target_transform": spec.get("target_transform", "none"),
         "features": spec["features"],
         "target": spec["target"],
         "time_span": spec["time_span"],
@@ -359,7 +533,7 @@ def evaluate(model: keras.Model, data: ForecastData, out_dir: str | Path | None)
     starts = timeseries.origins(tuple(spec["parts"]["test"]), window, horizon)
     inputs, actual = timeseries.window_arrays(series.values, target, starts, window, horizon)
     normalized = model.predict(inputs.astype("float32"), verbose=0).astype("float64")
-    forecast = normalized * spec["std"][target] + spec["mean"][target]
+    forecast = to_original_units(normalized, spec)
     target_series = series.values[:, target]
     scale = forecasting.mase_scale(target_series[: spec["parts"]["train"][1]], spec["season"])
     baselines = {
@@ -399,6 +573,79 @@ def evaluate(model: keras.Model, data: ForecastData, out_dir: str | Path | None)
             time=series.time,
         )
     return metrics
+
+
+def baseline(model: keras.Model, data: ForecastData, config: Config, budget: float) -> dict:
+    """The best on validation of naive, seasonal naive and Holt-Winters (additive or
+    multiplicative season), on the identical rolling origins; see `ktemplate.baselines`."""
+    spec, series = data.spec, data.series
+    window, horizon, season = spec["window"], spec["horizon"], spec["season"]
+    target = series.values[:, spec["target_index"]]
+    train_end = spec["parts"]["train"][1]
+    starts = {
+        part: timeseries.origins(tuple(spec["parts"][part]), window, horizon)
+        for part in ("val", "test")
+    }
+    actual = {part: np.stack([target[o : o + horizon] for o in s]) for part, s in starts.items()}
+    scale = forecasting.mase_scale(target[:train_end], season)
+    candidates = {
+        "naive": lambda s: forecasting.naive(target, s, horizon),
+        f"seasonal naive (season {season})": lambda s: forecasting.seasonal_naive(
+            target, s, horizon, season
+        ),
+    }
+    for variant in forecasting.holt_winters_candidates(target[:train_end], season):
+        kind = {"add": "additive", "mul": "multiplicative", None: "no"}
+        name = f"Holt-Winters ({kind[variant['trend']]} trend, {kind[variant['seasonal']]} season)"
+        candidates[name] = lambda s, v=variant: forecasting.holt_winters(
+            target, train_end, s, horizon, season, **v
+        )
+    deadline = baselines.Deadline(budget)
+    tried, skipped = {}, 0
+    for name, forecast in candidates.items():
+        if deadline.passed() and tried:
+            skipped += 1
+            continue
+        both = {part: forecast(s) for part, s in starts.items()}
+        tried[name] = {part: forecasting.errors(both[part], actual[part], scale) for part in both}
+    best = min(tried, key=lambda name: tried[name]["val"]["mae"])
+    fitted = {
+        "name": best,
+        "settings": {
+            "picked_on": "validation MAE",
+            "tried": {name: {"val_mae": e["val"]["mae"]} for name, e in tried.items()},
+            "season": season,
+            "fitted_on": "the train part (Holt-Winters parameters); every origin forecasts "
+            "from the values before it",
+        },
+        "notes": [f"time budget reached: {skipped} candidates not tried"] if skipped else [],
+        "seconds": round(deadline.elapsed(), 2),
+    }
+    test = tried[best]["test"]
+    inputs, _ = timeseries.window_arrays(
+        series.values, spec["target_index"], starts["test"], window, horizon
+    )
+    normalized = model.predict(inputs.astype("float32"), verbose=0).astype("float64")
+    model_errors = forecasting.errors(to_original_units(normalized, spec), actual["test"], scale)
+    return baselines.compare_scores(
+        fitted,
+        {
+            "test_mae": test["mae"],
+            "test_rmse": test["rmse"],
+            "test_mase": test["mase"],
+            "test_mae_by_name": {name: e["test"]["mae"] for name, e in tried.items()},
+        },
+        metric="test_mae",
+        label="test MAE",
+        model_value=model_errors["mae"],
+        base_value=test["mae"],
+        higher_is_better=False,
+        tolerance=0.02,
+        relative=True,
+        suggestion="a longer series, target_transform=log for swings that grow with the "
+        "level, another window (window_seasons), or the baseline itself (metrics.json)",
+        number_format=".4g",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

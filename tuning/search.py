@@ -144,6 +144,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         config = self.config_for(hp)
         training.set_global_options(config)
         self._data = run.load_data(self.template, config, self.strategy)
+        config = run.resolved_config(config, self._data.spec)
         self._trial_config = config
         return self.template.build_model(config, self._data.spec)
 
@@ -158,6 +159,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
             epochs=epochs,
             initial_epoch=initial_epoch,
             shuffle=False,
+            class_weight=data.class_weight,
             callbacks=list(callbacks or []) + training.callbacks(config, None),
             verbose=self.verbose,
         )

@@ -101,3 +101,20 @@ def test_images_smaller_than_patch_size(tmp_path):
         write_png(tmp_path / f"{i}.png", np.zeros((12, 40, 1), "uint8"))
     with pytest.raises(ValueError, match="smaller than patch_size 16"):
         denoising.load_clean_images(f"dir:{tmp_path}", 1, patch_size=16)
+
+
+def test_one_or_two_images_are_split_by_region(tmp_path):
+    rng = np.random.default_rng(0)
+    write_png(tmp_path / "a.png", rng.integers(0, 255, (100, 40, 1), dtype="uint8"))
+    write_png(tmp_path / "b.png", rng.integers(0, 255, (60, 30, 1), dtype="uint8"))
+    with pytest.warns(UserWarning, match="2 readable image"):
+        clean = denoising.load_clean_images(f"dir:{tmp_path}", 1, patch_size=16)
+    assert clean.names["train"] == ["a.png (rows 0-64)", "b.png (rows 0-28)"]
+    assert clean.names["val"] == ["a.png (rows 64-80)", "b.png (rows 28-44)"]
+    assert clean.names["test"] == ["a.png (rows 80-100)", "b.png (rows 44-60)"]
+    whole = tf.io.decode_png((tmp_path / "a.png").read_bytes()).numpy()
+    stacked = np.concatenate([clean.train[0], clean.val[0], clean.test[0]])
+    np.testing.assert_array_equal(stacked, whole)  # every pixel in exactly one split
+    assert len(denoising.tiles(clean.val, 16)) > 0  # validation tiles exist
+    with pytest.raises(ValueError, match="too small to cut"), pytest.warns(UserWarning):
+        denoising.load_clean_images(f"dir:{tmp_path}", 1, patch_size=32)

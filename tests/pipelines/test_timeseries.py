@@ -161,3 +161,35 @@ def test_missing_csv_file(tmp_path):
         timeseries.load_series(f"csv:{tmp_path / 'none.csv'}", "", "", "y")
     with pytest.raises(ValueError, match="Unknown dataset"):
         timeseries.load_series("airline")
+
+
+@pytest.mark.parametrize(
+    "freq, expected",
+    [
+        ("h", "hourly"),
+        ("D", "daily"),
+        ("W-SUN", "weekly"),
+        ("MS", "monthly"),
+        ("ME", "monthly"),
+        ("QS", "quarterly"),
+        ("YS", "yearly"),
+    ],
+)
+def test_frequency_is_inferred_from_dates(freq, expected):
+    import pandas as pd
+
+    stamps = pd.date_range("2001-01-01", periods=60, freq=freq)
+    position = stamps.to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64")
+    assert timeseries.infer_frequency(position, dated=True)[0] == expected
+    # A few rows missing from the file do not change the frequency.
+    kept = np.delete(position, [10, 11, 30])
+    assert timeseries.infer_frequency(kept, dated=True)[0] == expected
+
+
+def test_numbers_missing_and_irregular_time_have_no_frequency():
+    assert timeseries.infer_frequency(np.arange(50.0), dated=False)[0] == "none"
+    assert timeseries.infer_frequency(None, dated=False)[0] == "none"
+    rng = np.random.default_rng(0)
+    irregular = np.cumsum(rng.uniform(0.2, 3.0, 80)) * timeseries.DAY_NS
+    frequency, reason = timeseries.infer_frequency(irregular, dated=True)
+    assert frequency == "none" and reason

@@ -166,10 +166,21 @@ def test_cli_predict_writes_denoised_images_and_refuses_bad_input(trained_run, t
     denoised = tf.io.decode_png((tmp_path / "noisy.denoised.png").read_bytes()).numpy()
     assert denoised.shape == noisy.shape and denoised.dtype == np.uint8
 
-    write_png(tmp_path / "rgb.png", np.zeros((20, 20, 3), "uint8"))
-    assert cli.main(["predict", str(trained_run / "export"), str(tmp_path / "rgb.png")]) == 2
-    assert "has 3 channel(s) but this model denoises images with 1" in capsys.readouterr().err
+    export = str(trained_run / "export")
+    rgb = np.stack([noisy[..., 0]] * 3, axis=-1)  # the same picture in RGB
+    write_png(tmp_path / "rgb.png", rgb)
+    assert cli.main(["predict", export, str(tmp_path / "rgb.png"), "--convert", "none"]) == 2
+    assert "has 3 channel(s) but this model denoises grayscale" in capsys.readouterr().err
     assert not (tmp_path / "rgb.denoised.png").exists()
+    assert cli.main(["predict", export, str(tmp_path / "rgb.png")]) == 0  # converted, with a note
+    captured = capsys.readouterr()
+    assert "converted to grayscale for this model" in captured.err
+    converted = tf.io.decode_png((tmp_path / "rgb.denoised.png").read_bytes()).numpy()
+    np.testing.assert_allclose(converted.astype(int), denoised.astype(int), atol=1)
+    assert cli.main(["predict", export, str(tmp_path / "rgb.png"), "--convert", "gray"]) == 0
+    assert "converted" not in capsys.readouterr().err  # asked for: no notice
+    assert cli.main(["predict", export, str(tmp_path / "rgb.png"), "--convert", "rgb"]) == 2
+    assert "does not match this model" in capsys.readouterr().err
 
     (tmp_path / "bad.png").write_bytes(b"garbage")
     assert cli.main(["predict", str(trained_run / "export"), str(tmp_path / "bad.png")]) == 2
@@ -213,3 +224,18 @@ def test_custom_layers_round_trip(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
     x = np.random.default_rng(0).uniform(size=(1, 13, 11, 1)).astype("float32")
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
+def test_patch_size_auto_fits_small_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(12):  # 25x25, like scikit-image's LFW faces: smaller than the default 64
+        write_png(tmp_path / f"{i}.png", rng.integers(0, 256, (25, 25, 1), dtype="uint8"))
+    data = dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", batch_size=8), 8)
+    resolved = data.spec["resolved"]["patch_size"]
+    assert resolved["value"] == data.spec["patch_size"] == 24  # a multiple of 2**depth = 8
+    assert "25 px" in resolved["reason"]
+    noisy, clean = next(iter(data.train))
+    assert noisy.shape[1:] == (24, 24, 1)
+    # A patch_size the user sets is checked as before.
+    with pytest.raises(ValueError, match="smaller than patch_size 32"):
+        dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", patch_size=32), 8)

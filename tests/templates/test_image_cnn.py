@@ -114,6 +114,52 @@ def test_run_folder_contents(trained_run):
     assert config["epochs"] == 2 and config["dataset"] == "digits"
 
 
+def test_run_compares_with_pixel_baselines_on_the_same_test_split(trained_run):
+    metrics = files_lib.read_json(trained_run / "metrics.json")
+    baseline = metrics["baseline"]
+    assert baseline["name"] in ("SVC (RBF) on raw pixels", "logistic regression on raw pixels")
+    tried = baseline["settings"]["tried"]
+    assert {t["method"] for t in tried} == {"SVC (RBF)", "logistic regression"}
+    best = max(tried, key=lambda t: t["val_accuracy"])
+    assert baseline["settings"]["C"] == best["C"]  # picked on validation, not on test
+    comparison = baseline["comparison"]
+    assert comparison["model"] == metrics["test_accuracy"]
+    assert comparison["baseline"] == baseline["test_accuracy"] > 0.9  # the SVC on digits
+    assert comparison["difference"] == pytest.approx(
+        metrics["test_accuracy"] - baseline["test_accuracy"], abs=1e-4
+    )
+    # Disagreements are counted on the identical 359 test images.
+    assert comparison["only_model_correct"] - comparison["only_baseline_correct"] == (
+        baseline["test_errors"] - metrics["test_errors"]
+    )
+    assert 0 <= comparison["mcnemar_p"] <= 1
+    assert baseline["summary"].startswith(f"test accuracy {metrics['test_accuracy']:.3f} — ")
+    spec = files_lib.read_json(trained_run / "spec.json")
+    assert spec["resolved"]["augment"]["value"] is False  # 8x8 digits: no augmentation
+    assert "early_stopping_patience" not in spec["resolved"]  # set by the test: it wins
+    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8).config.early_stopping_patience == 15
+    assert (
+        image_cnn.resolve_auto(image_cnn.Config(), 60_000, 28).config.early_stopping_patience == 4
+    )
+    assert spec["resolved"]["class_weight"]["value"] == "none"
+
+
+def test_baseline_can_be_turned_off_and_unbalanced_folders_are_weighted(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_class=5, size=(16, 16))
+    for i in range(5, 20):  # 20 cats, 5 dogs
+        write_png(root / "cat" / f"{i}.png", np.full((16, 16, 1), 40, "uint8"))
+    args = ["train", "image_cnn", "--dataset", f"dir:{root}", "--output-dir", str(tmp_path)]
+    for key, value in {**FAST, "epochs": 1, "baseline": "false"}.items():
+        args += ["--set", f"{key}={value}"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "auto: class_weight=balanced (train classes unbalanced" in out
+    assert "auto: augment=True (images are 16 px >= 16 px)" in out
+    (run_dir,) = (tmp_path / "image_cnn").iterdir()
+    assert "baseline" not in files_lib.read_json(run_dir / "metrics.json")
+    assert out.strip().splitlines()[-1].startswith("Export: ")
+
+
 def test_manifest(trained_run):
     manifest = files_lib.read_json(trained_run / "export" / "manifest.json")
     assert manifest["template"] == "image_cnn"

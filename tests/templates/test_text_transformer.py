@@ -1,5 +1,7 @@
+import csv
 import dataclasses
 import json
+import random
 import shutil
 import textwrap
 
@@ -15,7 +17,7 @@ from pipelines import text
 from pipelines.sources import DataUnavailableError
 from templates import text_transformer as tt
 from tests.helpers.fresh import serve_in_fresh_process
-from tests.helpers.text import make_csv, make_text_folder, make_vader_sdist
+from tests.helpers.text import make_csv, make_text_folder, make_vader_sdist, sentence
 
 TINY = dict(
     epochs=2,
@@ -70,9 +72,9 @@ def test_search_space_drives_the_model_and_keeps_heads_valid():
     hp = keras_tuner.HyperParameters()
     hp.Fixed("transformer_layers", 3)
     hp.Fixed("vocab_size", 5000)
-    hp.Fixed("sequence_length", 128)
+    hp.Fixed("ngrams", 1)
     config = tt.search_space(hp, tt.Config())
-    assert (config.transformer_layers, config.vocab_size, config.sequence_length) == (3, 5000, 128)
+    assert (config.transformer_layers, config.vocab_size, config.ngrams) == (3, 5000, 1)
     for embed_dim in (32, 64, 128):
         for heads in (1, 2, 4):
             hp = keras_tuner.HyperParameters()
@@ -351,6 +353,43 @@ def test_run_folder_and_metrics(trained_run):
     assert manifest["class_names"] == ["negative", "positive"]
 
 
+def test_run_compares_with_tfidf_baseline(trained_run):
+    metrics = files_lib.read_json(trained_run / "metrics.json")
+    baseline = metrics["baseline"]
+    assert baseline["name"] == "TF-IDF 1-2-grams + logistic regression"
+    assert baseline["settings"]["picked_on"] == "validation accuracy"
+    assert baseline["comparison"]["model"] == metrics["test_accuracy"]
+    assert 0 <= baseline["comparison"]["mcnemar_p"] <= 1
+    spec = files_lib.read_json(trained_run / "spec.json")
+    assert spec["resolved"]["class_weight"]["value"] == "none"  # balanced fixture classes
+
+
+def test_sequence_length_and_class_weight_resolve_from_the_train_split(tmp_path):
+    rng = random.Random(0)
+    rows = [(sentence(rng, True), "good") for _ in range(36)]
+    rows += [(sentence(rng, False) + " " + sentence(rng, False), "bad") for _ in range(12)]
+    path = tmp_path / "reviews.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    tiny = {k: v for k, v in TINY.items() if k != "sequence_length"}
+    data = tt.load_data(tt.Config(dataset=f"csv:{path}", **tiny), 4)
+    resolved = data.spec["resolved"]
+    # Words plus word pairs (ngrams=2): 6 words -> 11 tokens, 12 words -> 23.
+    assert resolved["sequence_length"]["value"] == data.spec["sequence_length"] == 24
+    assert "90th percentile" in resolved["sequence_length"]["reason"]
+    assert resolved["class_weight"]["value"] == "balanced"
+    labels = np.array([int(y) for _, y in data.splits["train"]])
+    counts = np.bincount(labels, minlength=2)  # class 0 is "bad", the rarer one
+    expected = {c: len(labels) / (2 * counts[c]) for c in range(2)}  # scikit-learn's balanced
+    assert data.class_weight == pytest.approx(expected) and data.class_weight[0] > 1
+    ids, _ = next(iter(data.train))
+    assert ids.shape[1] == 24
+    # A user's `none` on unbalanced classes is kept, with a warning.
+    kept = tt.load_data(tt.Config(dataset=f"csv:{path}", class_weight="none", **tiny), 4)
+    assert kept.class_weight is None
+    assert any("class_weight=none was set" in w for w in kept.spec["warnings"])
+
+
 def test_confident_mistakes_table():
     probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3]])
     labels = np.array([1, 0, 1, 0])
@@ -401,13 +440,26 @@ def test_cli_predict_texts_and_files(trained_run, tmp_path, capsys):
     lines = tmp_path / "lines.txt"
     lines.write_text("A brilliant cast.\n\n   \nTerrible plot.\n", encoding="utf-8")
     export = str(trained_run / "export")
-    assert cli.main(["predict", export, "What a superb film", str(lines)]) == 0
+    assert cli.main(["predict", export, "What a superb film", str(lines), "--per-line"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["input"] for r in rows] == ["What a superb film"] + [
         f"{lines}:{n}" for n in (1, 2, 3, 4)
     ]
     assert all(r["class_name"] in ("negative", "positive") for r in rows)
     assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 for r in rows)
+    # By default a .txt file is one text, as dir: folders are read for training.
+    loaded = tf.saved_model.load(export)
+    for flags in ([], ["--per-file"]):
+        assert cli.main(["predict", export, str(lines), *flags]) == 0
+        (whole,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+        assert whole["input"] == str(lines)
+        served = loaded.serve(tf.constant([lines.read_text()]))
+        np.testing.assert_allclose(
+            whole["probabilities"], served["probabilities"].numpy()[0], atol=1e-5
+        )
+    with pytest.raises(SystemExit):  # argparse: the two readings exclude each other
+        cli.main(["predict", export, str(lines), "--per-line", "--per-file"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
     (tmp_path / "latin1.txt").write_bytes("caf\u00e9\n".encode("latin-1"))
     assert cli.main(["predict", export, str(tmp_path / "latin1.txt")]) == 2

@@ -8,7 +8,7 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from ktemplate import cli, run, training
+from ktemplate import cli, forecasting, run, training
 from ktemplate import files as files_lib
 from pipelines import timeseries
 from templates import timeseries_lstm
@@ -27,10 +27,10 @@ def test_search_space_defaults_equal_config():
 def test_search_space_drives_the_config():
     hp = keras_tuner.HyperParameters()
     hp.Fixed("cell", "gru")
-    hp.Fixed("window", 156)
+    hp.Fixed("window_seasons", 3.0)
     hp.Fixed("layers", 3)
     config = timeseries_lstm.search_space(hp, timeseries_lstm.Config())
-    assert (config.cell, config.window, config.layers) == ("gru", 156, 3)
+    assert (config.cell, config.window_seasons, config.layers) == ("gru", 3.0, 3)
 
 
 SPEC = {
@@ -286,3 +286,112 @@ def test_every_config_field_has_a_comment():
     comments = field_comments(timeseries_lstm.Config)
     fields = dataclasses.fields(timeseries_lstm.Config)
     assert [f.name for f in fields if not comments.get(f.name)] == []
+
+
+def write_elec_equip(path, rows=None):
+    """statsmodels' bundled Euro-area electrical equipment orders: 257 real monthly values."""
+    from statsmodels.datasets import elec_equip
+
+    frame = elec_equip.load().data.iloc[:rows]
+    lines = [f"{d:%Y-%m-%d},{v}" for d, v in zip(frame.index, frame.iloc[:, 0], strict=True)]
+    path.write_text("date,orders\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def monthly_config(csv, **overrides):
+    settings = {"time_column": "date", "target_column": "orders", **overrides}
+    return timeseries_lstm.Config(dataset=f"csv:{csv}", **settings)
+
+
+def test_monthly_csv_resolves_season_horizon_window(tmp_path):
+    data = timeseries_lstm.load_data(monthly_config(write_elec_equip(tmp_path / "m.csv")), 32)
+    spec = data.spec
+    assert (spec["season"], spec["horizon"], spec["window"]) == (12, 12, 24)
+    assert spec["frequency"] == "monthly" and spec["warnings"] == []
+    assert spec["resolved"]["season"]["reason"].startswith("monthly time stamps")
+    assert "log-log slope" in spec["resolved"]["target_transform"]["reason"]
+    # The weekly CO2 series keeps its recorded defaults.
+    co2 = timeseries_lstm.load_data(timeseries_lstm.Config(), 32).spec
+    assert (co2["season"], co2["horizon"], co2["window"]) == (52, 13, 104)
+
+
+def test_a_set_season_that_contradicts_the_dates_warns(tmp_path):
+    csv = write_elec_equip(tmp_path / "m.csv")
+    spec = timeseries_lstm.load_data(monthly_config(csv, season=52), 32).spec
+    assert spec["season"] == 52  # the user's value wins
+    (warning,) = spec["warnings"]
+    assert "season=52 was set" in warning and "monthly" in warning and "12 steps" in warning
+
+
+def test_a_short_series_gets_shorter_windows_with_a_warning(tmp_path):
+    csv = write_elec_equip(tmp_path / "short.csv", rows=60)
+    spec = timeseries_lstm.load_data(monthly_config(csv), 32).spec
+    assert spec["horizon"] == 9 and spec["window"] < 24
+    assert spec["sizes"]["train"] >= timeseries_lstm.MIN_TRAIN_WINDOWS
+    assert any("too short for window=24 and horizon=12" in w for w in spec["warnings"])
+    assert spec["resolved"]["window"]["reason"] == "shortened to fit 60 steps"
+
+
+def test_rows_without_dates_assume_no_season_and_say_so(tmp_path):
+    csv = tmp_path / "plain.csv"
+    csv.write_text("y\n" + "\n".join(str(50 + (i % 5) + 0.1 * i) for i in range(120)) + "\n")
+    spec = timeseries_lstm.load_data(
+        timeseries_lstm.Config(dataset=f"csv:{csv}", target_column="y"), 32
+    ).spec
+    assert spec["season"] == 1 and spec["frequency"] == "none"
+    assert any("no season is assumed" in w for w in spec["warnings"])
+
+
+def write_growing_swing(path, steps=168):
+    """Monthly series whose seasonal swing grows with its level (multiplicative season)."""
+    t = np.arange(steps)
+    rng = np.random.default_rng(1)
+    level = 100 * np.exp(0.012 * t)
+    y = level * (1 + 0.25 * np.sin(2 * np.pi * t / 12)) * np.exp(rng.normal(0, 0.02, steps))
+    dates = [f"{2000 + i // 12}-{i % 12 + 1:02d}-01" for i in t]
+    rows = [f"{d},{v:.2f}" for d, v in zip(dates, y, strict=True)]
+    path.write_text("month,passengers\n" + "\n".join(rows))
+    return path
+
+
+def test_log_transform_inside_the_model_serves_original_units(tmp_path, capsys):
+    import tensorflow as tf
+
+    csv = write_growing_swing(tmp_path / "p.csv")
+    args = ["train", "timeseries_lstm", "--dataset", f"csv:{csv}", "--output-dir", str(tmp_path)]
+    for key, value in {
+        "epochs": 2,
+        "units": 8,
+        "time_column": "month",
+        "target_column": "passengers",
+    }.items():
+        args += ["--set", f"{key}={value}"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "auto: season=12 (monthly time stamps" in out
+    assert "auto: target_transform=log (seasonal swing grows with the level" in out
+    (run_dir,) = (tmp_path / "timeseries_lstm").iterdir()
+    spec = files_lib.read_json(run_dir / "spec.json")
+    config = files_lib.read_json(run_dir / "config.json")
+    assert config["target_transform"] == "log" and config["season"] == 12  # resolved values
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    series = timeseries.load_series(f"csv:{csv}", "month", "", "passengers")
+    starts = timeseries.origins(tuple(spec["parts"]["test"]), spec["window"], spec["horizon"])
+    windows, actual = timeseries.window_arrays(
+        series.values, 0, starts, spec["window"], spec["horizon"]
+    )
+    loaded = tf.saved_model.load(str(run_dir / "export"))
+    served = loaded.serve(tf.constant(windows, tf.float32))["forecast"].numpy()
+    assert np.abs(served - actual).mean() == pytest.approx(metrics["test_mae"], rel=1e-3)
+    assert served.min() > 50  # passengers, not log or normalized units
+    # MASE and the baselines use the resolved monthly season.
+    assert metrics["mase_scale"] == pytest.approx(
+        forecasting.mase_scale(series.values[: spec["parts"]["train"][1], 0], 12), abs=1e-4
+    )
+    baseline = metrics["baseline"]
+    assert baseline["settings"]["season"] == 12
+    assert set(baseline["test_mae_by_name"]) >= {"naive", "seasonal naive (season 12)"}
+    assert baseline["comparison"]["metric"] == "test_mae"
+    assert baseline["comparison"]["model"] == pytest.approx(metrics["test_mae"], abs=1e-4)
+    last = out.strip().splitlines()[-2:]  # the sentence, then (when it loses) a suggestion
+    assert baseline["summary"] in last
