@@ -451,7 +451,11 @@ def prepare(
     missing.
     """
     if vectorizer is not None:
-        ds = ds.map(lambda t, y: (vectorizer(t), y), num_parallel_calls=tf.data.AUTOTUNE)
+        # A batch of one: on a scalar string that standardizes to nothing ("!"), word pairs
+        # make TextVectorization return [0] tokens instead of padding to the sequence length.
+        ds = ds.map(
+            lambda t, y: (vectorizer(t[tf.newaxis])[0], y), num_parallel_calls=tf.data.AUTOTUNE
+        )
     ds = ds.cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
