@@ -82,7 +82,8 @@ class Config(TrainingConfig):
     conv_filters: int = 0  # filters of a causal Conv1D front end; 0 removes it
     conv_kernel: int = 5  # kernel size of the Conv1D front end
     dense_units: int = 0  # units of a hidden dense layer before the head; 0 removes it
-    relative: bool = True  # forecast changes from the window's last value (suits trends)
+    relative: bool = True  # forecast changes from a base taken from the window (suits trends)
+    forecast_base: Literal["last", "season"] = "last"  # base: last value, or seasonal naive
     loss: Literal["mse", "mae", "huber"] = "mse"  # training loss, in normalized units
 
     def __post_init__(self):
@@ -90,6 +91,11 @@ class Config(TrainingConfig):
         for name in ("window", "horizon", "season", "layers", "units", "conv_kernel"):
             if getattr(self, name) != "auto" and getattr(self, name) <= 0:
                 raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
+        if self.forecast_base == "season" and self.season != "auto" and self.season < 2:
+            raise ValueError(
+                "forecast_base=season needs a season of at least 2 steps, got "
+                f"season={self.season}."
+            )
         if not 0 < self.window_seasons < float("inf"):
             raise ValueError(
                 f"Config key 'window_seasons' must be > 0 and finite, got {self.window_seasons}."
@@ -224,6 +230,12 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
     )
     auto = resolve_auto(config, series)
     config = auto.config
+    if config.forecast_base == "season" and not 2 <= config.season <= config.window:
+        raise ValueError(
+            f"forecast_base=season takes the seasonal-naive base from the window: it needs a "
+            f"season of at least 2 steps (season={config.season}) and a window holding one "
+            f"(window={config.window}). Set season and window, or forecast_base=last."
+        )
     steps = len(series.values)
     parts = timeseries.chronological_split(
         steps, config.window, config.horizon, config.val_fraction, config.test_fraction
@@ -330,6 +342,37 @@ class AddLastValue(keras.layers.Layer):
         return {**super().get_config(), "feature_index": self.feature_index}
 
 
+@keras.saving.register_keras_serializable(package=NAME)
+class AddSeasonalBase(keras.layers.Layer):
+    """Adds the seasonal-naive forecast (the target one season before each step ahead, taken
+    from the window) to a forecast of differences from it.
+
+    Args:
+        feature_index: the target feature (last axis of the window).
+        season: steps per season; the window must hold at least one season.
+    """
+
+    def __init__(self, feature_index: int, season: int, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(feature_index, int) or feature_index < 0:
+            raise ValueError(f"AddSeasonalBase expects feature_index >= 0, got {feature_index!r}.")
+        if not isinstance(season, int) or season < 2:
+            raise ValueError(f"AddSeasonalBase expects season >= 2, got {season!r}.")
+        self.feature_index, self.season = feature_index, season
+
+    def call(self, inputs, training=False):
+        changes, window = inputs
+        last_season = window[:, -self.season :, self.feature_index]
+        index = [h % self.season for h in range(changes.shape[-1])]
+        base = keras.ops.take(last_season, index, axis=1)
+        return keras.ops.cast(changes, self.compute_dtype) + keras.ops.cast(
+            base, self.compute_dtype
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "feature_index": self.feature_index, "season": self.season}
+
+
 RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber"}
 
@@ -431,7 +474,10 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         x = keras.layers.Activation(config.activation)(x)
     x = keras.layers.Dropout(config.dropout)(x)
     x = keras.layers.Dense(spec["horizon"], dtype="float32")(x)
-    if config.relative:
+    if config.relative and config.forecast_base == "season":
+        season = spec["season"]
+        x = AddSeasonalBase(spec["target_index"], season, dtype="float32")([x, normalized])
+    elif config.relative:
         x = AddLastValue(spec["target_index"], dtype="float32")([x, normalized])
     outputs = keras.layers.Activation("linear", dtype="float32", name="forecast")(x)
     model = keras.Model(inputs, outputs, name=NAME)
@@ -466,6 +512,7 @@ def search_space(hp, config: Config) -> Config:
         window_seasons=hp.Choice(
             "window_seasons", [1.0, 1.5, 2.0, 3.0], default=config.window_seasons
         ),
+        forecast_base=hp.Choice("forecast_base", ["last", "season"], default=config.forecast_base),
     )
 
 
@@ -642,8 +689,9 @@ def baseline(model: keras.Model, data: ForecastData, config: Config, budget: flo
         higher_is_better=False,
         tolerance=0.02,
         relative=True,
-        suggestion="a longer series, target_transform=log for swings that grow with the "
-        "level, another window (window_seasons), or the baseline itself (metrics.json)",
+        suggestion="forecasts from the seasonal-naive base (--set forecast_base=season, for "
+        "short seasonal series), a longer series, target_transform=log for swings that grow "
+        "with the level, another window (window_seasons), or the baseline itself",
         number_format=".4g",
     )
 

@@ -395,3 +395,21 @@ def test_log_transform_inside_the_model_serves_original_units(tmp_path, capsys):
     assert baseline["comparison"]["model"] == pytest.approx(metrics["test_mae"], abs=1e-4)
     last = out.strip().splitlines()[-2:]  # the sentence, then (when it loses) a suggestion
     assert baseline["summary"] in last
+
+
+def test_seasonal_base_forecasts_differences_from_seasonal_naive():
+    spec = {**SPEC, "window": 12, "horizon": 5, "season": 4}
+    config = timeseries_lstm.Config(units=4, forecast_base="season", dropout=0.0)
+    model = timeseries_lstm.build_model(config, spec)
+    x = np.random.default_rng(0).normal(100, 10, (3, 12, 2)).astype("float32")
+    for layer in model.layers:  # zero every weight: the changes are 0, the base remains
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    normalized = (x[:, :, 0] - spec["mean"][0]) / spec["std"][0]
+    expected = normalized[:, [8, 9, 10, 11, 8]]  # one season back, repeated past a season
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
+
+
+def test_seasonal_base_needs_a_season_in_the_window(tmp_path):
+    csv = write_elec_equip(tmp_path / "m.csv")
+    with pytest.raises(ValueError, match="forecast_base=season takes the seasonal-naive base"):
+        timeseries_lstm.load_data(monthly_config(csv, forecast_base="season", window=6), 32)
