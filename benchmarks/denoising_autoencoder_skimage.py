@@ -22,15 +22,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from ktemplate import baselines, files, run  # noqa: E402
 from ktemplate import config as config_lib  # noqa: E402
-from ktemplate import files, run  # noqa: E402
 from pipelines import denoising  # noqa: E402
 from templates import denoising_autoencoder as dae  # noqa: E402
 
 
 def classical_baselines(config: dae.Config) -> dict[str, dict[str, tuple[float, float]]]:
     """PSNR/SSIM per test image for TV (Chambolle) and non-local means, and their seconds."""
-    from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
+    from skimage.restoration import denoise_tv_chambolle
 
     patch = dae.DEFAULT_PATCH_SIZE if config.patch_size == "auto" else config.patch_size
     clean = denoising.load_clean_images(config.dataset, config.channels, patch)
@@ -47,19 +47,10 @@ def classical_baselines(config: dae.Config) -> dict[str, dict[str, tuple[float, 
         tv = denoise_tv_chambolle(x, weight=0.1, channel_axis=axis)
         seconds["tv_chambolle"] += time.perf_counter() - start
         start = time.perf_counter()
-        sigma = float(np.mean(estimate_sigma(x, channel_axis=axis)))
-        nlm = denoise_nl_means(
-            x,
-            h=0.8 * sigma,
-            sigma=sigma,
-            fast_mode=True,
-            patch_size=5,
-            patch_distance=6,
-            channel_axis=axis,
-        )
+        nlm = baselines.non_local_means(noisy_image)
         seconds["nl_means"] += time.perf_counter() - start
         if gray:
-            tv, nlm = tv[..., np.newaxis], nlm[..., np.newaxis]
+            tv = tv[..., np.newaxis]
         results["tv_chambolle"][name] = dae.image_quality(reference, tv)
         results["nl_means"][name] = dae.image_quality(reference, nlm)
     results["seconds"] = seconds

@@ -209,6 +209,30 @@ def tfidf_logistic_regression(
     }
 
 
+def non_local_means(noisy: np.ndarray) -> np.ndarray:
+    """scikit-image's non-local means on one noisy float image [H, W, C] in 0..1.
+
+    The noise sigma is estimated from the image (`estimate_sigma`), h = 0.8 sigma, 5x5 patches
+    searched within distance 6, fast mode: scikit-image's own example settings.
+    """
+    from skimage.restoration import denoise_nl_means, estimate_sigma
+
+    gray = noisy.shape[-1] == 1
+    x = (noisy[..., 0] if gray else noisy).astype("float64")
+    axis = None if gray else -1  # scikit-image takes grayscale as [H, W]
+    sigma = float(np.mean(estimate_sigma(x, channel_axis=axis)))
+    result = denoise_nl_means(
+        x,
+        h=0.8 * sigma,
+        sigma=sigma,
+        fast_mode=True,
+        patch_size=5,
+        patch_distance=6,
+        channel_axis=axis,
+    )
+    return result[..., np.newaxis] if gray else result
+
+
 def compare_classification(
     fitted: dict[str, Any],
     labels: np.ndarray,

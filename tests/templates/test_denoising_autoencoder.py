@@ -121,6 +121,21 @@ def test_run_folder_and_metrics(trained_run):
     assert manifest["serving_default"] == "serve"
 
 
+def test_run_compares_with_non_local_means_on_the_same_noisy_images(trained_run):
+    metrics = files_lib.read_json(trained_run / "metrics.json")
+    baseline = metrics["baseline"]
+    assert baseline["name"] == "non-local means"
+    # Non-local means clearly denoises the fixed-noise test images (about 29.5 dB from 20).
+    assert baseline["test_psnr"] > metrics["test_noisy_psnr"] + 5
+    assert baseline["test_images"] == metrics["test_images"]  # the budget covered them all
+    comparison = baseline["comparison"]
+    assert comparison["model"] == pytest.approx(metrics["test_psnr"], abs=1e-3)
+    assert comparison["difference"] == pytest.approx(
+        metrics["test_psnr"] - baseline["test_psnr"], abs=1e-3
+    )
+    assert comparison["verdict"] in ("better", "level", "worse")
+
+
 FRESH_PROCESS = textwrap.dedent(
     """
     import json, sys
