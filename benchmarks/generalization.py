@@ -21,7 +21,6 @@ import argparse
 import os
 import platform
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -244,7 +243,16 @@ def main() -> None:
         for name, (template, _) in DATASETS.items()
         if not args.only or name in args.only or template in args.only
     ]
-    rows = []
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"python {platform.python_version()}; overrides {' '.join(args.set) or 'none'}\n"
+    )
+    print(
+        "| data set | template | seed | size (train/val/test) | metric | template | baseline "
+        "| baseline method | difference | verdict | fit s | baseline s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    verdicts = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
             template_name, build = DATASETS[name]
@@ -255,41 +263,31 @@ def main() -> None:
                 config = config_lib.apply_overrides(
                     template.Config(), {**overrides, "seed": str(seed)}, from_text=True
                 )
-                start = time.perf_counter()
                 run_dir = run.train(template, config, output_dir=Path(tmp) / "runs", verbose=0)
-                wall = time.perf_counter() - start
                 metrics = files.read_json(run_dir / "metrics.json")
                 spec = files.read_json(run_dir / "spec.json")
-                rows.append((name, template_name, seed, metrics, spec, wall))
-                print(f"{name} seed {seed}: {metrics['baseline']['summary']}", flush=True)
-
-    print(
-        f"\nmachine: {platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"python {platform.python_version()}; overrides {' '.join(args.set) or 'none'}\n"
-    )
-    print(
-        "| data set | template | seed | size (train/val/test) | metric | template | baseline "
-        "| baseline method | difference | verdict | fit s | baseline s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, template_name, seed, metrics, spec, _ in rows:
-        block = metrics["baseline"]
-        comparison = block["comparison"]
-        extra = ""
-        if "mcnemar_p" in comparison:
-            extra = f" (McNemar p {comparison['mcnemar_p']:.2g})"
-        elif "ratio" in comparison:
-            extra = f" (ratio {comparison['ratio']:.2f})"
-        print(
-            f"| {name} | {template_name} | {seed} | {size_text(spec)} | {comparison['metric']} "
-            f"| {comparison['model']:.4g} | {comparison['baseline']:.4g} | {block['name']} "
-            f"| {comparison['difference']:+.4g}{extra} | {comparison['verdict']} "
-            f"| {metrics['train_seconds']:.0f} | {block['seconds']:.0f} |"
-        )
-    verdicts = [r[3]["baseline"]["comparison"]["verdict"] for r in rows]
+                print(table_row(name, template_name, seed, metrics, spec), flush=True)
+                verdicts.append(metrics["baseline"]["comparison"]["verdict"])
     print(
         f"\nbetter {verdicts.count('better')}, level {verdicts.count('level')}, "
         f"worse {verdicts.count('worse')} of {len(verdicts)} runs"
+    )
+
+
+def table_row(name: str, template_name: str, seed: int, metrics: dict, spec: dict) -> str:
+    """One Markdown row: the run's figure, its baseline's, the difference and the verdict."""
+    block = metrics["baseline"]
+    comparison = block["comparison"]
+    extra = ""
+    if "mcnemar_p" in comparison:
+        extra = f" (McNemar p {comparison['mcnemar_p']:.2g})"
+    elif "ratio" in comparison:
+        extra = f" (ratio {comparison['ratio']:.2f})"
+    return (
+        f"| {name} | {template_name} | {seed} | {size_text(spec)} | {comparison['metric']} "
+        f"| {comparison['model']:.4g} | {comparison['baseline']:.4g} | {block['name']} "
+        f"| {comparison['difference']:+.4g}{extra} | {comparison['verdict']} "
+        f"| {metrics['train_seconds']:.0f} | {block['seconds']:.0f} |"
     )
 
 
