@@ -294,6 +294,12 @@ class TrainingConfig:
 AUTO = "auto"
 
 
+def with_resolved(config: Any, resolved: dict[str, dict[str, Any]]) -> Any:
+    """`config` with each field of `resolved` (field → {"value", "reason"}) set to its value."""
+    values = {name: r["value"] for name, r in resolved.items()}
+    return dataclasses.replace(config, **values) if values else config
+
+
 class Resolver:
     """Resolves a config's `auto` fields from the data, recording the value and the reason.
 
@@ -324,8 +330,7 @@ class Resolver:
     @property
     def config(self) -> Any:
         """The config with every resolved field set to its value."""
-        values = {name: r["value"] for name, r in self.resolved.items()}
-        return dataclasses.replace(self._config, **values)
+        return with_resolved(self._config, self.resolved)
 
     def spec(self) -> dict[str, Any]:
         return {"resolved": self.resolved, "warnings": self.warnings}

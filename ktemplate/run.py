@@ -120,8 +120,7 @@ def load_data(
 def resolved_config(config: Any, spec: dict[str, Any]) -> Any:
     """`config` with every `auto` field replaced by the value `load_data` resolved from the
     train split (`spec["resolved"]`: field → {"value", "reason"})."""
-    values = {name: r["value"] for name, r in spec.get("resolved", {}).items()}
-    return dataclasses.replace(config, **values) if values else config
+    return config_lib.with_resolved(config, spec.get("resolved", {}))
 
 
 def print_resolved(spec: dict[str, Any]) -> None:

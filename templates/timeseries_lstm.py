@@ -633,7 +633,12 @@ def baseline(model: keras.Model, data: ForecastData, config: Config, budget: flo
         part: timeseries.origins(tuple(spec["parts"][part]), window, horizon)
         for part in ("val", "test")
     }
-    actual = {part: np.stack([target[o : o + horizon] for o in s]) for part, s in starts.items()}
+    windows, actual = {}, {}
+    for part, origins in starts.items():
+        windows[part], actual[part] = timeseries.window_arrays(
+            series.values, spec["target_index"], origins, window, horizon
+        )
+    every_origin = np.concatenate([starts["val"], starts["test"]])
     scale = forecasting.mase_scale(target[:train_end], season)
     candidates = {
         "naive": lambda s: forecasting.naive(target, s, horizon),
@@ -641,8 +646,8 @@ def baseline(model: keras.Model, data: ForecastData, config: Config, budget: flo
             target, s, horizon, season
         ),
     }
+    kind = {"add": "additive", "mul": "multiplicative", None: "no"}
     for variant in forecasting.holt_winters_candidates(target[:train_end], season):
-        kind = {"add": "additive", "mul": "multiplicative", None: "no"}
         name = f"Holt-Winters ({kind[variant['trend']]} trend, {kind[variant['seasonal']]} season)"
         candidates[name] = lambda s, v=variant: forecasting.holt_winters(
             target, train_end, s, horizon, season, **v
@@ -653,8 +658,12 @@ def baseline(model: keras.Model, data: ForecastData, config: Config, budget: flo
         if deadline.passed() and tried:
             skipped += 1
             continue
-        both = {part: forecast(s) for part, s in starts.items()}
-        tried[name] = {part: forecasting.errors(both[part], actual[part], scale) for part in both}
+        # One call for validation and test origins: Holt-Winters is fitted once per variant.
+        forecasts = np.split(forecast(every_origin), [len(starts["val"])])
+        tried[name] = {
+            part: forecasting.errors(values, actual[part], scale)
+            for part, values in zip(("val", "test"), forecasts, strict=True)
+        }
     best = min(tried, key=lambda name: tried[name]["val"]["mae"])
     fitted = {
         "name": best,
@@ -669,10 +678,7 @@ def baseline(model: keras.Model, data: ForecastData, config: Config, budget: flo
         "seconds": round(deadline.elapsed(), 2),
     }
     test = tried[best]["test"]
-    inputs, _ = timeseries.window_arrays(
-        series.values, spec["target_index"], starts["test"], window, horizon
-    )
-    normalized = model.predict(inputs.astype("float32"), verbose=0).astype("float64")
+    normalized = model.predict(windows["test"].astype("float32"), verbose=0).astype("float64")
     model_errors = forecasting.errors(to_original_units(normalized, spec), actual["test"], scale)
     return baselines.compare_scores(
         fitted,
