@@ -27,12 +27,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from scipy.stats import binomtest  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
+from ktemplate import baselines, files, run  # noqa: E402
 from ktemplate import config as config_lib  # noqa: E402
-from ktemplate import files, run  # noqa: E402
 from pipelines import text  # noqa: E402
 from templates import text_transformer  # noqa: E402
 
@@ -71,15 +70,6 @@ def export_correct(run_dir, *splits: tuple[list[str], np.ndarray]) -> list[np.nd
     return [
         serve(text=tf.constant(texts))["class_id"].numpy() == labels for texts, labels in splits
     ]
-
-
-def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact McNemar test: two-sided p-value that both classifiers err equally often."""
-    only_a = int((correct_a & ~correct_b).sum())
-    only_b = int((correct_b & ~correct_a).sum())
-    if only_a + only_b == 0:
-        return 1.0
-    return float(binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue)
 
 
 def epochs_text(epochs) -> str:
@@ -128,7 +118,7 @@ def main() -> None:
                     epochs_text(metrics["epochs"]["train"]),
                     metrics["train_seconds"],
                     wall,
-                    mcnemar_p(correct, baseline_correct),
+                    baselines.mcnemar_p(correct, baseline_correct),
                 )
             )
 
