@@ -144,6 +144,18 @@ def test_run_compares_with_pixel_baselines_on_the_same_test_split(trained_run):
     assert spec["resolved"]["class_weight"]["value"] == "none"
 
 
+def test_batch_norm_is_off_when_an_epoch_is_a_few_steps():
+    few = image_cnn.resolve_auto(image_cnn.Config(), 211, 8)  # 7 steps of 32
+    assert few.config.batch_norm is False and "7 steps of 32 per epoch < 10" in str(few.spec())
+    assert image_cnn.resolve_auto(image_cnn.Config(), 536, 32).config.batch_norm is True
+    # The global batch counts: 1,257 images in batches of 256 are 5 steps.
+    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8).config.batch_norm is True
+    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8, 256).config.batch_norm is False
+    kept = image_cnn.resolve_auto(image_cnn.Config(batch_norm=True), 211, 8)
+    assert kept.config.batch_norm is True
+    assert any("batch_norm=true with 7 train steps" in w for w in kept.warnings)
+
+
 def test_baseline_can_be_turned_off_and_unbalanced_folders_are_weighted(tmp_path, capsys):
     root = make_image_folder(tmp_path / "data", per_class=5, size=(16, 16))
     for i in range(5, 20):  # 20 cats, 5 dogs
