@@ -401,6 +401,21 @@ def train_vocabulary(
     return vocabulary
 
 
+STRIP_PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'  # TextVectorization's
+
+
+def standardize_words(words: list[str], standardize: str | None) -> list[str]:
+    """`words` after TextVectorization's `standardize` ("lower", "strip_punctuation", ...)."""
+    if not words:
+        return []
+    x = tf.constant(words)
+    if standardize in ("lower", "lower_and_strip_punctuation"):
+        x = tf.strings.lower(x)
+    if standardize in ("strip_punctuation", "lower_and_strip_punctuation"):
+        x = tf.strings.regex_replace(x, STRIP_PUNCTUATION, "")
+    return [w.decode("utf-8") for w in x.numpy()]
+
+
 def texts_only(texts: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Drops the labels of a (text, label) dataset."""
     return texts

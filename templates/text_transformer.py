@@ -38,6 +38,7 @@ data section (`load_data`) and `build_model`; the rest (training, tuning, export
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -47,10 +48,10 @@ import numpy as np
 import tensorflow as tf
 
 from ktemplate import baselines, export, files, reports, training
-from ktemplate.config import Resolver, TrainingConfig
+from ktemplate.config import ConfigError, Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import splits as splits_lib
-from pipelines import text
+from pipelines import text, word_vectors
 
 NAME = "text_transformer"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
@@ -78,23 +79,38 @@ class Config(TrainingConfig):
     ngrams: int = 2  # 1: word tokens; 2: words, then word pairs ("not good") as extra tokens
     token_dropout: float = 0.0  # train-time augmentation: chance each token is dropped
     standardize: Standardize = "lower_and_strip_punctuation"  # text clean-up before splitting
-    embed_dim: int = 32  # token/position embedding size (the encoder's width)
+    embed_dim: int | Literal["auto"] = "auto"  # encoder width; auto: 32, or the vectors' width
     num_heads: int = 2  # attention heads; must divide embed_dim
     ff_dim: int = 64  # hidden units of each block's feed-forward network
     transformer_layers: int = 1  # encoder blocks
     pooling: Literal["mean", "max"] = "mean"  # how token vectors become one text vector
     members: int = 5  # models trained with seeds seed..seed+4; their probabilities are averaged
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
+    embeddings: str = "none"  # pretrained word vectors: a GloVe/word2vec text file or NAME.npy
+    embeddings_trainable: bool = True  # fine-tune the pretrained vectors with the model
+    embeddings_extra_words: int = 20000  # the vector file's most frequent words added as tokens
 
     def __post_init__(self):
         super().__post_init__()
+        if self.embeddings != "none" and not Path(self.embeddings).is_file():
+            raise ValueError(
+                f"Config key 'embeddings' is {self.embeddings!r}: use none or the path of an "
+                "existing word-vector file (GloVe/word2vec text format, or NAME.npy with "
+                "NAME.words beside it)."
+            )
+        if self.embeddings_extra_words < 0:
+            raise ValueError(
+                "Config key 'embeddings_extra_words' must be >= 0, got "
+                f"{self.embeddings_extra_words}."
+            )
+        if self.embed_dim != "auto" and self.embed_dim <= 0:
+            raise ValueError(f"Config key 'embed_dim' must be > 0 or auto, got {self.embed_dim}.")
         if self.sequence_length != "auto" and self.sequence_length <= 0:
             raise ValueError(
                 f"Config key 'sequence_length' must be > 0 or auto, got {self.sequence_length}."
             )
         for name in (
             "vocab_size",
-            "embed_dim",
             "num_heads",
             "ff_dim",
             "transformer_layers",
@@ -107,7 +123,7 @@ class Config(TrainingConfig):
             )
         if self.ngrams not in (1, 2, 3):
             raise ValueError(f"Config key 'ngrams' must be 1, 2 or 3, got {self.ngrams}.")
-        if self.embed_dim % self.num_heads:
+        if self.embed_dim != "auto" and self.embed_dim % self.num_heads:
             raise ValueError(
                 f"Config key 'embed_dim' ({self.embed_dim}) must be a multiple of 'num_heads' "
                 f"({self.num_heads})."
@@ -122,6 +138,7 @@ class Config(TrainingConfig):
 SEQUENCE_PERCENTILE = 90  # sequence_length=auto covers this share of the train texts whole
 MAX_AUTO_SEQUENCE_LENGTH = 256  # ... up to this many tokens (attention cost grows squared)
 UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is this much larger
+DEFAULT_EMBED_DIM = 32  # embed_dim=auto without pretrained vectors
 
 
 def load_data(config: Config, batch_size: int) -> Data:
@@ -137,6 +154,8 @@ def load_data(config: Config, batch_size: int) -> Data:
     vocabulary = text.train_vocabulary(
         splits.train, config.vocab_size, _standardize(config), config.ngrams
     )
+    added = pretrained_words(config, set(vocabulary)) if config.embeddings != "none" else []
+    vocabulary = vocabulary + added
     sizes = {
         split: n if n is not None else text.count_examples(getattr(splits, split))
         for split, n in splits.sizes.items()
@@ -162,6 +181,14 @@ def load_data(config: Config, batch_size: int) -> Data:
             f"{MAX_AUTO_SEQUENCE_LENGTH}",
         )
     spec["sequence_length"] = auto.config.sequence_length
+    resolve_width(config, vocabulary, len(added), auto)
+    if config.embeddings != "none":
+        spec["embeddings"] = {
+            "path": str(Path(config.embeddings).resolve()),
+            "trainable": config.embeddings_trainable,
+            "words_added": len(added),
+            **pretrained_embeddings(config.embeddings, vocabulary, config.seed).summary(),
+        }
     class_weight = training.class_weights(
         splits_lib.label_counts(splits.train, len(splits.class_names)),
         splits.class_names,
@@ -185,6 +212,68 @@ def load_data(config: Config, batch_size: int) -> Data:
         splits={"train": splits.train, "val": splits.val, "test": splits.test},
         class_weight=class_weight,
     )
+
+
+def resolve_width(config: Config, vocabulary: list[str], added: int, auto: Resolver) -> None:
+    """embed_dim=auto: DEFAULT_EMBED_DIM, or the width of the pretrained vectors (how many of
+    the train split's words and word pairs they cover goes into the reason). The last `added`
+    words of `vocabulary` came from the vector file."""
+    if config.embeddings == "none":
+        auto.pick("embed_dim", DEFAULT_EMBED_DIM, "no pretrained vectors (embeddings=none)")
+        return
+    init = pretrained_embeddings(config.embeddings, vocabulary, config.seed)
+    found, words = init.words_found - added, init.words - added  # added words all have vectors
+    covered = f"{found:,} of the train split's {words:,} words found"
+    if init.ngrams:
+        covered += f", {init.ngrams_found:,} of {init.ngrams:,} word pairs (mean of their words)"
+    if added:
+        covered += f"; {added:,} more of its most frequent words added as tokens"
+    auto.pick("embed_dim", init.dim, f"{init.dim}-d vectors in {config.embeddings}: {covered}")
+    if config.embed_dim not in ("auto", init.dim):
+        raise ConfigError(
+            f"embed_dim={config.embed_dim} but the vectors in {config.embeddings} are "
+            f"{init.dim}-d: the embedding width follows the vectors, so leave embed_dim=auto."
+        )
+    if init.dim % config.num_heads:
+        raise ConfigError(
+            f"The vectors in {config.embeddings} are {init.dim}-d, not a multiple of "
+            f"num_heads={config.num_heads}: set num_heads to a divisor of {init.dim}."
+        )
+    if found < words / 2:
+        auto.warn(
+            f"only {found:,} of the train split's {words:,} words have a vector in "
+            f"{config.embeddings}: check that its words are standardized like the texts "
+            f"(standardize={config.standardize}) and in the same language."
+        )
+
+
+def pretrained_words(config: Config, known: set[str]) -> list[str]:
+    """Up to `embeddings_extra_words` of the vector file's most frequent words that are not yet
+    tokens and that standardization leaves as they are: words the train split lacks still get
+    their pretrained meaning at test time instead of the out-of-vocabulary token."""
+    if not config.embeddings_extra_words:
+        return []
+    words = word_vectors.first_words(config.embeddings, config.embeddings_extra_words)
+    standardized = text.standardize_words(words, _standardize(config))
+    return [w for w, s in zip(words, standardized, strict=True) if w == s and w not in known]
+
+
+@functools.lru_cache(maxsize=4)
+def _read_vectors(path: str, mtime: float, words: frozenset[str]):
+    return word_vectors.read(path, set(words))
+
+
+def pretrained_embeddings(
+    path: str, vocabulary: list[str], seed: int
+) -> word_vectors.EmbeddingInit:
+    """The embedding matrix for `vocabulary` from the vectors at `path` (the file is read once
+    per vocabulary; each seed draws its own vectors for the words the file lacks)."""
+    try:
+        words = frozenset(word_vectors.vocabulary_words(vocabulary))
+        vectors, dim = _read_vectors(str(Path(path).resolve()), Path(path).stat().st_mtime, words)
+        return word_vectors.embedding_init(vocabulary, vectors, dim, seed)
+    except word_vectors.WordVectorsError as e:
+        raise ConfigError(f"embeddings={path}: {e}") from None
 
 
 def vectorizer(spec: dict[str, Any]) -> keras.layers.TextVectorization:
@@ -374,6 +463,11 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     # float32 softmax: stable probabilities under mixed precision.
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     model = keras.Model(token_ids, outputs, name=NAME)
+    if config.embeddings != "none":
+        token_embedding = model.get_layer("embedding").token_embedding
+        init = pretrained_embeddings(config.embeddings, spec["vocabulary"], config.seed)
+        token_embedding.embeddings.assign(init.matrix)
+        token_embedding.trainable = config.embeddings_trainable
     steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
     model.compile(
         optimizer=training.make_optimizer(config, steps),
@@ -397,14 +491,25 @@ def text_model(model: keras.Model, spec: dict[str, Any]) -> keras.Model:
 
 def search_space(hp, config: Config) -> Config:
     """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s."""
-    embed_dim = hp.Choice("embed_dim", [32, 64, 128], default=config.embed_dim)
-    num_heads = hp.Choice("num_heads", [1, 2, 4], default=config.num_heads)
+    if config.embeddings == "none":
+        default_width = DEFAULT_EMBED_DIM if config.embed_dim == "auto" else config.embed_dim
+        embed_dim = hp.Choice("embed_dim", [32, 64, 128], default=default_width)
+        num_heads = hp.Choice("num_heads", [1, 2, 4], default=config.num_heads)
+        # Heads must divide the width: an impossible pair falls back to one head per 32 units.
+        width = {
+            "embed_dim": embed_dim,
+            "num_heads": num_heads if embed_dim % num_heads == 0 else max(1, embed_dim // 32),
+        }
+    else:  # the width is the pretrained vectors'
+        width = {
+            "embeddings_trainable": hp.Boolean(
+                "embeddings_trainable", default=config.embeddings_trainable
+            )
+        }
     return dataclasses.replace(
         config,
+        **width,
         transformer_layers=hp.Int("transformer_layers", 1, 3, default=config.transformer_layers),
-        # Heads must divide the width: an impossible pair falls back to one head per 32 units.
-        num_heads=num_heads if embed_dim % num_heads == 0 else max(1, embed_dim // 32),
-        embed_dim=embed_dim,
         ff_dim=hp.Choice("ff_dim", [64, 128, 256], default=config.ff_dim),
         dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=config.dropout),
         learning_rate=hp.Float(

@@ -17,7 +17,13 @@ from pipelines import text
 from pipelines.sources import DataUnavailableError
 from templates import text_transformer as tt
 from tests.helpers.fresh import serve_in_fresh_process
-from tests.helpers.text import make_csv, make_text_folder, make_vader_sdist, sentence
+from tests.helpers.text import (
+    POSITIVE,
+    make_csv,
+    make_text_folder,
+    make_vader_sdist,
+    sentence,
+)
 
 TINY = dict(
     epochs=2,
@@ -63,7 +69,9 @@ def vader_cache(vader_fixture, tmp_path, monkeypatch):
 
 def test_search_space_defaults_equal_config():
     config = tt.Config()
-    assert tt.search_space(keras_tuner.HyperParameters(), config) == config
+    # embed_dim=auto is DEFAULT_EMBED_DIM without pretrained vectors; the space searches it.
+    expected = dataclasses.replace(config, embed_dim=tt.DEFAULT_EMBED_DIM)
+    assert tt.search_space(keras_tuner.HyperParameters(), config) == expected
     custom = tt.Config(embed_dim=32, transformer_layers=2, dropout=0.1)
     assert tt.search_space(keras_tuner.HyperParameters(), custom) == custom
 
@@ -388,6 +396,74 @@ def test_sequence_length_and_class_weight_resolve_from_the_train_split(tmp_path)
     kept = tt.load_data(tt.Config(dataset=f"csv:{path}", class_weight="none", **tiny), 4)
     assert kept.class_weight is None
     assert any("class_weight=none was set" in w for w in kept.spec["warnings"])
+
+
+def write_vectors(path, words, dim=8, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = [" ".join([w, *(f"{x:.4f}" for x in rng.normal(size=dim))]) for w in words]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_pretrained_vectors_initialize_the_embedding_and_set_its_width(tmp_path):
+    data_path = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
+    # Half the positive words have vectors; "zzz" is not in the texts.
+    vectors = write_vectors(tmp_path / "vectors.txt", ["film", "story", *POSITIVE[:4], "zzz"])
+    tiny = {k: v for k, v in TINY.items() if k != "embed_dim"}
+    config = tt.Config(dataset=f"csv:{data_path}", embeddings=str(vectors), **tiny)
+    data = tt.load_data(config, 4)
+    resolved = data.spec["resolved"]["embed_dim"]
+    assert resolved["value"] == 8 and "8-d vectors" in resolved["reason"]
+    # Six train words found; "zzz" (not in the texts) is added as one of the file's words.
+    assert data.spec["embeddings"]["words_added"] == 1
+    assert data.spec["embeddings"]["words_found"] == 7
+    assert data.spec["vocabulary"][-1] == "zzz" and "6 of the train split's" in resolved["reason"]
+    assert data.spec["embeddings"]["ngrams_found"] >= 1  # pairs of two words with vectors
+    model = tt.build_model(run.resolved_config(config, data.spec), data.spec)
+    table = model.get_layer("embedding").token_embedding.embeddings.numpy()
+    vocabulary = data.spec["vocabulary"]
+    expected = {}
+    for line in vectors.read_text().splitlines():
+        word, *numbers = line.split(" ")
+        expected[word] = np.array(numbers, "float32")
+    for word in ("film", POSITIVE[0]):
+        np.testing.assert_allclose(table[vocabulary.index(word) + 2], expected[word])
+    np.testing.assert_array_equal(table[0], 0.0)  # padding
+
+    # Frozen vectors stay as they are through training; the export still takes strings.
+    frozen = dataclasses.replace(config, embeddings_trainable=False)
+    run_dir = run.train(tt, frozen, output_dir=tmp_path / "runs", verbose=0)
+    trained = run.load_best_model(run_dir).get_layer("embedding").token_embedding
+    np.testing.assert_allclose(trained.embeddings.numpy()[2:], table[2:], atol=1e-6)
+    serve = tf.saved_model.load(str(run_dir / "export")).signatures["serve"]
+    out = serve(text=tf.constant(["a great film", ""]))
+    assert out["probabilities"].shape == (2, 2) and out["class_name"].dtype == tf.string
+    assert files_lib.read_json(run_dir / "config.json")["embed_dim"] == 8
+
+
+def test_pretrained_vectors_that_do_not_fit_are_clear_errors(tmp_path):
+    data_path = make_csv(tmp_path / "reviews.csv")
+    tiny = {k: v for k, v in TINY.items() if k != "embed_dim"}
+    with pytest.raises(ValueError, match="existing word-vector file"):
+        tt.Config(embeddings=str(tmp_path / "missing.txt"))
+    odd = write_vectors(tmp_path / "odd.txt", ["film", "story"], dim=5)
+    with pytest.raises(ValueError, match="5-d, not a multiple of num_heads=2"):
+        tt.load_data(tt.Config(dataset=f"csv:{data_path}", embeddings=str(odd), **tiny), 4)
+    vectors = write_vectors(tmp_path / "vectors.txt", ["film", "story"])
+    config = tt.Config(dataset=f"csv:{data_path}", embeddings=str(vectors), **TINY)
+    with pytest.raises(ValueError, match="embed_dim=16 but the vectors .* are 8-d"):
+        tt.load_data(config, 4)
+    foreign = write_vectors(tmp_path / "foreign.txt", ["film", "hund", "katze"])
+    data = tt.load_data(tt.Config(dataset=f"csv:{data_path}", embeddings=str(foreign), **tiny), 4)
+    assert any("words have a vector" in w for w in data.spec["warnings"])
+
+
+def test_search_space_with_pretrained_vectors_keeps_their_width(tmp_path):
+    vectors = write_vectors(tmp_path / "vectors.txt", ["film"])
+    config = tt.Config(embeddings=str(vectors))
+    hp = keras_tuner.HyperParameters()
+    assert tt.search_space(hp, config) == config
+    assert "embed_dim" not in hp.values and "embeddings_trainable" in hp.values
 
 
 def test_confident_mistakes_table():

@@ -1,0 +1,189 @@
+"""Pretrained word vectors (GloVe, word2vec, fastText) as an embedding matrix for a vocabulary.
+
+Two file layouts are read:
+    text    one word per line followed by its numbers, separated by spaces (GloVe's `.txt`,
+            word2vec/fastText `.vec`; a first line `COUNT DIM` is skipped; `.gz` is read too).
+    npy     `NAME.npy`, a float matrix [words, dim], with `NAME.words` beside it: UTF-8, one
+            word per line, line i naming row i.
+
+Only the words of the vocabulary are kept while reading, so a 400,000-word file costs a pass
+over it, not its size in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+
+class WordVectorsError(ValueError):
+    """A word-vector file that cannot be read; the message says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingInit:
+    """An embedding matrix for `[padding, OOV, *vocabulary]` and how much of it is pretrained."""
+
+    matrix: np.ndarray  # float32 [len(vocabulary) + 2, dim]; row 0 (padding) is zeros
+    words_found: int  # single-word tokens with a pretrained vector
+    words: int  # single-word tokens in the vocabulary
+    ngrams_found: int  # n-gram tokens whose every word has a vector (their mean is used)
+    ngrams: int  # n-gram tokens in the vocabulary
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def summary(self) -> dict:
+        return {
+            "dim": self.dim,
+            "words_found": self.words_found,
+            "words": self.words,
+            "ngrams_found": self.ngrams_found,
+            "ngrams": self.ngrams,
+        }
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _read_text(path: Path, wanted: set[str]) -> tuple[dict[str, np.ndarray], int]:
+    vectors: dict[str, np.ndarray] = {}
+    dim = None
+    with _open_text(path) as f:
+        for number, line in enumerate(f, 1):
+            parts = line.rstrip("\n\r ").split(" ")
+            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                dim = int(parts[1])  # word2vec/fastText header: COUNT DIM
+                continue
+            if len(parts) < 2:
+                continue
+            if dim is None:
+                dim = len(parts) - 1
+            # Words may contain spaces in some files: the last `dim` fields are the numbers.
+            word = " ".join(parts[:-dim])
+            if len(parts) - 1 < dim or not word:
+                raise WordVectorsError(
+                    f"{path}, line {number}: expected a word and {dim} numbers, got "
+                    f"{len(parts)} fields. Use the text format `word v1 v2 ...` (GloVe .txt, "
+                    "word2vec .vec) or NAME.npy with NAME.words beside it."
+                )
+            if word in wanted and word not in vectors:
+                try:
+                    vectors[word] = np.asarray(parts[-dim:], dtype="float32")
+                except ValueError as e:
+                    raise WordVectorsError(
+                        f"{path}, line {number}: the numbers after {word!r} do not parse ({e})."
+                    ) from None
+    if dim is None:
+        raise WordVectorsError(f"{path} holds no vectors (an empty file?).")
+    return vectors, dim
+
+
+def _read_npy(path: Path, wanted: set[str]) -> tuple[dict[str, np.ndarray], int]:
+    words_path = path.with_suffix(".words")
+    if not words_path.is_file():
+        raise WordVectorsError(
+            f"{path} needs its word list {words_path} (UTF-8, one word per line, line i naming "
+            "row i of the matrix)."
+        )
+    matrix = np.load(path, mmap_mode="r")
+    words = words_path.read_text(encoding="utf-8").split("\n")
+    if words and words[-1] == "":
+        words.pop()
+    if matrix.ndim != 2 or len(words) != matrix.shape[0]:
+        raise WordVectorsError(
+            f"{path} is a matrix of shape {matrix.shape} but {words_path} names {len(words)} "
+            "words: the matrix must be [words, dim] with one row per listed word."
+        )
+    vectors = {}
+    for row, word in enumerate(words):
+        if word in wanted and word not in vectors:
+            vectors[word] = np.asarray(matrix[row], dtype="float32")
+    return vectors, int(matrix.shape[1])
+
+
+def read(path: str | Path, wanted: set[str]) -> tuple[dict[str, np.ndarray], int]:
+    """The vectors of the `wanted` words found in the file at `path`, and the vectors' width.
+
+    Raises:
+        WordVectorsError: the file is missing or not in one of the two layouts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WordVectorsError(
+            f"Word-vector file {path} does not exist. Give a GloVe/word2vec text file or "
+            "NAME.npy with NAME.words beside it (README: 'Pretrained word vectors')."
+        )
+    if path.suffix == ".npy":
+        return _read_npy(path, wanted)
+    return _read_text(path, wanted)
+
+
+def first_words(path: str | Path, count: int) -> list[str]:
+    """The first `count` words of the file at `path` (GloVe, word2vec and fastText files list
+    words most frequent first)."""
+    path = Path(path)
+    words = []
+    if path.suffix == ".npy":
+        with open(path.with_suffix(".words"), encoding="utf-8") as f:
+            for line in f:
+                if len(words) == count:
+                    break
+                words.append(line.rstrip("\n"))
+        return words
+    with _open_text(path) as f:
+        for number, line in enumerate(f, 1):
+            if len(words) == count:
+                break
+            parts = line.rstrip("\n\r ").split(" ")
+            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue
+            if len(parts) > 1:
+                words.append(parts[0])
+    return words
+
+
+def vocabulary_words(vocabulary: list[str]) -> set[str]:
+    """The words of a vocabulary's tokens (an n-gram token "not good" has two)."""
+    return {word for token in vocabulary for word in token.split(" ")}
+
+
+def embedding_init(
+    vocabulary: list[str], vectors: dict[str, np.ndarray], dim: int, seed: int
+) -> EmbeddingInit:
+    """An embedding matrix for `[padding, OOV, *vocabulary]` from `read`'s vectors.
+
+    A word with a vector gets it; an n-gram token ("not good") gets the mean of its words'
+    vectors when each has one; every other token, and OOV, gets a random normal vector with
+    the found vectors' per-dimension standard deviation (seeded by `seed`). Padding is zeros.
+
+    Raises:
+        WordVectorsError: no word of the vocabulary has a vector.
+    """
+    grams = [token.split(" ") for token in vocabulary]
+    if not vectors:
+        raise WordVectorsError(
+            f"none of the vocabulary's {len(vocabulary_words(vocabulary))} words has a vector: "
+            "check that the file's words are standardized like the texts (lowercase, no "
+            "punctuation by default) and in the same language."
+        )
+    found = np.stack(list(vectors.values()))
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0.0, found.std(axis=0), size=(len(vocabulary) + 2, dim))
+    matrix = matrix.astype("float32")
+    matrix[0] = 0.0
+    counts = {"words_found": 0, "words": 0, "ngrams_found": 0, "ngrams": 0}
+    for row, gram in enumerate(grams, 2):
+        kind = "words" if len(gram) == 1 else "ngrams"
+        counts[kind] += 1
+        if all(word in vectors for word in gram):
+            matrix[row] = np.mean([vectors[word] for word in gram], axis=0)
+            counts[f"{kind}_found"] += 1
+    return EmbeddingInit(matrix=matrix, **counts)
