@@ -33,6 +33,7 @@ Run folder layout (`saved_models/<template>/<run-id>/`):
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import shutil
 import sys
 import time
@@ -391,6 +392,11 @@ def load_best_model(run_dir: Path) -> keras.Model:
             f"{path} is missing: training saved no checkpoint (did the loss become NaN in the "
             "first epoch?). Try a lower learning_rate."
         )
+    # Layer classes from other packages (a keras-hub backbone) register on import.
+    spec_path = Path(run_dir) / "spec.json"
+    if spec_path.is_file():
+        for module in files.read_json(spec_path).get("imports", []):
+            importlib.import_module(module)
     return keras.models.load_model(path, compile=False)
 
 

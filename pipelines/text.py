@@ -454,7 +454,7 @@ def prepare(
     training: bool,
     seed: int = 0,
     shuffle_buffer: int = 20_000,
-    vectorizer: keras.layers.TextVectorization | None = None,
+    vectorizer: keras.layers.Layer | None = None,
     token_dropout: float = 0.0,
 ) -> tf.data.Dataset:
     """vectorize (optional) → cache → shuffle (train) → token dropout (train) → batch → prefetch.
@@ -468,8 +468,10 @@ def prepare(
     if vectorizer is not None:
         # A batch of one: on a scalar string that standardizes to nothing ("!"), word pairs
         # make TextVectorization return [0] tokens instead of padding to the sequence length.
+        # A keras-hub preprocessor returns a dict (token ids, padding mask): each entry's row.
         ds = ds.map(
-            lambda t, y: (vectorizer(t[tf.newaxis])[0], y), num_parallel_calls=tf.data.AUTOTUNE
+            lambda t, y: (tf.nest.map_structure(lambda v: v[0], vectorizer(t[tf.newaxis])), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     ds = ds.cache()
     if training:

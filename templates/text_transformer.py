@@ -20,8 +20,12 @@ about 0.765 test accuracy and five 0.775, level with TF-IDF + logistic regressio
 `tf.data` pipeline (in parallel, cached, and no string ops in the compiled train step — XLA
 and TPUs need that), and `text_model` puts the same `TextVectorization` in front of it for
 evaluation and the export, which take raw strings. The encoder block is written here with
-`keras.layers.MultiHeadAttention` (no extra dependency; keras-hub would add its own package and
-its tokenizer stack for one small block).
+`keras.layers.MultiHeadAttention` (keras-hub is used only for pretrained backbones).
+
+Pretrained knowledge: `embeddings=PATH` initializes the token embedding from word vectors
+(GloVe/word2vec text, or NAME.npy + NAME.words); `backbone=PRESET|PATH` replaces the encoder
+with a keras-hub backbone and its tokenizer, trained frozen first, then `fine_tune_epochs`
+unfrozen (the export then needs tensorflow-text's ops at serving time; see the manifest).
 
 Export: `serve` takes `tf.string` [batch] and returns `probabilities`, `class_id` and
 `class_name`. Empty or whitespace-only texts get an answer (the classifier's prior), not an
@@ -89,6 +93,9 @@ class Config(TrainingConfig):
     embeddings: str = "none"  # pretrained word vectors: a GloVe/word2vec text file or NAME.npy
     embeddings_trainable: bool = True  # fine-tune the pretrained vectors with the model
     embeddings_extra_words: int = 20000  # the vector file's most frequent words added as tokens
+    backbone: str = "none"  # a keras-hub preset name (downloads) or a local preset folder
+    fine_tune_epochs: int = 2  # backbone: epochs with it unfrozen after the frozen-head phase
+    fine_tune_lr_factor: float = 0.1  # backbone: fine-tuning learning rate = learning_rate * this
 
     def __post_init__(self):
         super().__post_init__()
@@ -97,6 +104,21 @@ class Config(TrainingConfig):
                 f"Config key 'embeddings' is {self.embeddings!r}: use none or the path of an "
                 "existing word-vector file (GloVe/word2vec text format, or NAME.npy with "
                 "NAME.words beside it)."
+            )
+        if self.backbone != "none" and self.embeddings != "none":
+            raise ValueError(
+                "Config keys 'backbone' and 'embeddings' exclude each other: a pretrained "
+                "backbone brings its own embeddings. Set one of them to none."
+            )
+        if self.backbone != "none" and self.token_dropout:
+            raise ValueError(
+                "Config key 'token_dropout' works on the from-scratch model only; set it to 0 "
+                "with a backbone."
+            )
+        if self.fine_tune_epochs < 0 or self.fine_tune_lr_factor <= 0:
+            raise ValueError(
+                "Config keys 'fine_tune_epochs' must be >= 0 and 'fine_tune_lr_factor' > 0, got "
+                f"{self.fine_tune_epochs} and {self.fine_tune_lr_factor}."
             )
         if self.embeddings_extra_words < 0:
             raise ValueError(
@@ -151,6 +173,8 @@ def load_data(config: Config, batch_size: int) -> Data:
     classes are unbalanced.
     """
     splits = text.load_text(config.dataset, config.text_column, config.label_column)
+    if config.backbone != "none":
+        return _backbone_data(config, batch_size, splits)
     vocabulary = text.train_vocabulary(
         splits.train, config.vocab_size, _standardize(config), config.ngrams
     )
@@ -212,6 +236,99 @@ def load_data(config: Config, batch_size: int) -> Data:
         splits={"train": splits.train, "val": splits.val, "test": splits.test},
         class_weight=class_weight,
     )
+
+
+def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> Data:
+    """load_data with a keras-hub backbone: its own tokenizer and packer in the pipeline."""
+    sizes = {
+        split: n if n is not None else text.count_examples(getattr(splits, split))
+        for split, n in splits.sizes.items()
+    }
+    auto = Resolver(config)
+    if auto.is_auto("sequence_length"):
+        tokenizer = hub_preprocessor(config.backbone, None).tokenizer
+        counts = []
+        for texts, _ in splits.train.take(20_000).batch(1024).as_numpy_iterator():
+            tokens = tokenizer(tf.constant(texts))
+            if isinstance(tokens, tf.RaggedTensor):
+                counts.append(tokens.row_lengths().numpy())
+            else:  # a list of lists, or a dense tensor when all texts have one length
+                counts.append(np.array([len(t) for t in tokens]))
+        counts = np.concatenate(counts) + 2  # the start and end tokens the packer adds
+        high = float(np.percentile(counts, SEQUENCE_PERCENTILE))
+        limit = min(MAX_AUTO_SEQUENCE_LENGTH, hub_max_length(config.backbone))
+        auto.pick(
+            "sequence_length",
+            int(min(limit, max(8, 8 * np.ceil(high / 8)))),
+            f"{SEQUENCE_PERCENTILE}th percentile of the train texts' counts of "
+            f"{config.backbone}'s tokens is {high:.0f} (longest {int(counts.max())}), rounded up "
+            f"to a multiple of 8, at most {limit}",
+        )
+    spec = {
+        "class_names": splits.class_names,
+        "backbone": config.backbone,
+        "sequence_length": auto.config.sequence_length,
+        "sizes": sizes,
+        "dataset": config.dataset,
+        "imports": ["keras_hub"],  # what loading the checkpoint needs (its layers' classes)
+    }
+    class_weight = training.class_weights(
+        splits_lib.label_counts(splits.train, len(splits.class_names)),
+        splits.class_names,
+        auto,
+        UNBALANCED_RATIO,
+    )
+    spec.update(auto.spec())
+    packer = hub_preprocessor(spec["backbone"], spec["sequence_length"])
+    return Data(
+        train=text.prepare(splits.train, batch_size, True, seed=config.seed, vectorizer=packer),
+        val=text.prepare(splits.val, batch_size, False, vectorizer=packer),
+        test=text.prepare(splits.test, batch_size, False),
+        spec=spec,
+        splits={"train": splits.train, "val": splits.val, "test": splits.test},
+        class_weight=class_weight,
+    )
+
+
+def keras_hub():
+    """The keras_hub module (imported on first use: it costs seconds and only backbones need
+    it)."""
+    try:
+        import keras_hub
+    except ImportError as e:
+        raise ConfigError(
+            f"backbone= needs the keras-hub package ({e}); install it with `pip install keras-hub`."
+        ) from None
+    return keras_hub
+
+
+def _from_preset(kind: str, preset: str, **kwargs):
+    hub = keras_hub()
+    try:
+        return getattr(hub.models, kind).from_preset(preset, **kwargs)
+    except Exception as e:  # keras-hub raises many kinds for a missing or unreachable preset
+        where = (
+            "the local preset folder"
+            if Path(preset).exists()
+            else "the preset name (it downloads from Kaggle or Hugging Face, which needs "
+            "internet: offline, give a local preset folder written by save_to_preset)"
+        )
+        raise ConfigError(
+            f"backbone={preset}: keras-hub could not load its {kind} ({type(e).__name__}: "
+            f"{str(e)[:300]}). Check {where}."
+        ) from None
+
+
+def hub_preprocessor(preset: str, sequence_length: int | None):
+    """The preset's TextClassifierPreprocessor (tokenizer + packer): strings → its inputs."""
+    kwargs = {} if sequence_length is None else {"sequence_length": sequence_length}
+    return _from_preset("TextClassifierPreprocessor", preset, **kwargs)
+
+
+def hub_max_length(preset: str) -> int:
+    """The longest sequence the preset's backbone takes (position embeddings)."""
+    backbone = _from_preset("Backbone", preset, load_weights=False)
+    return int(getattr(backbone, "max_sequence_length", MAX_AUTO_SEQUENCE_LENGTH))
 
 
 def resolve_width(config: Config, vocabulary: list[str], added: int, auto: Resolver) -> None:
@@ -437,8 +554,58 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+def _compile(model: keras.Model, config: Config, spec: dict[str, Any], learning_rate, epochs):
+    steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
+    model.compile(
+        optimizer=training.make_optimizer(config, steps, learning_rate, epochs),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile,
+    )
+
+
+def _build_backbone_model(config: Config, spec: dict[str, Any]) -> keras.Model:
+    """A keras-hub backbone (frozen; see `fine_tune`) → its pooled output (BERT-like presets)
+    or masked mean pooling → dropout → softmax head."""
+    backbone = _from_preset("Backbone", spec["backbone"])
+    backbone.name = "backbone"
+    backbone.trainable = False
+    inputs = {
+        name: keras.Input(shape=(None,), dtype=tensor.dtype, name=name)
+        for name, tensor in backbone.input.items()
+    }
+    outputs = backbone(inputs)
+    if isinstance(outputs, dict) and "pooled_output" in outputs:  # BERT-like: its [CLS] head
+        x = outputs["pooled_output"]
+    else:  # the others: mean over the tokens that are not padding
+        sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+        x = MaskedPooling("mean", name="pooling")(sequence, padding_mask=inputs["padding_mask"])
+    x = keras.layers.Dropout(config.dropout)(x)
+    x = keras.layers.Dense(
+        len(spec["class_names"]), kernel_regularizer=training.regularizer(config)
+    )(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=NAME)
+    _compile(model, config, spec, config.learning_rate, config.epochs)
+    return model
+
+
+def fine_tune(model: keras.Model, config: Config, spec: dict[str, Any]):
+    """With a backbone: unfreezes it and recompiles at learning_rate * fine_tune_lr_factor for
+    `fine_tune_epochs`; None otherwise (the from-scratch model trains in one phase)."""
+    if config.backbone == "none" or config.fine_tune_epochs == 0:
+        return None
+    model.get_layer("backbone").trainable = True
+    learning_rate = config.learning_rate * config.fine_tune_lr_factor
+    _compile(model, config, spec, learning_rate, config.fine_tune_epochs)
+    return model, config.fine_tune_epochs
+
+
 def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
-    """Builds and compiles the classifier over token ids, int64 [batch, sequence_length]."""
+    """Builds and compiles the classifier over token ids, int64 [batch, sequence_length] (with
+    a backbone: over its preprocessor's dict of token ids and padding mask)."""
+    if config.backbone != "none":
+        return _build_backbone_model(config, spec)
     token_ids = keras.Input(shape=(spec["sequence_length"],), dtype="int64", name="token_ids")
     padding_mask = keras.ops.not_equal(token_ids, 0)
     vocab_size = len(spec["vocabulary"]) + 2  # + padding and out-of-vocabulary tokens
@@ -468,19 +635,16 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         init = pretrained_embeddings(config.embeddings, spec["vocabulary"], config.seed)
         token_embedding.embeddings.assign(init.matrix)
         token_embedding.trainable = config.embeddings_trainable
-    steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
-    model.compile(
-        optimizer=training.make_optimizer(config, steps),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=config.jit_compile,
-    )
+    _compile(model, config, spec, config.learning_rate, config.epochs)
     return model
 
 
 def text_model(model: keras.Model, spec: dict[str, Any]) -> keras.Model:
     """`model` behind the train split's `TextVectorization`: raw strings [batch] in."""
     texts = keras.Input(shape=(), dtype="string", name="text")
+    if "backbone" in spec:
+        features = hub_preprocessor(spec["backbone"], spec["sequence_length"])(texts)
+        return keras.Model(texts, model(features), name=f"{NAME}_text")
     return keras.Model(texts, model(vectorizer(spec)(texts)), name=f"{NAME}_text")
 
 
@@ -491,6 +655,15 @@ def text_model(model: keras.Model, spec: dict[str, Any]) -> keras.Model:
 
 def search_space(hp, config: Config) -> Config:
     """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s."""
+    if config.backbone != "none":  # the backbone fixes the architecture
+        return dataclasses.replace(
+            config,
+            learning_rate=hp.Float(
+                "learning_rate", 1e-4, 3e-3, sampling="log", default=config.learning_rate
+            ),
+            dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=config.dropout),
+            fine_tune_epochs=hp.Int("fine_tune_epochs", 0, 4, default=config.fine_tune_epochs),
+        )
     if config.embeddings == "none":
         default_width = DEFAULT_EMBED_DIM if config.embed_dim == "auto" else config.embed_dim
         embed_dim = hp.Choice("embed_dim", [32, 64, 128], default=default_width)
@@ -539,14 +712,30 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "task": "text_classification",
-        "input": {
+    if "backbone" in spec:
+        text_input = {
+            "kind": "text",
+            "serve": f"UTF-8 strings [batch]; the {spec['backbone']} tokenizer and packer "
+            f"({spec['sequence_length']} tokens) run inside the graph",
+            "backbone": spec["backbone"],
+        }
+        serving = {
+            "requires": ["tensorflow-text"],
+            "note": "the tokenizer's ops come from tensorflow-text: `import tensorflow_text` "
+            "before tf.saved_model.load (keras-hub and this project are not needed)",
+        }
+    else:
+        text_input = {
             "kind": "text",
             "serve": "UTF-8 strings [batch]; vectorization (standardize, split, vocabulary "
             "lookup, pad/cut) happens inside the graph",
             "vocabulary_size": len(spec["vocabulary"]) + 2,
-        },
+        }
+        serving = {}
+    return {
+        "task": "text_classification",
+        "input": text_input,
+        **({"serving": serving} if serving else {}),
         "outputs": {
             "probabilities": "float32 [batch, classes]",
             "class_id": "int64 [batch]",

@@ -163,9 +163,37 @@ class TemplateHyperModel(keras_tuner.HyperModel):
             callbacks=list(callbacks or []) + training.callbacks(config, None),
             verbose=self.verbose,
         )
-        seconds = time.perf_counter() - start
         losses = history.history.get("loss", [])
         failed = not losses or not all(math.isfinite(v) for v in losses)
+        # The template's second phase (a backbone unfrozen), as `ktemplate train` runs it:
+        # the trial's score is the best epoch of both phases.
+        fine_tune = getattr(self.template, "fine_tune", None)
+        tuned = fine_tune(model, config, data.spec) if fine_tune and not failed else None
+        if tuned is not None:
+            model, extra_epochs = tuned
+            first_end = initial_epoch + len(history.epoch)
+            # TensorBoard's hparams callback (added by keras-tuner) serves one fit only.
+            reusable = [
+                c
+                for c in callbacks or []
+                if not type(c).__module__.startswith("tensorboard.plugins.hparams")
+            ]
+            more = model.fit(
+                data.train,
+                validation_data=data.val,
+                epochs=first_end + extra_epochs,
+                initial_epoch=first_end,
+                shuffle=False,
+                class_weight=data.class_weight,
+                callbacks=reusable + training.callbacks(config, None),
+                verbose=self.verbose,
+            )
+            for key, values in more.history.items():
+                history.history.setdefault(key, []).extend(values)
+            history.epoch = list(history.epoch) + list(more.epoch)
+            losses = history.history.get("loss", [])
+            failed = not all(math.isfinite(v) for v in losses)
+        seconds = time.perf_counter() - start
         self._record(seconds, len(history.epoch), "failed" if failed else "completed")
         self._data = None
         if failed:

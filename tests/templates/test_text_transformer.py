@@ -561,3 +561,144 @@ def test_tfds_dataset_that_is_not_text_is_refused(online):
 
     with tfds.testing.mock_data(num_examples=4), pytest.raises(ValueError, match="not a text"):
         text.load_text("tfds:mnist")
+
+
+# ---------------------------------------------------------------------------------------------
+# A keras-hub backbone from a local preset (offline: a tiny random BERT the test writes)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory):
+    keras_hub = pytest.importorskip("keras_hub")
+    from tests.helpers.text import FILLER, NEGATIVE
+
+    folder = tmp_path_factory.mktemp("preset")
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER)) + [".", ","]
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=32,
+    )
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=32)
+    backbone.save_to_preset(folder)
+    preprocessor.save_to_preset(folder)
+    return folder
+
+
+FRESH_PROCESS_TF_TEXT = FRESH_PROCESS.replace(
+    '("ktemplate", "templates", "pipelines", "tuning")',
+    '("ktemplate", "templates", "pipelines", "tuning", "keras_hub")',
+).replace(
+    "import tensorflow as tf\n",
+    "import tensorflow as tf\nimport tensorflow_text  # the tokenizer's ops (see manifest)\n",
+)
+
+
+def test_backbone_from_a_local_preset_trains_fine_tunes_and_serves(tiny_preset, tmp_path):
+    data_path = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
+    config = tt.Config(
+        dataset=f"csv:{data_path}",
+        backbone=str(tiny_preset),
+        epochs=2,
+        batch_size=8,
+        members=1,
+        fine_tune_epochs=1,
+        early_stopping_patience=0,
+    )
+    run_dir = run.train(tt, config, output_dir=tmp_path / "runs", verbose=0)
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    assert metrics["epochs"] == {"train": 2, "fine_tune": 1}
+    spec = files_lib.read_json(run_dir / "spec.json")
+    # Word pieces + [CLS] and [SEP]: 6-word sentences and a period are 9 tokens → 16.
+    assert spec["resolved"]["sequence_length"]["value"] == 16
+    assert "tokens is 9" in spec["resolved"]["sequence_length"]["reason"]
+    manifest = files_lib.read_json(run_dir / "export" / "manifest.json")
+    assert manifest["serving"]["requires"] == ["tensorflow-text"]
+    assert manifest["endpoints"]["serve"][0] == {"shape": [None], "dtype": "string", "name": "text"}
+
+    # The export serves strings in a fresh process without keras-hub or the project.
+    model = run.load_best_model(run_dir)
+    (tmp_path / "texts.json").write_text(json.dumps(TEXTS), encoding="utf-8")
+    served = serve_in_fresh_process(
+        FRESH_PROCESS_TF_TEXT, tmp_path, str(run_dir / "export"), "texts.json"
+    )
+    expected = tt.text_model(model, spec).predict(tf.constant(TEXTS), verbose=0)
+    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_backbone_is_frozen_first_then_fine_tuned(tiny_preset, precision):
+    config = tt.Config(backbone=str(tiny_preset), mixed_precision=precision, learning_rate=0.01)
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    try:
+        spec = {
+            "class_names": ["bad", "good"],
+            "backbone": str(tiny_preset),
+            "sequence_length": 16,
+            "sizes": {"train": 8},
+        }
+        model = tt.build_model(config, spec)
+        assert model.output.dtype == "float32"
+        features = tt.hub_preprocessor(spec["backbone"], 16)(
+            tf.constant(["the great film", "awful film"] * 4)
+        )
+        labels = np.array([1, 0] * 4)
+        start = [w.copy() for w in model.get_layer("backbone").get_weights()]
+        history = model.fit(features, labels, epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        frozen = model.get_layer("backbone").get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(start, frozen, strict=True))
+        model, epochs = tt.fine_tune(model, config, spec)
+        assert epochs == config.fine_tune_epochs
+        model.fit(features, labels, epochs=2, verbose=0)
+        tuned = model.get_layer("backbone").get_weights()
+        assert any(not np.allclose(a, b) for a, b in zip(start, tuned, strict=True))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_backbone_config_errors_are_clear(tiny_preset, tmp_path):
+    with pytest.raises(ValueError, match="exclude each other"):
+        tt.Config(backbone=str(tiny_preset), embeddings=__file__)
+    with pytest.raises(ValueError, match="token_dropout"):
+        tt.Config(backbone=str(tiny_preset), token_dropout=0.1)
+    data_path = make_csv(tmp_path / "reviews.csv")
+    missing = tt.Config(dataset=f"csv:{data_path}", backbone=str(tmp_path / "no_such_preset"))
+    with pytest.raises(ValueError, match="could not load .*local preset folder|preset name"):
+        tt.load_data(missing, 4)
+
+
+def test_search_space_with_a_backbone(tiny_preset):
+    config = tt.Config(backbone=str(tiny_preset))
+    hp = keras_tuner.HyperParameters()
+    assert tt.search_space(hp, config) == config
+    assert set(hp.values) == {"learning_rate", "dropout", "fine_tune_epochs"}
+
+
+def test_tuning_with_a_backbone_fine_tunes_in_each_trial(tiny_preset, tmp_path):
+    from tuning import report, search
+
+    data_path = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
+    config = tt.Config(
+        dataset=f"csv:{data_path}",
+        backbone=str(tiny_preset),
+        batch_size=8,
+        members=1,
+        early_stopping_patience=0,
+        baseline=False,
+    )
+    sweep = search.Sweep(template=tt.NAME, max_trials=2, max_epochs=1)
+    search.tune(tt, config, {}, sweep, output_dir=tmp_path, verbose=0)
+    rows = report.trials(tmp_path / tt.NAME / "sweeps" / "random")
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 2
+    for row in rows:
+        assert set(row["hyperparameters"]) == {"learning_rate", "dropout", "fine_tune_epochs"}
+        # One frozen epoch, then the trial's fine-tuning epochs.
+        assert row["epochs_run"] == 1 + row["hyperparameters"]["fine_tune_epochs"]
