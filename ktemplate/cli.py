@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import templates
@@ -72,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train)
     train.add_argument("--output-dir", default="saved_models", help="parent of run folders")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument(
+        "--run-dir",
+        help="the run folder (default OUTPUT_DIR/NAME/<time stamp>); one that holds an "
+        "unfinished run is continued, so a restarted multi-worker job resumes",
+    )
+    train.add_argument(
+        "--workers",
+        type=int,
+        help="train in N local MultiWorkerMirroredStrategy processes (generated TF_CONFIG)",
+    )
     _add_strategy_option(train)
 
     tune = sub.add_parser(
@@ -189,11 +200,13 @@ def cmd_show(name: str) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     template = templates.load(args.name)
     config, fixed = _config_and_fixed(template, args)
     if args.resume and fixed:
         raise ValueError("--resume continues a run with its recorded config; drop --set/--config.")
+    if args.workers is not None:
+        return _train_workers(args, argv)
 
     from ktemplate import run
     from tuning import strategies
@@ -201,7 +214,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     strategy = strategies.make_strategy(args.strategy)
     try:
         run_dir = run.train(
-            template, config, output_dir=args.output_dir, resume=args.resume, strategy=strategy
+            template,
+            config,
+            output_dir=args.output_dir,
+            resume=args.resume,
+            strategy=strategy,
+            run_dir=args.run_dir,
         )
     except KeyboardInterrupt:
         print(
@@ -210,8 +228,37 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    role = run.worker_role(strategy)
+    if role is not None and not role.chief:
+        print(f"{role.name}: done; the chief wrote the run folder ({run_dir}).")
+        return 0
     print_run_summary(run_dir)
     return 0
+
+
+def _train_workers(args: argparse.Namespace, argv: list[str]) -> int:
+    """`train --workers N`: N local MultiWorkerMirroredStrategy processes, one run folder."""
+    from tuning import launch
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}.")
+    if args.resume:
+        raise ValueError("--workers with --resume: give the run folder as --run-dir instead.")
+    if args.strategy not in ("auto", "multi_worker"):
+        raise ValueError(f"--workers runs --strategy multi_worker, not {args.strategy}.")
+    if "TF_CONFIG" in os.environ:
+        raise ValueError("--workers generates TF_CONFIG for local workers; unset TF_CONFIG.")
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        run_dir = Path(args.output_dir) / args.name / time.strftime("%Y%m%d-%H%M%S")
+        if run_dir.exists():
+            raise FileExistsError(f"{run_dir} exists; give --run-dir.")
+    child = argv
+    for option in ("--workers", "--strategy", "--run-dir"):
+        child = _without_option(child, option, True)
+    # Worker 0, the chief, prints the run's summary to this terminal itself.
+    return launch.run_training_workers(child, args.workers, run_dir)
 
 
 def print_run_summary(run_dir: Path) -> None:
@@ -380,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             return cmd_show(args.name)
         if args.command == "train":
-            return cmd_train(args)
+            return cmd_train(args, argv)
         if args.command == "tune":
             return cmd_tune(args, argv)
         if args.command == "report":

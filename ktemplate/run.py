@@ -32,10 +32,12 @@ Run folder layout (`saved_models/<template>/<run-id>/`):
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +64,28 @@ class Data:
     # refitting on train+validation, so the baseline still picks its settings on validation).
     splits: dict[str, tf.data.Dataset] | None = None
     class_weight: dict[int, float] | None = None  # per-class loss weights for fit, or None
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    chief: bool
+    name: str  # e.g. "worker1", for temporary folder names and messages
+
+
+def worker_role(strategy: tf.distribute.Strategy) -> WorkerRole | None:
+    """This process's role under MultiWorkerMirroredStrategy (None under other strategies).
+
+    The chief is the `chief` task when the cluster has one, else worker 0 (TF_CONFIG).
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    chief = task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and not has_chief
+    )
+    return WorkerRole(chief=chief, name=f"{task_type or 'worker'}{task_id or 0}")
 
 
 def new_run_dir(output_dir: str | Path, template_name: str) -> Path:
@@ -132,6 +156,21 @@ def print_resolved(spec: dict[str, Any]) -> None:
         print(f"ktemplate: warning: {warning}", file=sys.stderr, flush=True)
 
 
+# A non-chief worker of a multi-worker run: (its own temporary run folder, the chief's run
+# folder or None). Its BackupAndRestore reads the chief's backups (see `train`).
+_WORKER_FOLDERS: contextvars.ContextVar[tuple[Path, Path | None] | None] = contextvars.ContextVar(
+    "worker_folders", default=None
+)
+
+
+def _restore_from(run_dir: Path) -> Path | None:
+    folders = _WORKER_FOLDERS.get()
+    if folders is None or folders[1] is None:
+        return None
+    own, chief = folders
+    return chief / Path(run_dir).relative_to(own)
+
+
 def _fit(model, data, config, run_dir, phase, epochs, initial_epoch, best_val_loss, verbose):
     history = model.fit(
         data.train,
@@ -146,6 +185,7 @@ def _fit(model, data, config, run_dir, phase, epochs, initial_epoch, best_val_lo
             phase=phase,
             best_val_loss=best_val_loss,
             validation=data.val is not None,
+            restore_from=_restore_from(run_dir),
         ),
         verbose=verbose,
     )
@@ -311,6 +351,34 @@ def train(
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     strategy = strategy or tf.distribute.get_strategy()
+    if resume is None and run_dir is not None and (Path(run_dir) / "run.json").is_file():
+        resume = run_dir  # a given run folder that holds a run: continue it (or say it's done)
+    role = worker_role(strategy)
+    if role is not None and not role.chief and _WORKER_FOLDERS.get() is None:
+        # Keras' multi-worker convention: every worker runs the same program, only the chief
+        # writes the real run folder; this worker writes to a temporary one, removed at the end.
+        chief_dir = Path(resume or run_dir) if (resume or run_dir) else None
+        own = Path(tempfile.mkdtemp(prefix=f"ktemplate-{role.name}-"))
+        token = _WORKER_FOLDERS.set((own / "run", chief_dir))
+        try:
+            if resume is not None:  # the chief's recorded config, as the chief uses it
+                config = config_lib.apply_overrides(
+                    template.Config(), files.read_json(Path(resume) / "config.json")
+                )
+            train(
+                template,
+                config,
+                strategy=strategy,
+                verbose=0,
+                run_dir=own / "run",
+                refit=refit,
+                before_export=before_export,
+                extra_info=extra_info,
+            )
+        finally:
+            _WORKER_FOLDERS.reset(token)
+            shutil.rmtree(own, ignore_errors=True)
+        return chief_dir if chief_dir is not None else own / "run"
     if resume is not None:
         run_dir = Path(resume)
         run_info = read_run(run_dir)
@@ -336,7 +404,12 @@ def train(
             run_dir = new_run_dir(output_dir, template.NAME)
         else:
             run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True)
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise FileExistsError(
+                    f"{run_dir} exists and is not a run folder (no run.json): give a new or "
+                    "empty folder."
+                )
+            run_dir.mkdir(parents=True, exist_ok=True)
         files.write_json(run_dir / "config.json", config_lib.to_dict(config))
         files.write_json(run_dir / "spec.json", data.spec)
     run_info = {

@@ -96,12 +96,25 @@ def make_optimizer(
     raise ValueError(f"Unknown optimizer {config.optimizer!r}.")
 
 
+class RestoreOnlyBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that restores from another process's backup but never writes it: a
+    multi-worker run's non-chief workers read the chief's backup (on a shared filesystem), so
+    every worker resumes from the same epoch and weights; only the chief saves."""
+
+    def _save_model(self):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+
 def callbacks(
     config: TrainingConfig,
     run_dir: Path | None,
     phase: str = "train",
     best_val_loss: float | None = None,
     validation: bool = True,
+    restore_from: Path | None = None,
 ) -> list:
     """The standard callbacks; those that write files are only added with a `run_dir`.
 
@@ -110,7 +123,8 @@ def callbacks(
     best checkpoint's score from an earlier phase so a later phase only replaces it when better.
     Without `validation` (a refit on train+validation for a fixed number of epochs) nothing
     stops early, the learning-rate plateau watches the training loss, and the checkpoint is the
-    last epoch's model.
+    last epoch's model. With `restore_from` (a non-chief worker: the chief's run folder) the
+    backup is read from there and never written.
     """
     monitor = "val_loss" if validation else "loss"
     result: list = [keras.callbacks.TerminateOnNaN()]
@@ -142,6 +156,8 @@ def callbacks(
             ),
             keras.callbacks.TensorBoard(str(run_dir / "logs" / phase)),
             keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)),
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase))
+            if restore_from is None
+            else RestoreOnlyBackup(str(Path(restore_from) / "backup" / phase)),
         ]
     return result

@@ -14,6 +14,7 @@ process of a cluster (see README for a SLURM example). No TensorFlow is imported
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -169,5 +170,80 @@ def run_local(tune_argv: list[str], workers: int, log_dir: Path) -> int:
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nInterrupted: stopping the chief and workers.", file=sys.stderr)
+        _stop(processes)
+        return 130
+
+
+def multi_worker_environments(workers: int, host: str = "127.0.0.1") -> list[dict[str, str]]:
+    """One `TF_CONFIG` per worker for a cluster of `workers` processes on free local ports."""
+    addresses = [f"{host}:{free_port(host)}" for _ in range(workers)]
+    return [
+        {
+            "TF_CONFIG": json.dumps(
+                {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}}
+            )
+        }
+        for i in range(workers)
+    ]
+
+
+def run_training_workers(train_argv: list[str], workers: int, run_dir: Path) -> int:
+    """Runs `ktemplate train` as `workers` MultiWorkerMirroredStrategy processes here.
+
+    `train_argv` is the train command line without `--workers`/`--strategy`/`--run-dir`. Every
+    process gets a generated loopback `TF_CONFIG` and the same `--run-dir`, which only worker 0
+    (the chief) writes; its output goes to this terminal, the others' to
+    `<run_dir>.workers/worker<i>.log`. When any process fails, or on Ctrl-C, all are stopped.
+    Returns the chief's exit code (1 when another worker failed).
+    """
+    log_dir = run_dir.parent / f"{run_dir.name}.workers"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    gpus = gpu_count()
+    command = [
+        sys.executable,
+        "-m",
+        "ktemplate",
+        *train_argv,
+        "--strategy",
+        "multi_worker",
+        "--run-dir",
+        str(run_dir),
+    ]
+    processes: list[subprocess.Popen] = []
+    logs: list[Path | None] = []
+    try:
+        for i, env_extra in enumerate(multi_worker_environments(workers)):
+            env = {**os.environ, **env_extra, "PYTHONUNBUFFERED": "1"}
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            if i == 0:
+                processes.append(subprocess.Popen(command, env=env))
+                logs.append(None)
+                continue
+            log = log_dir / f"worker{i}.log"
+            with open(log, "w") as f:
+                processes.append(
+                    subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env)
+                )
+            logs.append(log)
+            print(f"started worker{i} (pid {processes[-1].pid}), log: {log}", flush=True)
+        while True:
+            codes = [p.poll() for p in processes]
+            failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i = failed[0]
+                tail = f" End of {logs[i]}:\n{_tail(logs[i])}" if logs[i] else ""
+                print(
+                    f"ktemplate: error: worker{i} exited with code {codes[i]}; stopping the "
+                    f"others.{tail}",
+                    file=sys.stderr,
+                )
+                _stop(processes)
+                return codes[0] if i == 0 else 1
+            if all(c == 0 for c in codes):
+                return 0
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nInterrupted: stopping the workers.", file=sys.stderr)
         _stop(processes)
         return 130

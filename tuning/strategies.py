@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import tensorflow as tf
 
@@ -92,8 +94,50 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
             json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as e:
             raise StrategyError(f"TF_CONFIG is not valid JSON: {e}.") from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from ktemplate import compat
+
+        compat.keras_multi_worker_fit()
+        return _multi_worker(float(os.environ.get("KTEMPLATE_CLUSTER_TIMEOUT", "300")))
     return tf.distribute.TPUStrategy(_tpu_resolver())
+
+
+_WATCHDOG = """
+import os, signal, sys, time
+pid, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(timeout)
+sys.stderr.write(message)
+sys.stderr.flush()
+os.kill(pid, signal.SIGKILL)
+"""
+
+
+def _multi_worker(timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MultiWorkerMirroredStrategy, once every worker of TF_CONFIG has joined.
+
+    TensorFlow waits for missing workers without a limit, inside a call that holds Python's
+    lock, so no thread or signal handler of this process can stop it. A watchdog process ends
+    this one with a clear error when the cluster is not complete after `timeout` seconds
+    (`KTEMPLATE_CLUSTER_TIMEOUT`, default 300). One all-reduce proves every worker is there.
+    """
+    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+    message = (
+        f"ktemplate: error: the multi-worker cluster did not come up within {timeout:.0f} s "
+        f"(TF_CONFIG cluster {json.dumps(cluster)}): a worker is not running or cannot be "
+        "reached at its address. Start every worker with the same cluster and its own task "
+        "index (or use --workers N on one machine); KTEMPLATE_CLUSTER_TIMEOUT sets the wait.\n"
+    )
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), message]
+    )
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy.reduce(
+            tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None
+        )
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+    return strategy
 
 
 def split_cpu(count: int) -> None:
