@@ -13,6 +13,7 @@ Sources (the `dataset` config value):
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from pathlib import Path
 
@@ -74,12 +75,44 @@ def _image_files(class_dir: Path) -> list[Path]:
     )
 
 
-def load_directory(path: str | Path, image_size: int, channels: int) -> ImageSplits:
-    """Loads a folder of class sub-folders and splits it 70/10/20, stratified and fixed.
+CHECK_THREADS = 8  # parallel decodes in the up-front check of a dir: folder
 
-    Every file is decoded once up front so that a corrupt file is reported by name rather than
-    failing mid-epoch. Images are resized to `image_size` (square; 0 keeps the first image's
-    size) with bilinear interpolation, the same resize the exported model applies.
+
+def _undecodable(files: list[Path], channels: int) -> tuple[list[str], tuple[int, int] | None]:
+    """The files that do not decode, and the first file's (height, width); nothing is kept."""
+
+    def check(file: Path) -> tuple[int, int] | None:
+        try:
+            image = tf.io.decode_image(
+                tf.io.read_file(str(file)), channels=channels, expand_animations=False
+            )
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            return None
+        return int(image.shape[0]), int(image.shape[1])
+
+    with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
+        shapes = list(pool.map(check, files))
+    corrupt = [str(f) for f, shape in zip(files, shapes, strict=True) if shape is None]
+    first = next((shape for shape in shapes if shape is not None), None)
+    return corrupt, first
+
+
+def decode_file(path: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
+    """One image file → uint8 [height, width, channels], resized (bilinear) to `size`."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+    image = tf.ensure_shape(image, [None, None, channels])
+    return resize_uint8(image, size)
+
+
+def load_directory(path: str | Path, image_size: int, channels: int) -> ImageSplits:
+    """Lists a folder of class sub-folders and splits its files 70/10/20, stratified and fixed.
+
+    Images stream from disk: the splits are datasets of file paths, decoded and resized in
+    parallel `tf.data` maps, so a folder far larger than memory trains (`prepare`'s cache is
+    optional). Every file is decoded once up front, in parallel and without keeping the
+    pixels, so that a corrupt file is reported by name rather than failing mid-epoch. Images
+    are resized to `image_size` (square; 0 keeps the first image's size) with bilinear
+    interpolation, the same resize the exported model applies.
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -105,48 +138,34 @@ def load_directory(path: str | Path, image_size: int, channels: int) -> ImageSpl
             f"{root} has images for one class only ('{only}'); classification needs at least "
             "two class sub-folders."
         )
-    first_shape = None
-    corrupt = []
-    for found in class_files.values():
-        for file in found:
-            try:
-                image = tf.io.decode_image(
-                    tf.io.read_file(str(file)), channels=channels, expand_animations=False
-                )
-                first_shape = first_shape or tuple(image.shape[:2])
-            except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-                corrupt.append(str(file))
+    files = [f for found in class_files.values() for f in found]
+    labels = np.concatenate(
+        [np.full(len(found), i, "int64") for i, found in enumerate(class_files.values())]
+    )
+    corrupt, first_shape = _undecodable(files, channels)
     if corrupt:
         raise ValueError(
             f"Could not decode {len(corrupt)} image file(s) in {root}: {', '.join(corrupt[:5])}"
             f"{' ...' if len(corrupt) > 5 else ''}. Remove or re-save them and try again."
         )
     height, width = (image_size, image_size) if image_size else first_shape
-    loaded = keras.utils.image_dataset_from_directory(
-        root,
-        labels="inferred",
-        label_mode="int",
-        class_names=list(class_files),
-        color_mode={1: "grayscale", 3: "rgb", 4: "rgba"}[channels],
-        image_size=(height, width),
-        batch_size=None,
-        shuffle=False,
-        verbose=False,
-    )
-    images, labels = [], []
-    for image, label in loaded.as_numpy_iterator():
-        images.append(np.clip(np.round(image), 0, 255).astype("uint8"))
-        labels.append(label)
-    images, labels = np.stack(images), np.asarray(labels, dtype="int64")
     index = splits_lib.stratified_split(labels, SPLIT_FRACTIONS, class_names=list(class_files))
-    ds = _from_arrays(images, labels, index)
+    paths = np.array([str(f) for f in files])
+
+    def split(idx: np.ndarray) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx]))
+        return ds.map(
+            lambda f, y: (decode_file(f, channels, (height, width)), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
     return ImageSplits(
-        ds["train"],
-        ds["val"],
-        ds["test"],
+        split(index["train"]),
+        split(index["val"]),
+        split(index["test"]),
         class_names=list(class_files),
         image_shape=(height, width, channels),
-        sizes={split: len(idx) for split, idx in index.items()},
+        sizes={name: len(idx) for name, idx in index.items()},
     )
 
 
@@ -225,6 +244,13 @@ def count_examples(ds: tf.data.Dataset) -> int:
     return int(ds.reduce(np.int64(0), lambda n, *_: n + 1))
 
 
+def spread_sample(ds: tf.data.Dataset, size: int, limit: int) -> tf.data.Dataset:
+    """At most about `limit` of `ds`'s `size` examples, every k-th (all classes of a split
+    sorted by class are represented); `ds` itself when it is small enough."""
+    stride = -(-size // limit) if size > limit else 1
+    return ds.shard(stride, 0) if stride > 1 else ds
+
+
 def arrays(ds: tf.data.Dataset, limit: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
     """The first `limit` examples of an unbatched (image, label) dataset as NumPy arrays."""
     pixels, labels = [], []
@@ -239,8 +265,16 @@ def resize_uint8(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def channel_stats(train: tf.data.Dataset, channels: int) -> tuple[list[float], list[float]]:
-    """Per-channel mean and variance of the train split's pixels (float64 accumulation)."""
+STATS_SAMPLE = 20_000  # channel_stats reads at most about this many train images
+
+
+def channel_stats(
+    train: tf.data.Dataset, channels: int, size: int | None = None
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and variance of the train split's pixels (float64 accumulation), over
+    at most about STATS_SAMPLE images spread over the split when its `size` is given."""
+    if size is not None:
+        train = spread_sample(train, size, STATS_SAMPLE)
     total = np.zeros(channels)
     total_sq = np.zeros(channels)
     count = 0
@@ -290,13 +324,21 @@ def prepare(
     seed: int = 0,
     shuffle_buffer: int = 10_000,
     drop_remainder: bool = False,
+    cache: str = "memory",
 ) -> tf.data.Dataset:
     """cache → shuffle (train) → batch → cast to float32 → augment (train) → prefetch.
 
-    The cache holds uint8 pixels (4x smaller than float32); augmentation runs on whole batches
-    in parallel map calls, after the cache, so every epoch sees new random transforms.
+    `cache`: "memory" keeps the decoded uint8 pixels in memory after the first epoch (4x
+    smaller than float32), "none" decodes every epoch again (a streamed `dir:` folder larger
+    than memory), any other value is a file prefix to cache to on disk. Augmentation runs on
+    whole batches in parallel map calls, after the cache, so every epoch sees new random
+    transforms.
     """
-    ds = ds.cache()
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache != "none":
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        ds = ds.cache(cache)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

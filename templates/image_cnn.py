@@ -77,6 +77,7 @@ class Config(TrainingConfig):
     augment: bool | Literal["auto"] = "auto"  # train-only augmentation; auto: images >= 16 px
     batch_norm: bool | Literal["auto"] = "auto"  # auto: off below 10 train steps per epoch
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
+    cache: str = "auto"  # decoded images: memory, none, or a folder on disk; auto: memory if small
     translate: float = 0.1  # max random shift, as a fraction of height/width
     rotate: float = 0.04  # max random rotation, as a fraction of a full turn
     zoom: float = 0.1  # max random zoom in/out, as a fraction
@@ -118,6 +119,23 @@ PATIENCE_BY_TRAIN_SIZE = ((5_000, 15), (50_000, 8))  # (fewer train images than,
 LARGE_DATA_PATIENCE = 4  # ... and for larger train splits: an epoch is already many steps
 UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is this much larger
 MIN_BATCH_NORM_STEPS = 10  # batch_norm=auto: on from this many train steps per epoch
+MEMORY_CACHE_BYTES = 2 * 1024**3  # cache=auto: in memory when the decoded splits fit in this
+BASELINE_IMAGES = {"train": 6_000, "val": 5_000, "test": 10_000}  # most images the baseline reads
+
+
+def resolve_cache(config: Config, sizes: dict[str, int], shape: tuple[int, int, int]) -> Resolver:
+    """cache=auto: in memory when every split's decoded uint8 pixels fit MEMORY_CACHE_BYTES,
+    else none (each epoch decodes the files again, streaming from disk)."""
+    auto = Resolver(config)
+    total = sum(sizes.values()) * int(np.prod(shape))
+    fits = total <= MEMORY_CACHE_BYTES
+    auto.pick(
+        "cache",
+        "memory" if fits else "none",
+        f"the decoded images take {total / 1024**2:,.0f} MiB "
+        f"{'<=' if fits else '>'} {MEMORY_CACHE_BYTES / 1024**3:.0f} GiB",
+    )
+    return auto
 
 
 def resolve_auto(
@@ -171,12 +189,14 @@ def load_data(config: Config, batch_size: int) -> Data:
     """
     splits = images.load_images(config.dataset, config.image_size, config.channels)
     height, width, channels = splits.image_shape
-    mean, variance = images.channel_stats(splits.train, channels)
     sizes = {
         split: n if n is not None else images.count_examples(getattr(splits, split))
         for split, n in splits.sizes.items()
     }
-    auto = resolve_auto(config, sizes["train"], min(height, width), batch_size)
+    mean, variance = images.channel_stats(splits.train, channels, sizes["train"])
+    cached = resolve_cache(config, sizes, splits.image_shape)
+    auto = resolve_auto(cached.config, sizes["train"], min(height, width), batch_size)
+    auto.resolved.update(cached.resolved)
     class_weight = training.class_weights(
         splits_lib.label_counts(splits.train, len(splits.class_names)),
         splits.class_names,
@@ -205,13 +225,22 @@ def load_data(config: Config, batch_size: int) -> Data:
         **auto.spec(),
     }
     return Data(
-        train=images.prepare(splits.train, batch_size, True, augment, seed=config.seed),
-        val=images.prepare(splits.val, batch_size, False),
-        test=images.prepare(splits.test, batch_size, False),
+        train=images.prepare(
+            splits.train, batch_size, True, augment, seed=config.seed, cache=_cache(config, "train")
+        ),
+        val=images.prepare(splits.val, batch_size, False, cache=_cache(config, "val")),
+        test=images.prepare(splits.test, batch_size, False, cache=_cache(config, "test")),
         spec=spec,
         splits={"train": splits.train, "val": splits.val, "test": splits.test},
         class_weight=class_weight,
     )
+
+
+def _cache(config: Config, split: str) -> str:
+    """prepare()'s cache for a split: memory, none, or a file prefix in the cache folder."""
+    if config.cache in ("memory", "none"):
+        return config.cache
+    return str(Path(config.cache) / split)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,11 +433,20 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
 def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> dict[str, Any]:
     """Logistic regression and an RBF SVC on the raw pixels of the same splits, compared with
     the model on the test split (McNemar); see `ktemplate.baselines`."""
-    arrays = {name: images.arrays(ds) for name, ds in data.splits.items()}
+    sizes = data.spec["sizes"]
+    arrays = {
+        name: images.arrays(images.spread_sample(ds, sizes[name], BASELINE_IMAGES[name]))
+        for name, ds in data.splits.items()
+    }
     fitted = baselines.pixel_classifier(
         arrays["train"], arrays["val"], arrays["test"][0], baselines.Deadline(budget), config.seed
     )
     test_x, test_y = arrays["test"]
+    if len(test_y) < sizes["test"]:
+        fitted.setdefault("notes", []).append(
+            f"compared on {len(test_y)} of the {sizes['test']} test images (spread over the "
+            "split), the model and the baseline on the same ones"
+        )
     predicted = model.predict(test_x.astype("float32"), verbose=0).argmax(axis=-1)
     return baselines.compare_classification(
         fitted,

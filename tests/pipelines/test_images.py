@@ -114,3 +114,38 @@ def test_decode_images_resizes_each_image():
     assert decoded.shape == (2, 8, 8, 1)
     np.testing.assert_allclose(decoded[0], 200)
     np.testing.assert_allclose(decoded[1], 100)
+
+
+def test_directory_images_stream_from_their_files(tmp_path):
+    root = make_image_folder(tmp_path / "data", per_class=10, size=(12, 10))
+    splits = images.load_directory(root, 0, 1)
+    # The split datasets decode files: change a train file after loading and the next pass
+    # sees the new pixels (nothing was decoded into memory).
+    first_path = sorted((root / "cat").glob("*.png"))[0]
+    before = next(iter(splits.train))[0].numpy()
+    from tests.helpers.images import write_png
+
+    write_png(first_path, np.full((12, 10, 1), 7, "uint8"))
+    after = next(iter(splits.train))[0].numpy()
+    assert not np.array_equal(before, after) and (after == 7).all()
+    assert splits.sizes == {"train": 14, "val": 2, "test": 4}
+
+
+def test_prepare_caches_in_memory_on_disk_or_not_at_all(tmp_path):
+    ds = tf.data.Dataset.from_tensor_slices(
+        (np.arange(8 * 4, dtype="uint8").reshape(8, 2, 2, 1), np.arange(8))
+    )
+    for cache in ("memory", "none", str(tmp_path / "cache" / "train")):
+        batches = list(images.prepare(ds, 4, training=False, cache=cache))
+        assert [b[0].shape[0] for b in batches] == [4, 4]
+    assert list((tmp_path / "cache").iterdir())  # the file cache was written
+
+
+def test_channel_stats_read_a_bounded_spread_sample(monkeypatch):
+    labels = np.repeat([0, 1], 50)  # sorted by class, like a split of a dir: folder
+    pixels = np.where(labels == 0, 10, 200).astype("uint8").reshape(100, 1, 1, 1)
+    ds = tf.data.Dataset.from_tensor_slices((pixels, labels))
+    monkeypatch.setattr(images, "STATS_SAMPLE", 10)
+    mean, _ = images.channel_stats(ds, 1, size=100)
+    assert mean == [pytest.approx(105.0)]  # both classes in the sample, not the first 10 only
+    assert len(list(images.spread_sample(ds, 100, 10))) == 10

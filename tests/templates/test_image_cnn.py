@@ -451,3 +451,16 @@ def test_config_dataclass_is_complete():
         "seed",
         "backbone",
     } <= fields
+
+
+def test_cache_is_in_memory_unless_the_decoded_images_are_large():
+    small = image_cnn.resolve_cache(
+        image_cnn.Config(), {"train": 1000, "val": 100, "test": 200}, (8, 8, 1)
+    )
+    assert small.config.cache == "memory"
+    huge = image_cnn.resolve_cache(
+        image_cnn.Config(), {"train": 700_000, "val": 100_000, "test": 200_000}, (64, 64, 3)
+    )
+    assert huge.config.cache == "none" and "> 2 GiB" in huge.resolved["cache"]["reason"]
+    kept = image_cnn.resolve_cache(image_cnn.Config(cache="memory"), {"train": 10**7}, (64, 64, 3))
+    assert kept.config.cache == "memory"
