@@ -10,9 +10,11 @@ This module must not import TensorFlow: the CLI uses it before deciding to train
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
+import math
 import re
 import types
 import typing
@@ -94,14 +96,17 @@ def _coerce(key: str, value: Any, hint: Any, from_text: bool) -> Any:
     if hint is float:
         if isinstance(value, bool):
             raise ConfigError(f"Config key '{key}' expects a number, got {value!r}.")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if from_text:
-            try:
-                return float(str(value))
-            except ValueError:
-                pass
-        raise ConfigError(f"Config key '{key}' expects a number, got {value!r}.")
+            number = float(value)
+        elif from_text:
+            with contextlib.suppress(ValueError):
+                number = float(str(value))
+        if number is None:
+            raise ConfigError(f"Config key '{key}' expects a number, got {value!r}.")
+        if not math.isfinite(number):
+            raise ConfigError(f"Config key '{key}' must be a finite number, got {value!r}.")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -269,6 +274,10 @@ class TrainingConfig:
     baseline_budget: float = 0.0  # seconds for the baseline; 0: 25% of training time, >= 20 s
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"Config key '{f.name}' must be a finite number, got {value}.")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "members": self.members}
         for name, value in positive.items():
             if value <= 0:

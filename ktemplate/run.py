@@ -424,7 +424,28 @@ def train(
     if extra_info:
         run_info["extra"] = extra_info
     files.write_json(run_dir / "run.json", run_info)
+    try:
+        return _train_and_export(
+            template, model, data, config, strategy, refit, run_dir, run_info, verbose,
+            before_export,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        _set_status(run_dir, run_info, "interrupted", "Ctrl-C; continue it with --resume")
+        raise
+    except Exception as e:
+        if files.read_json(run_dir / "run.json").get("status") == "training":
+            _set_status(run_dir, run_info, "failed", f"{type(e).__name__}: {str(e)[:500]}")
+        raise
 
+
+def _set_status(run_dir: Path, run_info: dict[str, Any], status: str, reason: str) -> None:
+    """Records why a run stopped, so that a failed run is not mistaken for a running one."""
+    files.write_json(run_dir / "run.json", {**run_info, "status": status, "reason": reason})
+
+
+def _train_and_export(
+    template, model, data, config, strategy, refit, run_dir, run_info, verbose, before_export
+) -> Path:
     start = time.perf_counter()
     if config.members == 1:
         phases = _train_one(template, model, data, config, run_dir, verbose)

@@ -100,3 +100,13 @@ def test_every_field_has_a_comment():
     comments = config_lib.field_comments(Config)
     for field in dataclasses.fields(Config):
         assert comments.get(field.name), f"field {field.name} has no comment"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_numbers_are_refused_before_training(value):
+    from templates import image_cnn
+
+    with pytest.raises(ConfigError, match="'learning_rate' must be a finite number"):
+        config_lib.apply_overrides(image_cnn.Config(), {"learning_rate": value}, from_text=True)
+    with pytest.raises(ValueError, match="'dropout' must be a finite number"):
+        image_cnn.Config(dropout=float(value))

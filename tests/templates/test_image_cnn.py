@@ -288,6 +288,25 @@ class InterruptAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+class FailAfter(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise RuntimeError("disk full")
+
+
+def test_a_failed_run_says_so_in_run_json(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data", per_class=8)
+    config = image_cnn.Config(dataset=f"dir:{tmp_path / 'data'}", **FAST)
+    real_callbacks = training.callbacks
+    monkeypatch.setattr(
+        training, "callbacks", lambda *a, **k: real_callbacks(*a, **k) + [FailAfter()]
+    )
+    with pytest.raises(RuntimeError, match="disk full"):
+        run.train(image_cnn, config, output_dir=tmp_path / "runs", verbose=0)
+    (run_dir,) = (tmp_path / "runs" / "image_cnn").iterdir()
+    info = files_lib.read_json(run_dir / "run.json")
+    assert info["status"] == "failed" and info["reason"] == "RuntimeError: disk full"
+
+
 def test_interrupted_run_resumes(tmp_path, monkeypatch):
     make_image_folder(tmp_path / "data", per_class=8)
     config = image_cnn.Config(dataset=f"dir:{tmp_path / 'data'}", **{**FAST, "epochs": 4})
@@ -299,6 +318,7 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
         run.train(image_cnn, config, output_dir=tmp_path / "runs", verbose=0)
     (run_dir,) = (tmp_path / "runs" / "image_cnn").iterdir()
     assert (run_dir / "backup").exists() and not (run_dir / "metrics.json").exists()
+    assert files_lib.read_json(run_dir / "run.json")["status"] == "interrupted"
 
     monkeypatch.setattr(training, "callbacks", real_callbacks)
     assert run.train(image_cnn, None, resume=run_dir, verbose=0) == run_dir
