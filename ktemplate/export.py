@@ -91,7 +91,7 @@ def write_export(
         "endpoints": describe_endpoints(endpoints),
         "serving_default": next(iter(endpoints)),
         "versions": library_versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     with files.atomic_directory(export_dir, overwrite=overwrite) as tmp:
         archive = keras.export.ExportArchive()
