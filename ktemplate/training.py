@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -94,6 +95,36 @@ def make_optimizer(
     if config.optimizer == "adagrad":
         return keras.optimizers.Adagrad(lr, **clip)
     raise ValueError(f"Unknown optimizer {config.optimizer!r}.")
+
+
+def compile_classifier(
+    model: keras.Model,
+    config: TrainingConfig,
+    train_size: int,
+    learning_rate: float | None = None,
+    epochs: int | None = None,
+) -> None:
+    """Compiles a softmax classifier of integer labels: sparse cross-entropy, accuracy, and the
+    configured optimizer over `epochs` of `train_size` examples (see `make_optimizer`)."""
+    steps = steps_per_epoch(train_size, config.batch_size)
+    model.compile(
+        optimizer=make_optimizer(config, steps, learning_rate, epochs),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile,
+    )
+
+
+def fine_tune_backbone(model: keras.Model, config: Any, train_size: int):
+    """The `fine_tune` hook of a classifier with a frozen layer named "backbone": unfreezes it
+    and recompiles at `learning_rate * fine_tune_lr_factor` for `fine_tune_epochs`. Returns
+    (model, epochs), or None when the config has no backbone or no fine-tuning epochs."""
+    if config.backbone == "none" or config.fine_tune_epochs == 0:
+        return None
+    model.get_layer("backbone").trainable = True
+    learning_rate = config.learning_rate * config.fine_tune_lr_factor
+    compile_classifier(model, config, train_size, learning_rate, config.fine_tune_epochs)
+    return model, config.fine_tune_epochs
 
 
 class RestoreOnlyBackup(keras.callbacks.BackupAndRestore):

@@ -53,14 +53,19 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8", errors="replace")
 
 
+def _is_header(number: int, parts: list[str]) -> bool:
+    """A word2vec/fastText text file's first line, `COUNT DIM`."""
+    return number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts)
+
+
 def _read_text(path: Path, wanted: set[str]) -> tuple[dict[str, np.ndarray], int]:
     vectors: dict[str, np.ndarray] = {}
     dim = None
     with _open_text(path) as f:
         for number, line in enumerate(f, 1):
             parts = line.rstrip("\n\r ").split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                dim = int(parts[1])  # word2vec/fastText header: COUNT DIM
+            if _is_header(number, parts):
+                dim = int(parts[1])
                 continue
             if len(parts) < 2:
                 continue
@@ -143,7 +148,7 @@ def first_words(path: str | Path, count: int) -> list[str]:
             if len(words) == count:
                 break
             parts = line.rstrip("\n\r ").split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+            if _is_header(number, parts):
                 continue
             if len(parts) > 1:
                 words.append(parts[0])

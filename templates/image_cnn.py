@@ -123,10 +123,16 @@ MEMORY_CACHE_BYTES = 2 * 1024**3  # cache=auto: in memory when the decoded split
 BASELINE_IMAGES = {"train": 6_000, "val": 5_000, "test": 10_000}  # most images the baseline reads
 
 
-def resolve_cache(config: Config, sizes: dict[str, int], shape: tuple[int, int, int]) -> Resolver:
+def resolve_cache(
+    config: Config,
+    sizes: dict[str, int],
+    shape: tuple[int, int, int],
+    auto: Resolver | None = None,
+) -> Resolver:
     """cache=auto: in memory when every split's decoded uint8 pixels fit MEMORY_CACHE_BYTES,
-    else none (each epoch decodes the files again, streaming from disk)."""
-    auto = Resolver(config)
+    else none (each epoch decodes the files again, streaming from disk). Recorded in `auto`
+    (a new Resolver when None), which is returned."""
+    auto = auto or Resolver(config)
     total = sum(sizes.values()) * int(np.prod(shape))
     fits = total <= MEMORY_CACHE_BYTES
     auto.pick(
@@ -194,9 +200,8 @@ def load_data(config: Config, batch_size: int) -> Data:
         for split, n in splits.sizes.items()
     }
     mean, variance = images.channel_stats(splits.train, channels, sizes["train"])
-    cached = resolve_cache(config, sizes, splits.image_shape)
-    auto = resolve_auto(cached.config, sizes["train"], min(height, width), batch_size)
-    auto.resolved.update(cached.resolved)
+    auto = resolve_auto(config, sizes["train"], min(height, width), batch_size)
+    resolve_cache(config, sizes, splits.image_shape, auto)
     class_weight = training.class_weights(
         splits_lib.label_counts(splits.train, len(splits.class_names)),
         splits.class_names,
@@ -308,28 +313,13 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     # float32 softmax: stable probabilities under mixed precision.
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     model = keras.Model(inputs, outputs, name=NAME)
-    _compile(model, config, spec, config.learning_rate, config.epochs)
+    training.compile_classifier(model, config, spec["sizes"]["train"])
     return model
-
-
-def _compile(model, config: Config, spec: dict[str, Any], learning_rate: float, epochs: int):
-    steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
-    model.compile(
-        optimizer=training.make_optimizer(config, steps, learning_rate, epochs),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=config.jit_compile,
-    )
 
 
 def fine_tune(model: keras.Model, config: Config, spec: dict[str, Any]):
     """Unfreezes the backbone and recompiles at a lower learning rate; None when not used."""
-    if config.backbone == "none" or config.fine_tune_epochs == 0:
-        return None
-    model.get_layer("backbone").trainable = True
-    learning_rate = config.learning_rate * config.fine_tune_lr_factor
-    _compile(model, config, spec, learning_rate, config.fine_tune_epochs)
-    return model, config.fine_tune_epochs
+    return training.fine_tune_backbone(model, config, spec["sizes"]["train"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -180,10 +180,7 @@ def load_data(config: Config, batch_size: int) -> Data:
     )
     added = pretrained_words(config, set(vocabulary)) if config.embeddings != "none" else []
     vocabulary = vocabulary + added
-    sizes = {
-        split: n if n is not None else text.count_examples(getattr(splits, split))
-        for split, n in splits.sizes.items()
-    }
+    sizes = _sizes(splits)
     spec = {
         "class_names": splits.class_names,
         "vocabulary": vocabulary,
@@ -205,20 +202,15 @@ def load_data(config: Config, batch_size: int) -> Data:
             f"{MAX_AUTO_SEQUENCE_LENGTH}",
         )
     spec["sequence_length"] = auto.config.sequence_length
-    resolve_width(config, vocabulary, len(added), auto)
-    if config.embeddings != "none":
+    init = resolve_width(config, vocabulary, len(added), auto)
+    if init is not None:
         spec["embeddings"] = {
             "path": str(Path(config.embeddings).resolve()),
             "trainable": config.embeddings_trainable,
             "words_added": len(added),
-            **pretrained_embeddings(config.embeddings, vocabulary, config.seed).summary(),
+            **init.summary(),
         }
-    class_weight = training.class_weights(
-        splits_lib.label_counts(splits.train, len(splits.class_names)),
-        splits.class_names,
-        auto,
-        UNBALANCED_RATIO,
-    )
+    class_weight = _class_weight(splits, auto)
     spec.update(auto.spec())
     tokens = vectorizer(spec)
     return Data(
@@ -238,12 +230,26 @@ def load_data(config: Config, batch_size: int) -> Data:
     )
 
 
-def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> Data:
-    """load_data with a keras-hub backbone: its own tokenizer and packer in the pipeline."""
-    sizes = {
+def _sizes(splits: text.TextSplits) -> dict[str, int]:
+    return {
         split: n if n is not None else text.count_examples(getattr(splits, split))
         for split, n in splits.sizes.items()
     }
+
+
+def _class_weight(splits: text.TextSplits, auto: Resolver) -> dict[int, float] | None:
+    """class_weight (auto: balanced when the train split's classes are unbalanced)."""
+    return training.class_weights(
+        splits_lib.label_counts(splits.train, len(splits.class_names)),
+        splits.class_names,
+        auto,
+        UNBALANCED_RATIO,
+    )
+
+
+def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> Data:
+    """load_data with a keras-hub backbone: its own tokenizer and packer in the pipeline."""
+    sizes = _sizes(splits)
     auto = Resolver(config)
     if auto.is_auto("sequence_length"):
         tokenizer = hub_preprocessor(config.backbone, None).tokenizer
@@ -272,12 +278,7 @@ def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> 
         "dataset": config.dataset,
         "imports": ["keras_hub"],  # what loading the checkpoint needs (its layers' classes)
     }
-    class_weight = training.class_weights(
-        splits_lib.label_counts(splits.train, len(splits.class_names)),
-        splits.class_names,
-        auto,
-        UNBALANCED_RATIO,
-    )
+    class_weight = _class_weight(splits, auto)
     spec.update(auto.spec())
     packer = hub_preprocessor(spec["backbone"], spec["sequence_length"])
     return Data(
@@ -331,13 +332,16 @@ def hub_max_length(preset: str) -> int:
     return int(getattr(backbone, "max_sequence_length", MAX_AUTO_SEQUENCE_LENGTH))
 
 
-def resolve_width(config: Config, vocabulary: list[str], added: int, auto: Resolver) -> None:
+def resolve_width(
+    config: Config, vocabulary: list[str], added: int, auto: Resolver
+) -> word_vectors.EmbeddingInit | None:
     """embed_dim=auto: DEFAULT_EMBED_DIM, or the width of the pretrained vectors (how many of
     the train split's words and word pairs they cover goes into the reason). The last `added`
-    words of `vocabulary` came from the vector file."""
+    words of `vocabulary` came from the vector file. Returns the embedding initialization
+    (None without vectors)."""
     if config.embeddings == "none":
         auto.pick("embed_dim", DEFAULT_EMBED_DIM, "no pretrained vectors (embeddings=none)")
-        return
+        return None
     init = pretrained_embeddings(config.embeddings, vocabulary, config.seed)
     found, words = init.words_found - added, init.words - added  # added words all have vectors
     covered = f"{found:,} of the train split's {words:,} words found"
@@ -362,6 +366,7 @@ def resolve_width(config: Config, vocabulary: list[str], added: int, auto: Resol
             f"{config.embeddings}: check that its words are standardized like the texts "
             f"(standardize={config.standardize}) and in the same language."
         )
+    return init
 
 
 def pretrained_words(config: Config, known: set[str]) -> list[str]:
@@ -554,16 +559,6 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def _compile(model: keras.Model, config: Config, spec: dict[str, Any], learning_rate, epochs):
-    steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
-    model.compile(
-        optimizer=training.make_optimizer(config, steps, learning_rate, epochs),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=config.jit_compile,
-    )
-
-
 def _build_backbone_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     """A keras-hub backbone (frozen; see `fine_tune`) → its pooled output (BERT-like presets)
     or masked mean pooling → dropout → softmax head."""
@@ -586,19 +581,14 @@ def _build_backbone_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     )(x)
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     model = keras.Model(inputs, outputs, name=NAME)
-    _compile(model, config, spec, config.learning_rate, config.epochs)
+    training.compile_classifier(model, config, spec["sizes"]["train"])
     return model
 
 
 def fine_tune(model: keras.Model, config: Config, spec: dict[str, Any]):
     """With a backbone: unfreezes it and recompiles at learning_rate * fine_tune_lr_factor for
     `fine_tune_epochs`; None otherwise (the from-scratch model trains in one phase)."""
-    if config.backbone == "none" or config.fine_tune_epochs == 0:
-        return None
-    model.get_layer("backbone").trainable = True
-    learning_rate = config.learning_rate * config.fine_tune_lr_factor
-    _compile(model, config, spec, learning_rate, config.fine_tune_epochs)
-    return model, config.fine_tune_epochs
+    return training.fine_tune_backbone(model, config, spec["sizes"]["train"])
 
 
 def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
@@ -635,7 +625,7 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         init = pretrained_embeddings(config.embeddings, spec["vocabulary"], config.seed)
         token_embedding.embeddings.assign(init.matrix)
         token_embedding.trainable = config.embeddings_trainable
-    _compile(model, config, spec, config.learning_rate, config.epochs)
+    training.compile_classifier(model, config, spec["sizes"]["train"])
     return model
 
 

@@ -152,23 +152,29 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         config, data = self._trial_config, self._data
         epochs = kwargs.get("epochs", config.epochs)
         initial_epoch = kwargs.get("initial_epoch", 0)
+
+        def phase(model, first: int, last: int, extra_callbacks: list):
+            return model.fit(
+                data.train,
+                validation_data=data.val,
+                epochs=last,
+                initial_epoch=first,
+                shuffle=False,
+                class_weight=data.class_weight,
+                callbacks=extra_callbacks + training.callbacks(config, None),
+                verbose=self.verbose,
+            )
+
+        def finite(history) -> bool:
+            losses = history.history.get("loss", [])
+            return bool(losses) and all(math.isfinite(v) for v in losses)
+
         start = time.perf_counter()
-        history = model.fit(
-            data.train,
-            validation_data=data.val,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            shuffle=False,
-            class_weight=data.class_weight,
-            callbacks=list(callbacks or []) + training.callbacks(config, None),
-            verbose=self.verbose,
-        )
-        losses = history.history.get("loss", [])
-        failed = not losses or not all(math.isfinite(v) for v in losses)
+        history = phase(model, initial_epoch, epochs, list(callbacks or []))
         # The template's second phase (a backbone unfrozen), as `ktemplate train` runs it:
         # the trial's score is the best epoch of both phases.
         fine_tune = getattr(self.template, "fine_tune", None)
-        tuned = fine_tune(model, config, data.spec) if fine_tune and not failed else None
+        tuned = fine_tune(model, config, data.spec) if fine_tune and finite(history) else None
         if tuned is not None:
             model, extra_epochs = tuned
             first_end = initial_epoch + len(history.epoch)
@@ -178,21 +184,11 @@ class TemplateHyperModel(keras_tuner.HyperModel):
                 for c in callbacks or []
                 if not type(c).__module__.startswith("tensorboard.plugins.hparams")
             ]
-            more = model.fit(
-                data.train,
-                validation_data=data.val,
-                epochs=first_end + extra_epochs,
-                initial_epoch=first_end,
-                shuffle=False,
-                class_weight=data.class_weight,
-                callbacks=reusable + training.callbacks(config, None),
-                verbose=self.verbose,
-            )
+            more = phase(model, first_end, first_end + extra_epochs, reusable)
             for key, values in more.history.items():
                 history.history.setdefault(key, []).extend(values)
             history.epoch = list(history.epoch) + list(more.epoch)
-            losses = history.history.get("loss", [])
-            failed = not all(math.isfinite(v) for v in losses)
+        failed = not finite(history)
         seconds = time.perf_counter() - start
         self._record(seconds, len(history.epoch), "failed" if failed else "completed")
         self._data = None
