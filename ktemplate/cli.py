@@ -15,11 +15,20 @@ from pathlib import Path
 
 import templates
 import tuning
+from ktemplate import signals
 from ktemplate.config import ConfigError
+from ktemplate.locks import FolderInUse
 from pipelines.sources import DataUnavailableError
 
 # Errors a user can cause: reported as one clear line, never a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, DataUnavailableError, ConfigError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    DataUnavailableError,
+    ConfigError,
+    FolderInUse,
+)
 
 
 def _quiet_tensorflow() -> None:
@@ -142,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="print a sweep's leaderboard")
     report.add_argument("sweep_dir", help="a sweep folder, saved_models/<template>/sweeps/<name>")
 
+    runs = sub.add_parser("runs", help="list run folders: status, dataset, key metric, age")
+    runs.add_argument("name", nargs="?", help="only this template's runs")
+    runs.add_argument("--output-dir", default="saved_models", help="parent of run folders")
+
     export = sub.add_parser("export", help="export a run's best model as a SavedModel")
     export.add_argument("run_dir", help="a run folder, saved_models/<template>/<run-id>")
     export.add_argument("--output", help="export folder (default RUN_DIR/export)")
@@ -221,13 +234,13 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             strategy=strategy,
             run_dir=args.run_dir,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(
-            "\nInterrupted. Resume with: ktemplate train "
+            f"\nInterrupted ({signals.describe(e)}). Resume with: ktemplate train "
             f"{args.name} --resume <run folder printed above>",
             file=sys.stderr,
         )
-        return 130
+        return signals.exit_code(e)
     role = run.worker_role(strategy)
     if role is not None and not role.chief:
         print(f"{role.name}: done; the chief wrote the run folder ({run_dir}).")
@@ -320,9 +333,10 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
         sweep_name = args.sweep_name or args.tuner
         folder = report.sweep_dir(args.output_dir, args.name, sweep_name)
         if args.restart and folder.exists():
-            import shutil
+            from ktemplate import files, locks
 
-            shutil.rmtree(folder)
+            with locks.hold(folder, "sweep chief"):  # not while another chief runs it
+                files.clear_folder(folder, keep=locks.LOCK_FILE)
         child_argv = _without_option(_without_option(argv, "--workers", True), "--restart", False)
         return launch.run_local(child_argv, args.workers, folder.parent / f"{sweep_name}-processes")
     if args.role:
@@ -360,9 +374,13 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
     except search.Recycle as e:
         print(f"Worker {args.worker_id}: {e}; exiting for a fresh process.", file=sys.stderr)
         return launch.RECYCLE_EXIT
-    except KeyboardInterrupt:
-        print("\nInterrupted. Run the same command again to continue the sweep.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(
+            f"\nInterrupted ({signals.describe(e)}). Run the same command again to continue "
+            "the sweep.",
+            file=sys.stderr,
+        )
+        return signals.exit_code(e)
     if args.role == "worker":
         return 0
     print((folder / "leaderboard.md").read_text())
@@ -376,6 +394,23 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
             metrics = json.loads((champion / "metrics.json").read_text())
             for line in baselines.console_lines(metrics.get("baseline")):
                 print(line)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from ktemplate import listing
+
+    if args.name is not None and args.name not in templates.names():
+        raise ValueError(
+            f"Unknown template {args.name!r}; `ktemplate list` shows them: "
+            f"{', '.join(templates.names())}."
+        )
+    rows = listing.runs(args.output_dir, args.name)
+    if not rows:
+        where = f"{args.output_dir}/{args.name}" if args.name else args.output_dir
+        print(f"No runs under {where}.")
+        return 0
+    print(listing.format_table(rows))
     return 0
 
 
@@ -419,27 +454,36 @@ def cmd_new(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.command not in ("list", "new", "report"):
+    if args.command not in ("list", "new", "report", "runs"):
         _quiet_tensorflow()
     try:
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "show":
-            return cmd_show(args.name)
-        if args.command == "train":
-            return cmd_train(args, argv)
-        if args.command == "tune":
-            return cmd_tune(args, argv)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "export":
-            return cmd_export(args)
-        if args.command == "predict":
-            return cmd_predict(args)
-        return cmd_new(args)
+        with signals.sigterm_as_interrupt():
+            return _dispatch(args, argv)
     except USER_ERRORS as e:
         print(f"ktemplate: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # outside train/tune, which say how to continue
+        return signals.exit_code(e)
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "show":
+        return cmd_show(args.name)
+    if args.command == "train":
+        return cmd_train(args, argv)
+    if args.command == "tune":
+        return cmd_tune(args, argv)
+    if args.command == "report":
+        return cmd_report(args)
+    if args.command == "runs":
+        return cmd_runs(args)
+    if args.command == "export":
+        return cmd_export(args)
+    if args.command == "predict":
+        return cmd_predict(args)
+    return cmd_new(args)
 
 
 if __name__ == "__main__":

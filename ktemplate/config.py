@@ -269,7 +269,9 @@ class TrainingConfig:
     jit_compile: bool = False  # compile train/predict steps with XLA
     early_stopping_patience: int = 8  # epochs without val_loss improvement; 0 turns it off
     seed: int = 42  # seeds Python, NumPy and TensorFlow: initialization, shuffling, augmentation
+    deterministic: bool = True  # op determinism: the same seed on the same machine, same result
     members: int = 1  # models trained independently (seeds seed, seed+1, ...); outputs averaged
+    max_params: int = 0  # refuse to build a model with more parameters; 0: memory is the limit
     baseline: bool = True  # fit a classical baseline on the same splits and compare (metrics.json)
     baseline_budget: float = 0.0  # seconds for the baseline; 0: 25% of training time, >= 20 s
 
@@ -278,6 +280,10 @@ class TrainingConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"Config key '{f.name}' must be a finite number, got {value}.")
+        if self.max_params < 0:
+            raise ValueError(
+                f"Config key 'max_params' must be >= 0 (0: no limit), got {self.max_params}."
+            )
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "members": self.members}
         for name, value in positive.items():
             if value <= 0:

@@ -32,6 +32,7 @@ Run folder layout (`saved_models/<template>/<run-id>/`):
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import importlib
@@ -47,7 +48,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktemplate import baselines, files, training
+from ktemplate import baselines, files, locks, resources, signals, training
 from ktemplate import config as config_lib
 from ktemplate import export as export_lib
 
@@ -235,6 +236,11 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
     config = resolved_config(config, data.spec)
     if refit:
         data = merge_validation(data)
+    resources.check(
+        lambda: template.build_model(config, data.spec),
+        config,
+        global_batch_size(config, strategy),
+    )
     with strategy.scope():
         return data, template.build_model(config, data.spec), config
 
@@ -379,9 +385,22 @@ def train(
             _WORKER_FOLDERS.reset(token)
             shutil.rmtree(own, ignore_errors=True)
         return chief_dir if chief_dir is not None else own / "run"
+    with contextlib.ExitStack() as held:
+        return _train_here(
+            template, config, output_dir, resume, strategy, verbose, run_dir, refit,
+            before_export, extra_info, held,
+        )  # fmt: skip
+
+
+def _train_here(
+    template, config, output_dir, resume, strategy, verbose, run_dir, refit, before_export,
+    extra_info, held: contextlib.ExitStack,
+) -> Path:  # fmt: skip
+    """`train` in this process's own run folder, which it holds locked (`ktemplate.locks`)."""
     if resume is not None:
         run_dir = Path(resume)
         run_info = read_run(run_dir)
+        held.enter_context(locks.hold(run_dir, "run"))
         refit = run_info.get("refit", False)
         extra_info = run_info.get("extra")
         if run_info["template"] != template.NAME:
@@ -402,6 +421,7 @@ def train(
         print_resolved(data.spec)
         if run_dir is None:
             run_dir = new_run_dir(output_dir, template.NAME)
+            held.enter_context(locks.hold(run_dir, "run"))
         else:
             run_dir = Path(run_dir)
             if run_dir.exists() and any(run_dir.iterdir()):
@@ -410,6 +430,7 @@ def train(
                     "empty folder."
                 )
             run_dir.mkdir(parents=True, exist_ok=True)
+        held.enter_context(locks.hold(run_dir, "run"))
         files.write_json(run_dir / "config.json", config_lib.to_dict(config))
         files.write_json(run_dir / "spec.json", data.spec)
     run_info = {
@@ -429,9 +450,14 @@ def train(
             template, model, data, config, strategy, refit, run_dir, run_info, verbose,
             before_export,
         )  # fmt: skip
-    except KeyboardInterrupt:
-        _set_status(run_dir, run_info, "interrupted", "Ctrl-C; continue it with --resume")
+    except KeyboardInterrupt as e:
+        how = signals.describe(e)
+        _set_status(run_dir, run_info, "interrupted", f"{how}; continue it with --resume")
         raise
+    except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+        message = resources.out_of_memory_message(e, config)
+        _set_status(run_dir, run_info, "failed", message)
+        raise resources.TooLarge(message) from None
     except Exception as e:
         if files.read_json(run_dir / "run.json").get("status") == "training":
             _set_status(run_dir, run_info, "failed", f"{type(e).__name__}: {str(e)[:500]}")
@@ -514,6 +540,11 @@ def export(
     """
     run_dir = Path(run_dir)
     run_info = read_run(run_dir)
+    with locks.hold(run_dir, "run"):
+        return _export(template, run_dir, run_info, output, model, metrics, overwrite)
+
+
+def _export(template, run_dir, run_info, output, model, metrics, overwrite) -> Path:
     spec = files.read_json(run_dir / "spec.json")
     config = files.read_json(run_dir / "config.json")
     if model is None:

@@ -11,14 +11,32 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
+from tensorflow.python.framework import config as tf_config  # op determinism's switch-off
 
 from ktemplate.config import TrainingConfig
 
 
 def set_global_options(config: TrainingConfig) -> None:
-    """Seeds every RNG and sets the dtype policy. Call before building data or models."""
+    """Seeds every RNG, sets op determinism and the dtype policy. Call before building data or
+    models.
+
+    `deterministic` turns on TensorFlow's op determinism: kernels with a deterministic
+    implementation use it, the others raise, and `tf.data` keeps element order, so that the
+    same seed, software and machine give the same weights. Across CPU types oneDNN may pick
+    different kernels, so figures can still differ from one machine to another.
+    """
     keras.utils.set_random_seed(config.seed)
+    set_op_determinism(config.deterministic)
     keras.mixed_precision.set_global_policy(config.mixed_precision)
+
+
+def set_op_determinism(enabled: bool) -> None:
+    """Turns TensorFlow's process-wide op determinism on or off."""
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    elif tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
 
 
 def regularizer(config: TrainingConfig) -> keras.regularizers.Regularizer | None:

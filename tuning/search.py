@@ -33,7 +33,7 @@ import numpy as np
 
 import tuning
 from ktemplate import config as config_lib
-from ktemplate import files, run, training
+from ktemplate import files, locks, run, training
 from tuning import report, strategies
 
 TUNER_CLASSES = dict(
@@ -337,24 +337,34 @@ def tune(
         **strategies.describe(strategy),
     }
     if not worker:
-        if restart and directory.exists():
-            shutil.rmtree(directory)
-        _check_same_sweep(directory, record)
-        files.write_json(directory / "sweep.json", record)
-    else:
-        directory.mkdir(parents=True, exist_ok=True)
-
+        with locks.hold(directory, "sweep chief"):
+            if restart:
+                files.clear_folder(directory, keep=locks.LOCK_FILE)
+            _check_same_sweep(directory, record)
+            files.write_json(directory / "sweep.json", record)
+            tuner = make_tuner(template, config, sweep, directory, strategy, fixed, verbose)
+            # A larger --max-trials on a resumed sweep runs the extra trials.
+            tuner.oracle.max_trials = sweep.max_trials
+            _search(tuner, directory, verbose, chief=True)
+            report.write_leaderboard(directory)
+            if sweep.champion:
+                train_champion(
+                    template, config, sweep, directory, tuner, strategy, objective, verbose
+                )
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
     tuner = make_tuner(template, config, sweep, directory, strategy, fixed, verbose)
-    if worker:
-        tuner.trials_per_process = trials_per_process
-    else:
-        # A larger --max-trials on a resumed sweep runs the extra trials.
-        tuner.oracle.max_trials = sweep.max_trials
+    tuner.trials_per_process = trials_per_process
+    _search(tuner, directory, verbose, chief=False)
+    return directory
+
+
+def _search(tuner, directory: Path, verbose: int, chief: bool) -> None:
     tensorboard = keras.callbacks.TensorBoard(str(directory / "logs"))
     try:
         tuner.search(callbacks=[tensorboard], verbose=verbose)
     except RuntimeError as e:  # keras-tuner gives up after too many failed trials in a row
-        if not worker:
+        if chief:
             # keras-tuner raises before it saves the trial that hit the limit: save it here.
             oracle = tuner.oracle
             for trial in oracle.trials.values():
@@ -364,13 +374,6 @@ def tune(
             oracle.save()
             report.write_leaderboard(directory)
         raise ValueError(f"The sweep stopped: {str(e).splitlines()[0]} See {directory}.") from e
-    if worker:
-        return directory
-
-    report.write_leaderboard(directory)
-    if sweep.champion:
-        train_champion(template, config, sweep, directory, tuner, strategy, objective, verbose)
-    return directory
 
 
 def _champion_score(metrics: dict[str, Any], objective, trial) -> tuple[str, float]:

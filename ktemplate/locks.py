@@ -1,0 +1,105 @@
+"""Folder locks: one process at a time trains, resumes or exports a run, or chiefs a sweep.
+
+The lock is an OS file lock (`flock` on POSIX, `msvcrt.locking` on Windows) on `.lock` in the
+folder, so it goes away with the process that holds it, however that process ends; there is
+no stale marker to clean up. The file keeps the holder's process id for the error message.
+
+A process may take the same folder's lock again while it holds it (a run's training exports
+under the lock it already has); the folder is released when the outermost `hold` ends.
+
+This module must not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+LOCK_FILE = ".lock"
+
+_held: dict[Path, int] = {}  # folder → how many nested `hold`s this process has on it
+
+
+class FolderInUse(RuntimeError):
+    """Another live process holds the folder's lock."""
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+@contextlib.contextmanager
+def hold(folder: str | Path, what: str = "folder") -> Iterator[None]:
+    """Holds `folder`'s lock for the `with` block.
+
+    Raises:
+        FolderInUse: when another process holds it; the message names that process's id.
+    """
+    folder = Path(folder).resolve()
+    if folder in _held:
+        _held[folder] += 1
+        try:
+            yield
+        finally:
+            _held[folder] -= 1
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _try_lock(fd):
+            raise FolderInUse(
+                f"{folder} is in use by process {_holder(path)} (another {what} is training, "
+                "resuming or exporting into it). Wait for it to end or stop it, then run this "
+                "again."
+            )
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        _held[folder] = 1
+        try:
+            yield
+        finally:
+            del _held[folder]
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def holder(folder: str | Path) -> str | None:
+    """The process id holding `folder`'s lock, or None when no live process holds it."""
+    folder = Path(folder).resolve()
+    if folder in _held:
+        return str(os.getpid())
+    path = folder / LOCK_FILE
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if _try_lock(fd):
+            return None  # closing the descriptor below releases it again
+        return _holder(path)
+    finally:
+        os.close(fd)

@@ -1,0 +1,47 @@
+"""SIGTERM, which schedulers and `kill` send before killing, handled like Ctrl-C.
+
+Inside `sigterm_as_interrupt()` a SIGTERM raises `Terminated`, a `KeyboardInterrupt`, so a run
+stops the way Ctrl-C stops it: the epoch's backup is kept, run.json says `interrupted`, and
+`--resume` (or the same tune command) continues. The CLI then exits with 143 (128 + SIGTERM).
+
+This module must not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT
+EXIT_TERMINATED = 143  # SIGTERM: 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises `Terminated` in the main thread for the `with` block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_code(interrupt: KeyboardInterrupt) -> int:
+    return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+
+
+def describe(interrupt: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"

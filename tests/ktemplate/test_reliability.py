@@ -1,0 +1,246 @@
+"""Reproducible runs, folder locks, SIGTERM and `ktemplate runs`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktemplate import cli, files, listing, locks, run, training
+from templates import image_cnn
+from tests.helpers.images import make_image_folder
+
+TIMEOUT = 120
+HOLD = "import sys, time; from ktemplate import locks\nwith locks.hold(sys.argv[1]):\n"
+HOLD += "    print('held', flush=True); time.sleep(600)\n"
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def _wait_for(condition, process, what):
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert process.poll() is None, f"the process ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _holding(folder):
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_lock_names_the_holder_and_goes_with_it(tmp_path):
+    holder = _holding(tmp_path)
+    try:
+        assert locks.holder(tmp_path) == str(holder.pid)
+        in_use = pytest.raises(locks.FolderInUse, match=f"in use by process {holder.pid}")
+        with in_use, locks.hold(tmp_path):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)  # no clean-up runs: the OS drops the lock
+        holder.wait()
+    assert locks.holder(tmp_path) is None
+    with locks.hold(tmp_path), locks.hold(tmp_path):  # this process may nest its own hold
+        assert locks.holder(tmp_path) == str(os.getpid())
+    assert locks.holder(tmp_path) is None
+
+
+FAST = dict(epochs=2, batch_size=8, early_stopping_patience=0, conv_blocks=1, filters=8)
+
+
+def _weights(run_dir):
+    model = keras.models.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
+    return np.concatenate([w.numpy().ravel() for w in model.weights])
+
+
+def test_same_seed_same_run_other_seed_other_weights(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=16)
+    results = []
+    for seed in (7, 7, 8):
+        config = image_cnn.Config(dataset=f"dir:{data}", seed=seed, baseline=False, **FAST)
+        run_dir = run.train(image_cnn, config, output_dir=tmp_path / "runs", verbose=0)
+        metrics = files.read_json(run_dir / "metrics.json")
+        results.append((metrics["test_log_loss"], _weights(run_dir)))
+    (loss_a, weights_a), (loss_b, weights_b), (_, weights_c) = results
+    assert loss_a == loss_b
+    np.testing.assert_array_equal(weights_a, weights_b)
+    assert np.abs(weights_a - weights_c).max() > 1e-3
+
+
+def _train_command(tmp_path, *extra):
+    data = tmp_path / "data"
+    if not data.exists():
+        make_image_folder(data, per_class=16)
+    return [
+        sys.executable, "-m", "ktemplate", "train", "image_cnn", "--dataset", f"dir:{data}",
+        "--set", "epochs=500", "--set", "filters=8", "--set", "conv_blocks=1",
+        "--set", "early_stopping_patience=0", "--set", "baseline=false", *extra,
+    ]  # fmt: skip
+
+
+def _epochs_done(run_dir):
+    history = run_dir / "history_train.csv"  # its header is written when training starts
+    return len(history.read_text().splitlines()) - 1 if history.exists() else 0
+
+
+def test_second_process_on_a_run_is_refused_and_sigterm_interrupts(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "image_cnn" / "one"
+    first = subprocess.Popen(
+        _train_command(tmp_path, "--run-dir", str(run_dir)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        _wait_for(lambda: _epochs_done(run_dir) >= 1, first, "the first epoch")
+        # A second resume of the same run is refused while the first one trains.
+        assert cli.main(["train", "image_cnn", "--resume", str(run_dir)]) == 2
+        assert f"{run_dir.resolve()} is in use by process {first.pid}" in capsys.readouterr().err
+        assert cli.main(["export", str(run_dir)]) == 2
+        assert "in use by process" in capsys.readouterr().err
+        (row,) = listing.runs(tmp_path / "runs")
+        assert row["status"] == f"training (process {first.pid})"
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=TIMEOUT) == 143
+    finally:
+        first.kill()
+    assert "Interrupted (SIGTERM)" in first.stderr.read()
+    info = files.read_json(run_dir / "run.json")
+    assert info["status"] == "interrupted" and info["reason"].startswith("SIGTERM")
+    assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
+    assert locks.holder(run_dir) is None
+
+    # A resume killed outright (SIGKILL, the machine going down) leaves no lock behind, and
+    # `ktemplate runs` tells it from a run that is still training.
+    second = subprocess.Popen(
+        [sys.executable, "-m", "ktemplate", "train", "image_cnn", "--resume", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+    )
+    try:
+        _wait_for(
+            lambda: files.read_json(run_dir / "run.json")["status"] == "training",
+            second,
+            "the resume",
+        )
+    finally:
+        second.send_signal(signal.SIGKILL)
+        second.wait()
+    assert locks.holder(run_dir) is None
+    (row,) = listing.runs(tmp_path / "runs")
+    assert row["status"] == "killed"
+    assert cli.main(["runs", "image_cnn", "--output-dir", str(tmp_path / "runs")]) == 0
+    assert "killed" in capsys.readouterr().out
+
+
+def test_second_chief_on_a_sweep_is_refused(tmp_path, capsys):
+    folder = tmp_path / "image_cnn" / "sweeps" / "random"
+    tune = ["tune", "image_cnn", "--output-dir", str(tmp_path), "--max-epochs", "1"]
+    tune += ["--set", "filters=8", "--set", "dense_units=16", "--no-champion"]
+    chief = _holding(folder)  # what a running chief holds
+    try:
+        assert cli.main([*tune, "--max-trials", "2"]) == 2
+        assert f"is in use by process {chief.pid}" in capsys.readouterr().err
+        assert cli.main([*tune, "--max-trials", "2", "--restart"]) == 2  # nothing is removed
+        assert folder.is_dir()
+    finally:
+        chief.send_signal(signal.SIGKILL)
+        chief.wait()
+
+
+def _write_run(folder, status, metrics=None, reason=None):
+    folder.mkdir(parents=True)
+    info = {"template": "image_cnn", "dataset": "digits", "run_id": folder.name, "status": status}
+    if reason:
+        info["reason"] = reason
+    files.write_json(folder / "run.json", info)
+    if metrics is not None:
+        files.write_json(folder / "metrics.json", metrics)
+
+
+def test_runs_lists_status_metric_and_age(tmp_path, capsys):
+    comparison = {"metric": "test_accuracy", "model": 0.9916, "verdict": "better"}
+    _write_run(
+        tmp_path / "image_cnn" / "a",
+        "finished",
+        {"test_accuracy": 0.9916, "baseline": {"name": "SVC", "comparison": comparison}},
+    )
+    _write_run(tmp_path / "image_cnn" / "b", "failed", reason="ValueError: loss became NaN")
+    _write_run(tmp_path / "image_cnn" / "c", "training")  # no process holds it
+    _write_run(tmp_path / "text_transformer" / "d", "rejected", {"test_accuracy": 0.5})
+    rows = {Path(r["run"]).name: r for r in listing.runs(tmp_path)}
+    assert rows["a"]["metric"] == "test_accuracy=0.9916 (better than SVC)"
+    assert rows["b"]["status"] == "failed" and "NaN" in rows["b"]["metric"]
+    assert rows["c"]["status"] == "killed"
+    assert rows["d"]["metric"] == "test_accuracy=0.5"
+    assert cli.main(["runs", "image_cnn", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["RUN", "STATUS", "DATASET", "METRIC", "AGE"]
+    assert "text_transformer" not in out and out.count("image_cnn") == 3
+    assert cli.main(["runs", "imag_cnn", "--output-dir", str(tmp_path)]) == 2
+    assert "Unknown template 'imag_cnn'" in capsys.readouterr().err
+
+
+def test_runs_does_not_import_tensorflow(tmp_path):
+    code = (
+        "import sys; from ktemplate import cli; code = cli.main(['runs', '--output-dir', "
+        f"{str(tmp_path)!r}]); assert 'tensorflow' not in sys.modules; sys.exit(code)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "No runs under" in result.stdout
+
+
+def test_a_model_too_large_for_the_machine_is_refused_before_it_is_built(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert (
+        cli.main(["train", "image_cnn", "--set", "filters=100000000", "--output-dir", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("ktemplate: error: Training this model needs about")
+    assert "filters=100000000 (default 32)" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_max_params_guard(tmp_path, capsys):
+    argv = ["train", "image_cnn", "--set", "max_params=1000", "--output-dir", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "parameters, more than max_params=1000" in err and "largest layer is" in err
+    assert cli.main(["train", "image_cnn", "--set", "max_params=-1"]) == 2
+    assert "'max_params' must be >= 0" in capsys.readouterr().err
+
+
+def test_out_of_memory_while_training_is_one_line_and_recorded(tmp_path, monkeypatch, capsys):
+    class OutOfMemory(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    real_callbacks = training.callbacks
+    monkeypatch.setattr(
+        training, "callbacks", lambda *a, **k: real_callbacks(*a, **k) + [OutOfMemory()]
+    )
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    argv = ["train", "image_cnn", "--dataset", f"dir:{data}", "--output-dir", str(tmp_path)]
+    assert cli.main([*argv, "--set", "batch_size=128", "--set", "epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "Out of memory while training (OOM when allocating tensor)" in err
+    assert "batch_size=128 (default 32)" in err
+    (run_dir,) = (tmp_path / "image_cnn").iterdir()
+    info = files.read_json(run_dir / "run.json")
+    assert info["status"] == "failed" and info["reason"].startswith("Out of memory")
