@@ -45,7 +45,7 @@ def check_digits(recorded: dict) -> list[tuple[str, str, str, bool]]:
     rows, test_examples = image_cnn_digits.run_seeds(sorted(expected), {})
     tolerance = recorded["tolerance_errors"] / test_examples
     result = []
-    for seed, _, accuracy, *_ in rows:
+    for seed, _, _, accuracy, *_ in rows:
         ok = abs(accuracy - expected[seed]) <= tolerance + 1e-9
         result.append(
             (

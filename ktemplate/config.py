@@ -284,6 +284,8 @@ class TrainingConfig:
             raise ValueError(
                 f"Config key 'max_params' must be >= 0 (0: no limit), got {self.max_params}."
             )
+        if self.seed < 0:
+            raise ValueError(f"Config key 'seed' must be >= 0, got {self.seed}.")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "members": self.members}
         for name, value in positive.items():
             if value <= 0:

@@ -65,7 +65,7 @@ class Config(TrainingConfig):
     epochs: int = 60  # maximum epochs; early stopping usually ends sooner
     batch_size: int = 32  # per-replica batch size
     learning_rate: float = 3e-3  # peak learning rate (cosine decay to 1% of it)
-    early_stopping_patience: int | Literal["auto"] = "auto"  # auto: 15, 8 or 4 by train size
+    early_stopping_patience: int | Literal["auto"] = "auto"  # auto: 30, 8 or 4 by train size
     image_size: int = 0  # square size images are resized to; 0 keeps the dataset's size
     channels: Literal[1, 3] = 1  # channels dir: images are decoded to (1 gray, 3 RGB)
     conv_blocks: int = 2  # convolutional blocks; each ends with 2x2 pooling
@@ -97,8 +97,16 @@ class Config(TrainingConfig):
                 raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
         if self.image_size < 0 or self.dense_units < 0 or self.fine_tune_epochs < 0:
             raise ValueError("Config keys image_size, dense_units, fine_tune_epochs must be >= 0.")
-        if self.backbone != "none" and self.backbone_size < 32:
+        if self.backbone_size < 32:
             raise ValueError(f"Config key 'backbone_size' must be >= 32, got {self.backbone_size}.")
+        for name in ("translate", "rotate", "zoom", "contrast"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"Config key '{name}' must be in [0, 1), got {value}.")
+        if self.fine_tune_lr_factor <= 0:
+            raise ValueError(
+                f"Config key 'fine_tune_lr_factor' must be > 0, got {self.fine_tune_lr_factor}."
+            )
         if (
             self.backbone_weights not in ("none", "imagenet")
             and not Path(self.backbone_weights).is_file()
@@ -115,7 +123,7 @@ class Config(TrainingConfig):
 
 
 MIN_AUGMENT_SIDE = 16  # augment=auto: on for images at least this big (it blurs 8x8 digits)
-PATIENCE_BY_TRAIN_SIZE = ((5_000, 15), (50_000, 8))  # (fewer train images than, patience)
+PATIENCE_BY_TRAIN_SIZE = ((5_000, 30), (50_000, 8))  # (fewer train images than, patience)
 LARGE_DATA_PATIENCE = 4  # ... and for larger train splits: an epoch is already many steps
 UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is this much larger
 MIN_BATCH_NORM_STEPS = 10  # batch_norm=auto: on from this many train steps per epoch

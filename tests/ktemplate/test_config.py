@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import typing
 
 import pytest
 
@@ -110,3 +111,24 @@ def test_non_finite_numbers_are_refused_before_training(value):
         config_lib.apply_overrides(image_cnn.Config(), {"learning_rate": value}, from_text=True)
     with pytest.raises(ValueError, match="'dropout' must be a finite number"):
         image_cnn.Config(dropout=float(value))
+
+
+def _numeric_fields():
+    import templates
+
+    for name in templates.names():
+        config_cls = templates.load(name).Config
+        hints = typing.get_type_hints(config_cls)
+        for field in dataclasses.fields(config_cls):
+            kinds = typing.get_args(hints[field.name]) or (hints[field.name],)
+            if bool not in kinds and any(kind in (int, float) for kind in kinds):
+                yield name, field.name
+
+
+@pytest.mark.parametrize(("template", "key"), list(_numeric_fields()))
+def test_every_numeric_field_refuses_negative_values_with_its_range(template, key):
+    import templates
+
+    config_cls = templates.load(template).Config
+    with pytest.raises(ConfigError, match=rf"\b{key}\b.* (must be|>)"):
+        config_lib.apply_overrides(config_cls(), {key: "-1"}, from_text=True)

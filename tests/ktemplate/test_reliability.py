@@ -244,3 +244,20 @@ def test_out_of_memory_while_training_is_one_line_and_recorded(tmp_path, monkeyp
     (run_dir,) = (tmp_path / "image_cnn").iterdir()
     info = files.read_json(run_dir / "run.json")
     assert info["status"] == "failed" and info["reason"].startswith("Out of memory")
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
+    folder = tmp_path / "image_cnn" / "sweeps" / "random"
+    command = [sys.executable, "-m", "ktemplate", "tune", "image_cnn", "--output-dir"]
+    command += [str(tmp_path), "--max-trials", "50", "--set", "filters=8", "--no-champion"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env()
+    )
+    try:
+        _wait_for(lambda: locks.holder(folder) is not None, process, "the chief's lock")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=TIMEOUT) == 143
+    finally:
+        process.kill()
+    assert "Interrupted (SIGTERM). Run the same command again" in process.stderr.read()
+    assert locks.holder(folder) is None

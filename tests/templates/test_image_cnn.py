@@ -137,7 +137,7 @@ def test_run_compares_with_pixel_baselines_on_the_same_test_split(trained_run):
     spec = files_lib.read_json(trained_run / "spec.json")
     assert spec["resolved"]["augment"]["value"] is False  # 8x8 digits: no augmentation
     assert "early_stopping_patience" not in spec["resolved"]  # set by the test: it wins
-    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8).config.early_stopping_patience == 15
+    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8).config.early_stopping_patience == 30
     assert (
         image_cnn.resolve_auto(image_cnn.Config(), 60_000, 28).config.early_stopping_patience == 4
     )
