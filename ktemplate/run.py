@@ -465,8 +465,20 @@ def _train_here(
 
 
 def _set_status(run_dir: Path, run_info: dict[str, Any], status: str, reason: str) -> None:
-    """Records why a run stopped, so that a failed run is not mistaken for a running one."""
-    files.write_json(run_dir / "run.json", {**run_info, "status": status, "reason": reason})
+    """Records why a run stopped, and after how many finished epochs, so that a failed run is
+    not mistaken for a running one."""
+    record = {**run_info, "status": status, "reason": reason, "epochs_done": epochs_done(run_dir)}
+    files.write_json(run_dir / "run.json", record)
+
+
+def epochs_done(run_dir: Path) -> dict[str, int]:
+    """Finished epochs per history file (`train`, `fine_tune`, `members/0/train`, ...)."""
+    done = {}
+    for history in sorted(Path(run_dir).glob("**/history_*.csv")):
+        name = history.relative_to(run_dir).with_suffix("").as_posix().replace("history_", "")
+        rows = history.read_text(encoding="utf-8").splitlines()
+        done[name] = max(0, len(rows) - 1)  # the header line is written when training starts
+    return done
 
 
 def _train_and_export(

@@ -120,6 +120,7 @@ def test_second_process_on_a_run_is_refused_and_sigterm_interrupts(tmp_path, cap
     assert "Interrupted (SIGTERM)" in first.stderr.read()
     info = files.read_json(run_dir / "run.json")
     assert info["status"] == "interrupted" and info["reason"].startswith("SIGTERM")
+    assert info["epochs_done"]["train"] >= 1
     assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
     assert locks.holder(run_dir) is None
 
@@ -244,6 +245,7 @@ def test_out_of_memory_while_training_is_one_line_and_recorded(tmp_path, monkeyp
     (run_dir,) = (tmp_path / "image_cnn").iterdir()
     info = files.read_json(run_dir / "run.json")
     assert info["status"] == "failed" and info["reason"].startswith("Out of memory")
+    assert info["epochs_done"] == {"train": 0}
 
 
 def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
