@@ -464,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:  # outside train/tune, which say how to continue
         return signals.exit_code(e)
+    except BrokenPipeError:  # `ktemplate list | head`: the reader has gone; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:

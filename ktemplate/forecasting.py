@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ktemplate import reports
+
 
 def naive(series: np.ndarray, starts: np.ndarray, horizon: int) -> np.ndarray:
     """[origins, horizon]: the last known value, repeated."""
@@ -75,15 +77,10 @@ def plot_forecasts(
 ) -> None:
     """Actuals over the test tail against the 1-step and last-step forecasts, and a few whole
     forecast paths; below, the MAE of each step ahead for the model and the baselines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     horizon = forecast.shape[1]
     first, last = int(starts[0]), int(starts[-1]) + horizon
     steps = np.arange(first, last)
-    fig, (top, bottom) = plt.subplots(
+    fig, (top, bottom) = reports.subplots(
         2, 1, figsize=(11, 7.5), gridspec_kw={"height_ratios": [2.2, 1]}
     )
     top.plot(steps, actual_series[first:last], color="black", lw=1.2, label="actual")
@@ -118,7 +115,6 @@ def plot_forecasts(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def holt_winters(

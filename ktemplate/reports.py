@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def subplots(*args, figsize=None, **kwargs):
+    """(figure, axes) like `pyplot.subplots`, on a figure of its own: saving it needs no
+    display, and matplotlib's backend and pyplot's figures (a notebook's) are left alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*args, **kwargs)
 
 
 def classification_metrics(
@@ -55,10 +55,9 @@ def classification_metrics(
 
 
 def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path) -> None:
-    plt = _pyplot()
     matrix = np.asarray(matrix)
     size = max(4.0, 0.5 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
@@ -78,7 +77,6 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path:
     ax.set_title("Confusion matrix (test split)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_image_predictions(
@@ -90,7 +88,6 @@ def plot_image_predictions(
     count: int = 36,
 ) -> None:
     """A grid of test images titled 'predicted (p) / true'; mistakes are shown first, in red."""
-    plt = _pyplot()
     predicted = probabilities.argmax(axis=-1)
     order = np.concatenate(
         [np.flatnonzero(predicted != labels), np.flatnonzero(predicted == labels)]
@@ -98,7 +95,7 @@ def plot_image_predictions(
     order = order[:count]
     cols = 6
     rows = max(1, int(np.ceil(len(order) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, order, strict=False):
@@ -115,4 +112,3 @@ def plot_image_predictions(
     fig.suptitle("Test predictions (mistakes first, in red)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

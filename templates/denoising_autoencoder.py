@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import baselines, training
+from ktemplate import baselines, reports, training
 from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import denoising
@@ -472,12 +472,7 @@ def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> d
 
 def _plot_grid(shown: list, path: Path) -> None:
     """One row per test image: clean, noisy and denoised, with PSNR/SSIM in the titles."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(shown), 3, figsize=(9, 3 * len(shown)), squeeze=False)
+    fig, axes = reports.subplots(len(shown), 3, figsize=(9, 3 * len(shown)), squeeze=False)
     for row, (name, clean, noisy, denoised, scores) in zip(axes, shown, strict=True):
         panels = [
             (clean, f"{name}: clean"),
@@ -492,7 +487,6 @@ def _plot_grid(shown: list, path: Path) -> None:
     fig.suptitle("Test images: clean, noisy, denoised (PSNR / SSIM)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
