@@ -31,8 +31,14 @@ USER_ERRORS = (
 )
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _quiet_tensorflow(verbose: bool) -> None:
+    """Imports TensorFlow with its start-up banners filtered out, unless `verbose`."""
+    if verbose or os.environ.get("KTEMPLATE_VERBOSE") == "1":
+        os.environ["KTEMPLATE_VERBOSE"] = "1"  # the processes a launcher starts show it too
+        return
+    from ktemplate import startup
+
+    startup.import_quietly()
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ktemplate",
         description="Keras 3 application templates: train, tune and export as SavedModels.",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's start-up messages (oneDNN, absl, CUDA probing), hidden otherwise",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -455,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.command not in ("list", "new", "report", "runs"):
-        _quiet_tensorflow()
+        _quiet_tensorflow(args.verbose)
     try:
         with signals.sigterm_as_interrupt():
             return _dispatch(args, argv)

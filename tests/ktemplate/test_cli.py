@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 
@@ -110,3 +111,38 @@ def test_new_refuses_existing_names_and_bad_identifiers(tmp_path, capsys):
     # Through the CLI, onto the real templates folder: refused, nothing written.
     assert cli.main(["new", "image_cnn", "--from", "image_cnn"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+CUINIT = (
+    "E0000 00:00:1796224350.445846    4792 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
+    "CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)"
+)
+
+
+def test_startup_noise_is_told_from_real_errors():
+    from ktemplate import startup
+
+    banner = "WARNING: All log messages before absl::InitializeLog() is called are written"
+    onednn = "I0000 00:00:1796224348.138897    4792 port.cc:153] oneDNN custom operations are on."
+    assert startup.is_noise(banner, False) and startup.is_noise(onednn, True)
+    assert startup.is_noise(CUINIT, has_nvidia_driver=False)
+    assert not startup.is_noise(CUINIT, has_nvidia_driver=True)  # a GPU machine: a real problem
+    assert not startup.is_noise("E0000 00:00:1.0 1 op_kernel.cc:1] Not found: libfoo.so", False)
+    assert not startup.is_noise("Traceback (most recent call last):", False)
+
+
+def test_tensorflow_startup_banners_are_hidden_unless_verbose(tmp_path):
+    def stderr(*argv):
+        result = subprocess.run(
+            [sys.executable, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+        return result.stderr
+
+    bare = stderr("-c", "import tensorflow as tf; tf.config.list_physical_devices()")
+    quiet = stderr("-m", "ktemplate", "show", "image_cnn")
+    for noise in ("absl::InitializeLog", "oneDNN", "cudart_stub", "cuInit"):
+        if noise != "cuInit" or not shutil.which("nvidia-smi"):
+            assert noise not in quiet, quiet
+    verbose = stderr("-m", "ktemplate", "--verbose", "show", "image_cnn")
+    for noise in ("absl::InitializeLog", "oneDNN"):
+        assert (noise in verbose) == (noise in bare)

@@ -1,0 +1,57 @@
+"""TensorFlow's start-up noise, kept from users who did not ask for it.
+
+Importing TensorFlow and finding its devices print banners to the process's stderr from C++,
+before any Python logging is set up: absl's "All log messages before absl::InitializeLog()"
+line, oneDNN's and the CPU feature guard's notes, and on a machine without an NVIDIA GPU
+`failed call to cuInit: ... UNKNOWN ERROR (303)`, which reads like a failure. `import_quietly`
+captures stderr at the file-descriptor level while that happens and prints back every line
+that is not one of those, so a real error still shows. The cuInit line is dropped only when
+the machine has no NVIDIA driver (`nvidia-smi` is absent); with one it is a real problem.
+
+This module must not import TensorFlow at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+_NOISE = (
+    re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
+    re.compile(r"^[IW]\d{4} "),  # absl INFO and WARNING lines
+    re.compile(r"^To enable the following instructions: "),  # the CPU feature guard's 2nd line
+)
+_CUINIT = re.compile(r"^E\d{4} .*failed call to cuInit")
+
+
+def is_noise(line: str, has_nvidia_driver: bool) -> bool:
+    if any(pattern.search(line) for pattern in _NOISE):
+        return True
+    return not has_nvidia_driver and bool(_CUINIT.search(line))
+
+
+def import_quietly() -> None:
+    """Imports TensorFlow and lists its devices with the start-up banners filtered out."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            driver = shutil.which("nvidia-smi") is not None
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not is_noise(line, driver):
+                    print(line, file=sys.stderr)
