@@ -13,6 +13,7 @@ This module must not import TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -69,7 +70,13 @@ def hold(folder: str | Path, what: str = "folder") -> Iterator[None]:
         return
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        yield  # a folder this process cannot write (exporting a read-only run elsewhere)
+        return
     try:
         if not _try_lock(fd):
             raise FolderInUse(

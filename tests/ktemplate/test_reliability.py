@@ -1,5 +1,6 @@
 """Reproducible runs, folder locks, SIGTERM and `ktemplate runs`."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -263,3 +264,19 @@ def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
         process.kill()
     assert "Interrupted (SIGTERM). Run the same command again" in process.stderr.read()
     assert locks.holder(folder) is None
+
+
+def test_a_folder_this_process_cannot_write_is_used_without_a_lock(tmp_path, monkeypatch):
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(locks.os, "open", refuse)  # a read-only run, exported elsewhere
+    with locks.hold(tmp_path):
+        assert not (tmp_path / locks.LOCK_FILE).exists()
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(locks.os, "open", disk_full)  # any other failure is not hidden
+    with pytest.raises(OSError, match="No space"), locks.hold(tmp_path / "other"):
+        pass
