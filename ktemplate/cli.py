@@ -411,11 +411,8 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from ktemplate import listing
 
-    if args.name is not None and args.name not in templates.names():
-        raise ValueError(
-            f"Unknown template {args.name!r}; `ktemplate list` shows them: "
-            f"{', '.join(templates.names())}."
-        )
+    if args.name is not None:
+        templates.check_name(args.name)
     rows = listing.runs(args.output_dir, args.name)
     if not rows:
         where = f"{args.output_dir}/{args.name}" if args.name else args.output_dir

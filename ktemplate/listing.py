@@ -68,20 +68,19 @@ def runs(output_dir: str | Path, template: str | None = None) -> list[dict[str, 
             metric = info["reason"][:80]
         updated = record.stat().st_mtime
         rows.append(
-            {
-                "run": str(folder),
-                "template": info.get("template", "?"),
-                "status": status,
-                "dataset": str(info.get("dataset", "")),
-                "metric": metric,
-                "age": _age(time.time() - updated),
-                "_updated": updated,
-            }
+            (
+                updated,
+                {
+                    "run": str(folder),
+                    "template": info.get("template", "?"),
+                    "status": status,
+                    "dataset": str(info.get("dataset", "")),
+                    "metric": metric,
+                    "age": _age(time.time() - updated),
+                },
+            )
         )
-    rows.sort(key=lambda r: r["_updated"], reverse=True)
-    for row in rows:
-        del row["_updated"]
-    return rows
+    return [row for _, row in sorted(rows, key=lambda pair: pair[0], reverse=True)]
 
 
 def format_table(rows: list[dict[str, str]]) -> str:

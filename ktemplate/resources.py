@@ -6,8 +6,8 @@ and one batch's activations, and stops with `TooLarge` when training would need 
 than the machine has free, or more parameters than `max_params`. The message names the largest
 layer and the config fields set above their defaults, which are the ones to shrink.
 
-`out_of_memory` turns a `ResourceExhaustedError` (or `MemoryError`) met later, while training,
-into the same kind of one-line error.
+`out_of_memory_message` turns a `ResourceExhaustedError` (or `MemoryError`) met later, while
+training, into the same kind of one-line error.
 """
 
 from __future__ import annotations
@@ -94,8 +94,6 @@ def estimate(build: Any, batch_size: int) -> Estimate | None:
     try:
         with _shapes_only():
             model = build()
-    except TooLarge:
-        raise
     except Exception:  # the real build reports its own errors
         return None
     largest, largest_name, activations = 0, "", 0
@@ -122,8 +120,8 @@ def _layers(model: keras.Model) -> list[keras.layers.Layer]:
     return result
 
 
-def _grown_fields(config: Any) -> str:
-    """The numeric fields set above their defaults, e.g. "filters=100000000 (default 32)"."""
+def _shrink_hint(config: Any) -> str:
+    """ " Fields set above their defaults: filters=100000000 (default 32)." or "" if none."""
     grown = []
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -134,7 +132,7 @@ def _grown_fields(config: Any) -> str:
             and value > f.default
         ):
             grown.append(f"{f.name}={value} (default {f.default})")
-    return ", ".join(grown)
+    return f" Fields set above their defaults: {', '.join(grown)}." if grown else ""
 
 
 def _human(n: float, unit: str = "") -> str:
@@ -167,20 +165,16 @@ def check(build: Any, config: Any, batch_size: int) -> Estimate | None:
         )
     if problem is None:
         return sized
-    grown = _grown_fields(config)
-    hint = f" Fields set above their defaults: {grown}." if grown else ""
     raise TooLarge(
         f"{problem} The largest layer is '{sized.largest_layer}' "
-        f"({_human(sized.largest_layer_parameters)} parameters).{hint} Shrink the model's "
-        "width or depth fields (or batch_size for activations) and run again."
+        f"({_human(sized.largest_layer_parameters)} parameters).{_shrink_hint(config)} "
+        "Shrink the model's width or depth fields (or batch_size for activations) and run again."
     )
 
 
 def out_of_memory_message(error: BaseException, config: Any) -> str:
-    grown = _grown_fields(config)
-    hint = f" Fields set above their defaults: {grown}." if grown else ""
     first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
     return (
-        f"Out of memory while training ({first}).{hint} Lower batch_size or the model's width "
-        "or depth fields and run again."
+        f"Out of memory while training ({first}).{_shrink_hint(config)} Lower batch_size or "
+        "the model's width or depth fields and run again."
     )

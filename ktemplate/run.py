@@ -421,7 +421,6 @@ def _train_here(
         print_resolved(data.spec)
         if run_dir is None:
             run_dir = new_run_dir(output_dir, template.NAME)
-            held.enter_context(locks.hold(run_dir, "run"))
         else:
             run_dir = Path(run_dir)
             if run_dir.exists() and any(run_dir.iterdir()):

@@ -53,13 +53,18 @@ def load(name: str) -> ModuleType:
     Raises:
         ValueError: no template has this name.
     """
+    check_name(name)
+    return importlib.import_module(f"templates.{name}")
+
+
+def check_name(name: str) -> None:
+    """Raises ValueError when no template has this name (without importing any)."""
     available = names()
     if name not in available:
         raise ValueError(
             f"Unknown template '{name}'. Available templates: {', '.join(available)}. "
             "Run `ktemplate list` to see them."
         )
-    return importlib.import_module(f"templates.{name}")
 
 
 def check_new_name(name: str, templates_dir: Path = TEMPLATES_DIR) -> None:
