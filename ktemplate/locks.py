@@ -103,7 +103,10 @@ def holder(folder: str | Path) -> str | None:
     path = folder / LOCK_FILE
     if not path.is_file():
         return None
-    fd = os.open(path, os.O_RDWR)
+    try:
+        fd = os.open(path, os.O_RDONLY)  # a lock needs no write access (read-only run folders)
+    except OSError:
+        return None
     try:
         if _try_lock(fd):
             return None  # closing the descriptor below releases it again
