@@ -22,8 +22,20 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM."""
 
 
+received = False  # set by the handler: a Terminated swallowed by a finalizer is raised again
+
+
 def _raise_terminated(signum, frame):
+    global received
+    received = True
     raise Terminated()
+
+
+def raise_if_received() -> None:
+    """Raises `Terminated` when a SIGTERM arrived (Python drops an exception raised while a
+    finalizer runs, so the handler's own may have been lost)."""
+    if received:
+        raise Terminated()
 
 
 @contextlib.contextmanager

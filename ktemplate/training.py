@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # op determinism's switch-off
 
+from ktemplate import signals
 from ktemplate.config import TrainingConfig
 
 
@@ -157,6 +158,13 @@ class RestoreOnlyBackup(keras.callbacks.BackupAndRestore):
         pass
 
 
+class _StopOnSigterm(keras.callbacks.Callback):
+    """Stops at the next batch when a SIGTERM's exception was lost (see `signals`)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        signals.raise_if_received()
+
+
 def callbacks(
     config: TrainingConfig,
     run_dir: Path | None,
@@ -176,7 +184,7 @@ def callbacks(
     backup is read from there and never written.
     """
     monitor = "val_loss" if validation else "loss"
-    result: list = [keras.callbacks.TerminateOnNaN()]
+    result: list = [keras.callbacks.TerminateOnNaN(), _StopOnSigterm()]
     if validation and config.early_stopping_patience > 0:
         result.append(
             keras.callbacks.EarlyStopping(
