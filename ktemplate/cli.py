@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train in N local MultiWorkerMirroredStrategy processes (generated TF_CONFIG)",
     )
     _add_strategy_option(train)
+    _add_format_options(train, "--export-formats")
 
     tune = sub.add_parser(
         "tune",
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="a run folder, saved_models/<template>/<run-id>")
     export.add_argument("--output", help="export folder (default RUN_DIR/export)")
     export.add_argument("--force", action="store_true", help="replace an existing export")
+    _add_format_options(export, "--format")
 
     predict = sub.add_parser("predict", help="run an exported SavedModel on raw inputs")
     predict.add_argument("export_dir", help="an export folder (holds manifest.json)")
@@ -224,6 +226,25 @@ def cmd_show(name: str) -> int:
     return 0
 
 
+def _add_format_options(parser: argparse.ArgumentParser, flag: str) -> None:
+    """--format/--export-formats and --quantize: LiteRT and ONNX files beside the SavedModel."""
+    parser.add_argument(
+        flag,
+        dest="formats",
+        nargs="+",
+        default=["saved_model"],
+        metavar="FORMAT",
+        help="saved_model (always written), litert, onnx; each converted file is checked in "
+        "its runtime (needs pip install 'ktemplate[export]')",
+    )
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        choices=["none", "dynamic", "float16"],
+        help="post-training quantization of the LiteRT file (default none)",
+    )
+
+
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     template = templates.load(args.name)
     config, fixed = _config_and_fixed(template, args)
@@ -244,6 +265,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             resume=args.resume,
             strategy=strategy,
             run_dir=args.run_dir,
+            export_formats=args.formats,
+            quantize=args.quantize,
         )
     except KeyboardInterrupt as e:
         print(
@@ -434,7 +457,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     info = run.read_run(args.run_dir)
     template = templates.load(info["template"])
-    path = run.export(template, args.run_dir, output=args.output, overwrite=args.force)
+    path = run.export(
+        template,
+        args.run_dir,
+        output=args.output,
+        overwrite=args.force,
+        formats=args.formats,
+        quantize=args.quantize,
+    )
     print(f"Exported to {path}")
     return 0
 

@@ -66,6 +66,7 @@ def write_export(
     endpoints: dict[str, Endpoint],
     manifest: dict[str, Any],
     overwrite: bool = False,
+    convert: Callable[[Path], dict[str, Any]] | None = None,
 ) -> Path:
     """Writes a SavedModel with `endpoints` and `manifest.json` to `export_dir`, atomically.
 
@@ -78,6 +79,9 @@ def write_export(
         manifest: template-specific facts (template, dataset, input kind, class names, metrics,
             config); versions, endpoints and the creation time are added here.
         overwrite: replace an existing `export_dir`; otherwise refuse.
+        convert: called with the folder being written, after the SavedModel, to add other
+            formats (`ktemplate.convert.write_formats`); what it returns is the manifest's
+            `formats`. When it raises, nothing is written.
 
     Returns:
         The export folder.
@@ -101,6 +105,8 @@ def write_export(
                 archive.track(extra)
             archive.add_endpoint(name=name, fn=fn, input_signature=signature)
         archive.write_out(str(tmp), verbose=False)
+        if convert is not None:
+            manifest["formats"] = convert(tmp)
         files.write_json(tmp / MANIFEST, manifest)
     return export_dir
 

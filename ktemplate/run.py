@@ -48,7 +48,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktemplate import baselines, files, locks, resources, signals, training
+from ktemplate import baselines, convert, files, locks, resources, signals, training
 from ktemplate import config as config_lib
 from ktemplate import export as export_lib
 
@@ -330,6 +330,8 @@ def train(
     refit: bool = False,
     before_export: Callable[[dict[str, Any]], None] | None = None,
     extra_info: dict[str, Any] | None = None,
+    export_formats: list[str] | None = None,
+    quantize: str = "none",
 ) -> Path:
     """Trains, evaluates and exports one run of `template`; returns the run folder.
 
@@ -353,7 +355,11 @@ def train(
             refuses the export (the run keeps its metrics, status "rejected").
         extra_info: JSON facts recorded in run.json and the export manifest (e.g. the sweep
             a champion comes from).
+        export_formats: formats of the export beside the SavedModel (litert, onnx), checked
+            before training starts; recorded in run.json, so a resumed run writes them too.
+        quantize: none, dynamic or float16, for the LiteRT file.
     """
+    formats = convert.check_formats(export_formats or ["saved_model"], quantize, template)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     strategy = strategy or tf.distribute.get_strategy()
@@ -388,13 +394,13 @@ def train(
     with contextlib.ExitStack() as held:
         return _train_here(
             template, config, output_dir, resume, strategy, verbose, run_dir, refit,
-            before_export, extra_info, held,
+            before_export, extra_info, held, {"formats": formats, "quantize": quantize},
         )  # fmt: skip
 
 
 def _train_here(
     template, config, output_dir, resume, strategy, verbose, run_dir, refit, before_export,
-    extra_info, held: contextlib.ExitStack,
+    extra_info, held: contextlib.ExitStack, export_options: dict[str, Any],
 ) -> Path:  # fmt: skip
     """`train` in this process's own run folder, which it holds locked (`ktemplate.locks`)."""
     if resume is not None:
@@ -403,6 +409,7 @@ def _train_here(
         held.enter_context(locks.hold(run_dir, "run"))
         refit = run_info.get("refit", False)
         extra_info = run_info.get("extra")
+        export_options = run_info.get("export", export_options)
         if run_info["template"] != template.NAME:
             raise ValueError(
                 f"{run_dir} is a run of template '{run_info['template']}', not '{template.NAME}'."
@@ -441,6 +448,8 @@ def _train_here(
         "global_batch_size": batch_size,
         "refit": refit,
     }
+    if export_options["formats"] != ["saved_model"]:
+        run_info["export"] = export_options
     if extra_info:
         run_info["extra"] = extra_info
     files.write_json(run_dir / "run.json", run_info)
@@ -505,7 +514,15 @@ def _train_and_export(
     except ValueError:
         _finish(run_dir, run_info, metrics, "rejected")
         raise
-    export(template, run_dir, model=model, metrics=metrics)
+    options = run_info.get("export", {})
+    export(
+        template,
+        run_dir,
+        model=model,
+        metrics=metrics,
+        formats=options.get("formats"),
+        quantize=options.get("quantize", "none"),
+    )
     _finish(run_dir, run_info, metrics, "finished")
     return run_dir
 
@@ -538,8 +555,11 @@ def export(
     model: keras.Model | None = None,
     metrics: dict[str, Any] | None = None,
     overwrite: bool = False,
+    formats: list[str] | None = None,
+    quantize: str = "none",
 ) -> Path:
-    """Exports a run's best model as a self-contained SavedModel with its manifest.
+    """Exports a run's best model as a self-contained SavedModel with its manifest, and
+    optionally LiteRT/ONNX files beside it (`ktemplate.convert`).
 
     Args:
         template: the run's template module.
@@ -548,14 +568,21 @@ def export(
         model: the model to export; the run's best checkpoint by default.
         metrics: test metrics for the manifest; the run's metrics.json by default.
         overwrite: replace an existing export.
+        formats: saved_model (always written), litert, onnx.
+        quantize: none, dynamic or float16, for the LiteRT file.
     """
+    formats = convert.check_formats(formats or ["saved_model"], quantize, template)
     run_dir = Path(run_dir)
     run_info = read_run(run_dir)
     with locks.hold(run_dir, "run"):
-        return _export(template, run_dir, run_info, output, model, metrics, overwrite)
+        return _export(
+            template, run_dir, run_info, output, model, metrics, overwrite, formats, quantize
+        )
 
 
-def _export(template, run_dir, run_info, output, model, metrics, overwrite) -> Path:
+def _export(
+    template, run_dir, run_info, output, model, metrics, overwrite, formats, quantize
+) -> Path:
     spec = files.read_json(run_dir / "spec.json")
     config = files.read_json(run_dir / "config.json")
     if model is None:
@@ -581,4 +608,7 @@ def _export(template, run_dir, run_info, output, model, metrics, overwrite) -> P
         template.serving_endpoints(model, spec),
         manifest,
         overwrite=overwrite,
+        convert=lambda folder: convert.write_formats(
+            folder, template, model, spec, formats, quantize
+        ),
     )

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import baselines, reports, training
+from ktemplate import baselines, convert, reports, training
 from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import denoising
@@ -352,6 +352,33 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
             [tf.TensorSpec([None, None, None, channels], tf.float32, name="images")],
         ),
     }
+
+
+def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) -> convert.Portable:
+    """The LiteRT/ONNX function: the `serve` endpoint's computation (uint8 pixels → uint8
+    denoised). ONNX takes any height and width, as the SavedModel does; LiteRT needs static
+    shapes, so it takes tiles of the training patch size (denoise a larger image tile by tile)."""
+    channels, size = spec["channels"], spec["patch_size"]
+    side = size if runtime == "litert" else None
+
+    def denoise(pixels):
+        images = tf.cast(pixels, tf.float32) / 255.0
+        denoised = tf.clip_by_value(tf.cast(model(images, training=False), tf.float32), 0.0, 1.0)
+        return {"denoised": tf.cast(tf.round(denoised * 255.0), tf.uint8)}
+
+    rng = np.random.default_rng(0)
+    shape = (2, size, size, channels) if side else (2, size + 5, size + 3, channels)
+    return convert.Portable(
+        fn=denoise,
+        signature=[tf.TensorSpec([None, side, side, channels], tf.uint8, name="pixels")],
+        sample={"pixels": rng.integers(0, 256, shape, dtype=np.uint8)},
+        reference="serve",
+        notes={
+            "input": f"pixels: uint8 [batch, {side or 'H'}, {side or 'W'}, {channels}], 0..255"
+            + (f" (tiles of {size}x{size})" if side else ", any H and W"),
+            "outputs": "denoised uint8, the input's shape",
+        },
+    )
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:

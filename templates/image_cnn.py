@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import baselines, export, reports, training
+from ktemplate import baselines, convert, export, reports, training
 from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import images
@@ -377,6 +377,35 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
             [tf.TensorSpec([None], tf.string, name="image_bytes")],
         ),
     }
+
+
+def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) -> convert.Portable:
+    """The LiteRT/ONNX function: uint8 pixels at the training size → probabilities, class_id.
+
+    No resize (its shape-dependent branch leaves the converters an unknown shape): the caller
+    resizes to the training size. Class names are strings, which these runtimes do not carry:
+    they are in the manifest, indexed by class_id.
+    """
+    del runtime  # one function serves both
+    height, width, channels = spec["input_shape"]
+
+    def classify(pixels):
+        probabilities = tf.cast(model(tf.cast(pixels, tf.float32), training=False), tf.float32)
+        return {"probabilities": probabilities, "class_id": tf.argmax(probabilities, axis=-1)}
+
+    rng = np.random.default_rng(0)
+    return convert.Portable(
+        fn=classify,
+        signature=[tf.TensorSpec([None, height, width, channels], tf.uint8, name="pixels")],
+        sample={"pixels": rng.integers(0, 256, (4, height, width, channels), dtype=np.uint8)},
+        reference="serve",
+        notes={
+            "input": f"pixels: uint8 [batch, {height}, {width}, {channels}], 0..255 (resize to "
+            f"{height}x{width} first)",
+            "outputs": "probabilities float32 [batch, classes]; class_id int64 [batch] (the "
+            "manifest's class_names[class_id] is its name)",
+        },
+    )
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import baselines, export, files, reports, training
+from ktemplate import baselines, convert, export, files, reports, training
 from ktemplate.config import ConfigError, Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import splits as splits_lib
@@ -699,6 +699,52 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
 
     serve.track = [end_to_end]  # the vocabulary lookup table goes into the SavedModel
     return {"serve": (serve, [tf.TensorSpec([None], tf.string, name="text")])}
+
+
+def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) -> convert.Portable:
+    """The LiteRT/ONNX function: token ids → probabilities, class_id. Neither runtime has
+    string ops, so vectorization happens in the caller: `vocabulary.txt` (written beside the
+    file; line i is token id i) and the manifest's recipe say how."""
+    del runtime
+    if "backbone" in spec or spec["sequence_length"] is None:
+        raise ValueError(
+            "LiteRT/ONNX export needs the from-scratch model with a fixed sequence_length; a "
+            "backbone's tokenizer (or sequence_length=none) has no token-id file to ship. "
+            "Export the SavedModel only."
+        )
+    length = spec["sequence_length"]
+
+    def classify(token_ids):
+        probabilities = tf.cast(model(token_ids, training=False), tf.float32)
+        return {"probabilities": probabilities, "class_id": tf.argmax(probabilities, axis=-1)}
+
+    vocabulary = ["", "[UNK]", *spec["vocabulary"]]
+    rng = np.random.default_rng(0)
+    sample = rng.integers(2, len(vocabulary), (4, length))
+    sample[:, length // 2 :] = 0  # padded, as short texts are
+    ngrams = spec.get("ngrams", 1)
+    return convert.Portable(
+        fn=classify,
+        signature=[tf.TensorSpec([None, length], tf.int64, name="token_ids")],
+        sample={"token_ids": sample.astype("int64")},
+        reference=None,
+        notes={
+            "input": f"token_ids: int64 [batch, {length}]",
+            "vectorize": f"standardize ({spec['standardize']}: lower-case, remove ASCII "
+            "punctuation), split on whitespace, "
+            + (
+                f"then add the {ngrams}-grams (words joined by one space) after the words, "
+                if ngrams > 1
+                else ""
+            )
+            + f"map each token to its line number in vocabulary.txt (1 when absent, 0 is "
+            f"padding), cut or zero-pad to {length}",
+            "vocabulary": "vocabulary.txt",
+            "outputs": "probabilities float32 [batch, classes]; class_id int64 [batch] (the "
+            "manifest's class_names[class_id] is its name)",
+        },
+        assets={"vocabulary.txt": "\n".join(vocabulary) + "\n"},
+    )
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktemplate import baselines, forecasting, training
+from ktemplate import baselines, convert, forecasting, training
 from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
 from pipelines import timeseries
@@ -539,6 +539,35 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
 
     signature = [tf.TensorSpec([None, spec["window"], len(spec["features"])], tf.float32, "window")]
     return {"serve": (serve, signature)}
+
+
+def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) -> convert.Portable:
+    """The LiteRT/ONNX function: the `serve` endpoint's computation (raw window → forecast in
+    original units). LiteRT takes one window per call: the LSTM's loop needs a static batch
+    there (its TensorList ops have no dynamic element shape); ONNX takes any batch."""
+    features = len(spec["features"])
+    batch = 1 if runtime == "litert" else None
+
+    def forecast(window):
+        normalized = tf.cast(model(window, training=False), tf.float32)
+        return {"forecast": to_original_units(normalized, spec)}
+
+    rng = np.random.default_rng(0)
+    mean = np.asarray(spec["mean"], dtype="float64").reshape(-1)
+    std = np.asarray(spec["std"], dtype="float64").reshape(-1)
+    sample = mean + std * rng.standard_normal((batch or 4, spec["window"], features))
+    return convert.Portable(
+        fn=forecast,
+        signature=[tf.TensorSpec([batch, spec["window"], features], tf.float32, name="window")],
+        sample={"window": sample.astype("float32")},
+        reference="serve",
+        notes={
+            "input": f"window: float32 [{batch or 'batch'}, {spec['window']}, {features}], the "
+            f"last {spec['window']} steps of {', '.join(spec['features'])}, oldest first, in "
+            "original units",
+            "outputs": f"forecast float32 [{batch or 'batch'}, {spec['horizon']}], original units",
+        },
+    )
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
