@@ -288,7 +288,7 @@ class TrainingConfig:
             raise ValueError(f"Config key 'seed' must be >= 0, got {self.seed}.")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "members": self.members}
         for name, value in positive.items():
-            if value <= 0:
+            if value != AUTO and value <= 0:
                 raise ValueError(f"Config key '{name}' must be > 0, got {value}.")
         if self.learning_rate <= 0:
             raise ValueError(f"Config key 'learning_rate' must be > 0, got {self.learning_rate}.")

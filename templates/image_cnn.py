@@ -66,6 +66,7 @@ class Config(TrainingConfig):
     batch_size: int = 32  # per-replica batch size
     learning_rate: float = 3e-3  # peak learning rate (cosine decay to 1% of it)
     early_stopping_patience: int | Literal["auto"] = "auto"  # auto: 30, 8 or 4 by train size
+    members: int | Literal["auto"] = "auto"  # models averaged; auto: 2 below 5,000 train images
     image_size: int = 0  # square size images are resized to; 0 keeps the dataset's size
     channels: Literal[1, 3] = 1  # channels dir: images are decoded to (1 gray, 3 RGB)
     conv_blocks: int = 2  # convolutional blocks; each ends with 2x2 pooling
@@ -125,6 +126,7 @@ class Config(TrainingConfig):
 MIN_AUGMENT_SIDE = 16  # augment=auto: on for images at least this big (it blurs 8x8 digits)
 PATIENCE_BY_TRAIN_SIZE = ((5_000, 30), (50_000, 8))  # (fewer train images than, patience)
 LARGE_DATA_PATIENCE = 4  # ... and for larger train splits: an epoch is already many steps
+SMALL_DATA_MEMBERS = (5_000, 2)  # members=auto: this many models below this many train images
 UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is this much larger
 MIN_BATCH_NORM_STEPS = 10  # batch_norm=auto: on from this many train steps per epoch
 MEMORY_CACHE_BYTES = 2 * 1024**3  # cache=auto: in memory when the decoded splits fit in this
@@ -187,6 +189,15 @@ def resolve_auto(
     )
     patience = next((p for n, p in PATIENCE_BY_TRAIN_SIZE if train_size < n), LARGE_DATA_PATIENCE)
     auto.pick("early_stopping_patience", patience, f"{train_size} train images")
+    limit, small_members = SMALL_DATA_MEMBERS
+    auto.pick(
+        "members",
+        small_members if train_size < limit else 1,
+        f"{train_size} train images {'<' if train_size < limit else '>='} {limit:,}"
+        + (
+            ": the average of two models varies less on a small split" if train_size < limit else ""
+        ),
+    )
     if config.augment is True and side < MIN_AUGMENT_SIDE:
         auto.warn(
             f"augment=true on {side} px images: random shifts, rotations and zooms blur such "

@@ -58,7 +58,7 @@ def test_lock_names_the_holder_and_goes_with_it(tmp_path):
     assert locks.holder(tmp_path) is None
 
 
-FAST = dict(epochs=2, batch_size=8, early_stopping_patience=0, conv_blocks=1, filters=8)
+FAST = dict(epochs=2, batch_size=8, early_stopping_patience=0, conv_blocks=1, filters=8, members=1)
 
 
 def _weights(run_dir):
@@ -87,7 +87,8 @@ def _train_command(tmp_path, *extra):
     return [
         sys.executable, "-m", "ktemplate", "train", "image_cnn", "--dataset", f"dir:{data}",
         "--set", "epochs=500", "--set", "filters=8", "--set", "conv_blocks=1",
-        "--set", "early_stopping_patience=0", "--set", "baseline=false", *extra,
+        "--set", "early_stopping_patience=0", "--set", "baseline=false", "--set", "members=1",
+        *extra,
     ]  # fmt: skip
 
 
@@ -239,7 +240,9 @@ def test_out_of_memory_while_training_is_one_line_and_recorded(tmp_path, monkeyp
     )
     data = make_image_folder(tmp_path / "data", per_class=8)
     argv = ["train", "image_cnn", "--dataset", f"dir:{data}", "--output-dir", str(tmp_path)]
-    assert cli.main([*argv, "--set", "batch_size=128", "--set", "epochs=1"]) == 2
+    assert (
+        cli.main([*argv, "--set", "batch_size=128", "--set", "epochs=1", "--set", "members=1"]) == 2
+    )
     err = capsys.readouterr().err
     assert "Out of memory while training (OOM when allocating tensor)" in err
     assert "batch_size=128 (default 32)" in err

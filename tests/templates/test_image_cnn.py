@@ -15,7 +15,7 @@ from templates import image_cnn
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.images import make_image_folder, write_png
 
-FAST = dict(epochs=2, batch_size=64, early_stopping_patience=0, conv_blocks=1, filters=8)
+FAST = dict(epochs=2, batch_size=64, early_stopping_patience=0, conv_blocks=1, filters=8, members=1)
 
 
 def test_search_space_defaults_equal_config():
@@ -142,6 +142,10 @@ def test_run_compares_with_pixel_baselines_on_the_same_test_split(trained_run):
         image_cnn.resolve_auto(image_cnn.Config(), 60_000, 28).config.early_stopping_patience == 4
     )
     assert spec["resolved"]["class_weight"]["value"] == "none"
+    # members=auto: two models on a small train split, one on a large one; a set value wins.
+    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8).config.members == 2
+    assert image_cnn.resolve_auto(image_cnn.Config(), 60_000, 28).config.members == 1
+    assert image_cnn.resolve_auto(image_cnn.Config(members=3), 1257, 8).config.members == 3
 
 
 def test_batch_norm_is_off_when_an_epoch_is_a_few_steps():
@@ -359,7 +363,7 @@ def test_run_interrupted_while_fine_tuning_resumes_without_retraining(tmp_path, 
 
 def test_members_train_independently_resume_and_average(tmp_path, monkeypatch):
     make_image_folder(tmp_path / "data", per_class=8)
-    config = image_cnn.Config(dataset=f"dir:{tmp_path / 'data'}", members=3, **FAST)
+    config = image_cnn.Config(**{**FAST, "dataset": f"dir:{tmp_path / 'data'}", "members": 3})
     real_callbacks = training.callbacks
     member_dirs = []
 

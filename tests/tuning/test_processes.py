@@ -12,7 +12,7 @@ import pytest
 from ktemplate import cli, files
 from tuning import launch, report, strategies
 
-TINY = ["--max-epochs", "1", "--set", "filters=8", "--set", "dense_units=16"]
+TINY = ["--max-epochs", "1", "--set", "filters=8", "--set", "dense_units=16", "--set", "members=1"]
 TIMEOUT = 300
 
 

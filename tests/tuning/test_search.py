@@ -14,7 +14,7 @@ from templates import image_cnn
 from tuning import report, search
 
 # One epoch of a narrow CNN on the digits: a trial takes a few seconds on a CPU.
-TINY = {"filters": 8, "dense_units": 16, "epochs": 1}
+TINY = {"filters": 8, "dense_units": 16, "epochs": 1, "members": 1}
 
 
 def _sweep(**kwargs):
