@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", help="a run folder, saved_models/<template>/<run-id>")
     export.add_argument("--output", help="export folder (default RUN_DIR/export)")
     export.add_argument("--force", action="store_true", help="replace an existing export")
+    export.add_argument(
+        "--serving-layout",
+        action="store_true",
+        help="TF Serving's layout: OUTPUT (default RUN_DIR/serving) is the model base path and "
+        "this export its next version folder, OUTPUT/<n>/",
+    )
     _add_format_options(export, "--format")
 
     predict = sub.add_parser("predict", help="run an exported SavedModel on raw inputs")
@@ -464,8 +470,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         overwrite=args.force,
         formats=args.formats,
         quantize=args.quantize,
+        serving_layout=args.serving_layout,
     )
     print(f"Exported to {path}")
+    if args.serving_layout:
+        print(
+            f"TF Serving: --model_base_path={path.parent.resolve()} (serves version {path.name}, "
+            "the highest); requests: README, 'Serving'"
+        )
     return 0
 
 

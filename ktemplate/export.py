@@ -111,9 +111,32 @@ def write_export(
     return export_dir
 
 
+def versions(base: str | Path) -> list[int]:
+    """The version folders of a TF Serving model base path (`base/<integer>/`), ascending."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(base: str | Path) -> Path:
+    """`base/<n>` for the next version number n (1 for a new base path): TF Serving serves the
+    highest version it finds, so each export adds one."""
+    existing = versions(base)
+    return Path(base) / str(existing[-1] + 1 if existing else 1)
+
+
+def resolve_export_dir(export_dir: str | Path) -> Path:
+    """An export folder, or a TF Serving base path: then its highest version folder."""
+    export_dir = Path(export_dir)
+    if not (export_dir / MANIFEST).is_file() and versions(export_dir):
+        return export_dir / str(versions(export_dir)[-1])
+    return export_dir
+
+
 def read_manifest(export_dir: str | Path) -> dict[str, Any]:
     """Reads an export's manifest, with a clear error when the folder is not an export."""
-    path = Path(export_dir) / MANIFEST
+    path = resolve_export_dir(export_dir) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(
             f"{export_dir} is not a ktemplate export: {MANIFEST} is missing. "

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktemplate import files
-from ktemplate.export import read_manifest
+from ktemplate.export import read_manifest, resolve_export_dir
 
 
 def rows(outputs: dict[str, tf.Tensor], inputs: list[str]) -> list[dict[str, Any]]:
@@ -243,6 +243,7 @@ def predict(export_dir: Path, inputs: list[str], **options: Any) -> list[dict[st
         FileNotFoundError: the export or an input file is missing.
         ValueError: an input cannot be read as the export expects.
     """
+    export_dir = resolve_export_dir(export_dir)  # a serving base path: its newest version
     manifest = read_manifest(export_dir)
     kind = manifest.get("input", {}).get("kind")
     if kind not in READERS:

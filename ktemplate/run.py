@@ -557,6 +557,7 @@ def export(
     overwrite: bool = False,
     formats: list[str] | None = None,
     quantize: str = "none",
+    serving_layout: bool = False,
 ) -> Path:
     """Exports a run's best model as a self-contained SavedModel with its manifest, and
     optionally LiteRT/ONNX files beside it (`ktemplate.convert`).
@@ -570,10 +571,14 @@ def export(
         overwrite: replace an existing export.
         formats: saved_model (always written), litert, onnx.
         quantize: none, dynamic or float16, for the LiteRT file.
+        serving_layout: treat `output` (default `run_dir/serving`) as a TF Serving model base
+            path and write the next version folder, `output/<n>/`; returns that folder.
     """
     formats = convert.check_formats(formats or ["saved_model"], quantize, template)
     run_dir = Path(run_dir)
     run_info = read_run(run_dir)
+    if serving_layout:
+        output = export_lib.next_version(output or run_dir / "serving")
     with locks.hold(run_dir, "run"):
         return _export(
             template, run_dir, run_info, output, model, metrics, overwrite, formats, quantize

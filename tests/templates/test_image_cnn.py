@@ -281,6 +281,23 @@ def test_cli_predict_export_and_refusals(trained_run, tmp_path, capsys):
     assert (tmp_path / "again" / "saved_model.pb").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
+    # TF Serving's layout: each export is the base path's next version folder.
+    base = tmp_path / "models" / "digits"
+    for version in ("1", "2"):
+        argv = ["export", str(trained_run), "--output", str(base), "--serving-layout"]
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"Exported to {base / version}" in out and f"--model_base_path={base}" in out
+        assert (base / version / "saved_model.pb").is_file()
+        assert (base / version / "manifest.json").is_file()
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
+    # predict takes the base path and serves the highest version, as TF Serving does.
+    assert cli.main(["predict", str(base), str(tmp_path / "0.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["class_name"] == rows[0]["class_name"]
+    # TF Serving's REST API decodes {"b64": ...} only for inputs whose name ends in "_bytes".
+    manifest = files_lib.read_json(base / "2" / "manifest.json")
+    assert manifest["endpoints"]["serve_image_bytes"][0]["name"] == "image_bytes"
+
 
 class InterruptAfter(keras.callbacks.Callback):
     def __init__(self, epoch):
