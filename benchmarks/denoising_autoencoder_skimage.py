@@ -21,11 +21,11 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from ktemplate.pipelines import denoising  # noqa: E402
+from ktemplate.templates import denoising_autoencoder as dae  # noqa: E402
 
 from ktemplate import baselines, files, run  # noqa: E402
 from ktemplate import config as config_lib  # noqa: E402
-from pipelines import denoising  # noqa: E402
-from templates import denoising_autoencoder as dae  # noqa: E402
 
 
 def classical_baselines(config: dae.Config) -> dict[str, dict[str, tuple[float, float]]]:

@@ -21,8 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import templates  # noqa: E402
-from ktemplate import files, run  # noqa: E402
+from ktemplate import (  # noqa: E402
+    files,
+    run,
+    templates,  # noqa: E402
+)
 
 FIXED = {"early_stopping_patience": 0, "members": 1, "baseline": False}
 EPOCHS = {"image_cnn": 10, "timeseries_lstm": 10, "text_transformer": 3, "denoising_autoencoder": 2}

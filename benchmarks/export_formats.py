@@ -32,8 +32,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import templates  # noqa: E402
-from ktemplate import files, run  # noqa: E402
+from ktemplate import (  # noqa: E402
+    files,
+    run,
+    templates,  # noqa: E402
+)
 
 VARIANTS = [  # (label, format, quantize)
     ("SavedModel", "saved_model", "none"),
@@ -56,7 +59,7 @@ def test_inputs(name, template, run_dir):
             np.mean([o["class_id"][0] == y for o, y in zip(outs, ys, strict=True)])
         )
     if name == "timeseries_lstm":
-        from pipelines import timeseries
+        from ktemplate.pipelines import timeseries
 
         starts = timeseries.origins(tuple(spec["parts"]["test"]), spec["window"], spec["horizon"])
         windows, actual = timeseries.window_arrays(

@@ -28,9 +28,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-import templates  # noqa: E402
 from ktemplate import config as config_lib  # noqa: E402
-from ktemplate import files, run  # noqa: E402
+from ktemplate import (  # noqa: E402
+    files,
+    run,
+    templates,  # noqa: E402
+)
 
 FORTUNES = Path("/usr/share/games/fortunes")
 FORTUNE_CLASSES = ("computers", "politics", "science", "food", "love")
@@ -91,7 +94,7 @@ def photo_patches(folder: Path) -> dict:
 
 def digits_few(folder: Path) -> dict:
     """300 of scikit-learn's digits (a few hundred training images: the small-data regime)."""
-    from pipelines import images
+    from ktemplate.pipelines import images
 
     pixels, labels = images.digits_arrays()
     keep = np.random.default_rng(0).permutation(len(labels))[:300]

@@ -22,13 +22,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from ktemplate.pipelines import images, splits  # noqa: E402
+from ktemplate.templates import image_cnn  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
 from ktemplate import config as config_lib  # noqa: E402
 from ktemplate import files, run  # noqa: E402
-from pipelines import images, splits  # noqa: E402
-from templates import image_cnn  # noqa: E402
 
 
 def svc_baseline() -> tuple[float, float]:

@@ -26,11 +26,11 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from ktemplate.pipelines import images, splits  # noqa: E402
+from ktemplate.templates import image_cnn  # noqa: E402
 
 from ktemplate import config as config_lib  # noqa: E402
 from ktemplate import files, run  # noqa: E402
-from pipelines import images, splits  # noqa: E402
-from templates import image_cnn  # noqa: E402
 
 
 def fold_index(labels: np.ndarray, folds: int) -> tuple[np.ndarray, list[np.ndarray]]:

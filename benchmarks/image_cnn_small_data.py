@@ -23,10 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import generalization  # noqa: E402
 import numpy as np  # noqa: E402
+from ktemplate.templates import image_cnn  # noqa: E402
 
 from ktemplate import config as config_lib  # noqa: E402
 from ktemplate import files, run  # noqa: E402
-from templates import image_cnn  # noqa: E402
 
 DATASETS = ("textures", "photo_patches", "digits_300")
 # Fixed settings (not "auto") so that each row measures the same model whatever the defaults.

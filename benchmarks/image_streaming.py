@@ -51,8 +51,7 @@ def peak_rss_mb() -> float:
 
 def measure(mode: str, root: Path) -> dict:
     import numpy as np
-
-    from pipelines import images
+    from ktemplate.pipelines import images
 
     start = time.perf_counter()
     if mode == "memory":
@@ -70,7 +69,7 @@ def measure(mode: str, root: Path) -> dict:
         count = sum(int(x.shape[0]) for x, _ in train)
         speed = count / (time.perf_counter() - start)
         return {"images": count, "list_check_s": listed, "images_per_s": speed}
-    from templates import image_cnn
+    from ktemplate.templates import image_cnn
 
     mean, variance = images.channel_stats(splits.train, CHANNELS, splits.sizes["train"])
     spec = {

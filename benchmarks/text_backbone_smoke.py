@@ -26,11 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
+from ktemplate.pipelines import text  # noqa: E402
+from ktemplate.templates import text_transformer  # noqa: E402
 
 from ktemplate import config as config_lib  # noqa: E402
 from ktemplate import files, run  # noqa: E402
-from pipelines import text  # noqa: E402
-from templates import text_transformer  # noqa: E402
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

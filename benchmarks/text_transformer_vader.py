@@ -27,13 +27,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from ktemplate.pipelines import text  # noqa: E402
+from ktemplate.templates import text_transformer  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from ktemplate import baselines, files, run  # noqa: E402
 from ktemplate import config as config_lib  # noqa: E402
-from pipelines import text  # noqa: E402
-from templates import text_transformer  # noqa: E402
 
 
 def split_arrays(ds) -> tuple[list[str], np.ndarray]:

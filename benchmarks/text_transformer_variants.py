@@ -29,11 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from ktemplate.pipelines import text  # noqa: E402
+from ktemplate.templates import text_transformer as tt  # noqa: E402
 
 from ktemplate import config as config_lib  # noqa: E402
 from ktemplate import training  # noqa: E402
-from pipelines import text  # noqa: E402
-from templates import text_transformer as tt  # noqa: E402
 
 UNLABELLED = ("vader_tweets", "vader_amazon", "vader_nyt")
 MASKED_PER_TEXT = 10  # at most this many predicted positions per pretraining sequence

@@ -22,10 +22,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from ktemplate.pipelines import timeseries  # noqa: E402
+from ktemplate.templates import timeseries_lstm  # noqa: E402
 
 from ktemplate import files, forecasting, run  # noqa: E402
-from pipelines import timeseries  # noqa: E402
-from templates import timeseries_lstm  # noqa: E402
 
 
 def main() -> None:

@@ -29,9 +29,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ktemplate.templates import image_cnn  # noqa: E402
+from ktemplate.tuning import report, search  # noqa: E402
+
 from ktemplate import files  # noqa: E402
-from templates import image_cnn  # noqa: E402
-from tuning import report, search  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

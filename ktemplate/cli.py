@@ -13,12 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import templates
-import tuning
-from ktemplate import signals
+from ktemplate import signals, templates, tuning
 from ktemplate.config import ConfigError
 from ktemplate.locks import FolderInUse
-from pipelines.sources import DataUnavailableError
+from ktemplate.pipelines.sources import DataUnavailableError
 
 # Errors a user can cause: reported as one clear line, never a traceback.
 USER_ERRORS = (
@@ -211,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new", help="copy a template to start a new task")
     new.add_argument("new_name", help="the new template's name (a Python identifier)")
     new.add_argument("--from", dest="source", required=True, help="template to copy")
+    new.add_argument(
+        "--dir",
+        help="the project's templates folder to write into (default $KTEMPLATE_TEMPLATES_DIR, "
+        "else ./templates); `ktemplate train NAME` run from the same place finds it",
+    )
     return parser
 
 
@@ -260,7 +263,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         return _train_workers(args, argv)
 
     from ktemplate import run
-    from tuning import strategies
+    from ktemplate.tuning import strategies
 
     strategy = strategies.make_strategy(args.strategy)
     try:
@@ -291,7 +294,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _train_workers(args: argparse.Namespace, argv: list[str]) -> int:
     """`train --workers N`: N local MultiWorkerMirroredStrategy processes, one run folder."""
-    from tuning import launch
+    from ktemplate.tuning import launch
 
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}.")
@@ -353,7 +356,7 @@ def _without_option(argv: list[str], option: str, takes_value: bool) -> list[str
 
 
 def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
-    from tuning import launch, report
+    from ktemplate.tuning import launch, report
 
     template = templates.load(args.name)
     config, fixed = _config_and_fixed(template, args)
@@ -384,7 +387,7 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
             raise ValueError("--role needs --oracle HOST:PORT (the chief's address).")
         os.environ.update(launch.role_environment(args.role, args.oracle, args.worker_id))
 
-    from tuning import search
+    from ktemplate.tuning import search
 
     sweep = search.Sweep(
         template=args.name,
@@ -452,7 +455,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tuning import report
+    from ktemplate.tuning import report
 
     print(report.write_leaderboard(args.sweep_dir), end="")
     return 0
@@ -493,10 +496,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    path = templates.copy_template(args.new_name, args.source)
+    path = templates.copy_template(args.new_name, args.source, Path(args.dir) if args.dir else None)
+    found_here = path.parent.resolve() == templates.project_dir().resolve()
     print(
         f"Created {path}\nEdit its Config, data and model sections, then: "
-        f"ktemplate train {args.new_name}"
+        + (
+            f"ktemplate train {args.new_name}"
+            if found_here
+            else f"KTEMPLATE_TEMPLATES_DIR={path.parent} ktemplate train {args.new_name}"
+        )
     )
     return 0
 

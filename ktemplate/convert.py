@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ktemplate import startup
+
 FORMATS = ("saved_model", "litert", "onnx")
 QUANTIZE = ("none", "dynamic", "float16")
 FILES = {"litert": "model.tflite", "onnx": "model.onnx"}
@@ -114,7 +116,8 @@ def to_litert(model: Any, portable: Portable, path: Path, quantize: str = "none"
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         try:
-            flatbuffer = converter.convert()
+            with startup.filtered_stderr():  # the converter's C++ INFO/WARNING lines
+                flatbuffer = converter.convert()
         except Exception as error:  # the converter's MLIR errors are long; keep the first line
             first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise ValueError(f"LiteRT conversion failed: {first[:500]}") from error
@@ -148,8 +151,8 @@ def to_onnx(model: Any, portable: Portable, path: Path, opset: int = ONNX_OPSET)
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel("ERROR")  # TF1-API deprecation notices from the freezing step
-    try:
-        with tf.device("/cpu:0"):
+    try:  # grappler's INFO lines ("Starting new session") come from C++: filtered
+        with startup.filtered_stderr(), tf.device("/cpu:0"):
             frozen = tf_loader.from_function(concrete, inputs, outputs)
             tf2onnx.convert.from_graph_def(
                 frozen,

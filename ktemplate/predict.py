@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktemplate import files
-from ktemplate.export import read_manifest, resolve_export_dir
+from ktemplate.serving import read_manifest, resolve_export_dir
 
 
 def rows(outputs: dict[str, tf.Tensor], inputs: list[str]) -> list[dict[str, Any]]:

@@ -48,9 +48,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktemplate import baselines, convert, files, locks, resources, signals, training
+from ktemplate import baselines, convert, files, locks, resources, serving, signals, training
 from ktemplate import config as config_lib
-from ktemplate import export as export_lib
 
 
 @dataclasses.dataclass
@@ -578,7 +577,7 @@ def export(
     run_dir = Path(run_dir)
     run_info = read_run(run_dir)
     if serving_layout:
-        output = export_lib.next_version(output or run_dir / "serving")
+        output = serving.next_version(output or run_dir / "serving")
     with locks.hold(run_dir, "run"):
         return _export(
             template, run_dir, run_info, output, model, metrics, overwrite, formats, quantize
@@ -607,7 +606,7 @@ def _export(
         "metrics": metrics,
         "config": config,
     }
-    return export_lib.write_export(
+    return serving.write_export(
         output or run_dir / "export",
         model,
         template.serving_endpoints(model, spec),

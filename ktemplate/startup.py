@@ -13,11 +13,13 @@ This module must not import TensorFlow at module level.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 
 _NOISE = (
     re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
@@ -33,19 +35,20 @@ def is_noise(line: str, has_nvidia_driver: bool) -> bool:
     return not has_nvidia_driver and bool(_CUINIT.search(line))
 
 
-def import_quietly() -> None:
-    """Imports TensorFlow and lists its devices with the start-up banners filtered out."""
-    if "tensorflow" in sys.modules:
+@contextlib.contextmanager
+def filtered_stderr() -> Iterator[None]:
+    """Captures the process's stderr (file descriptor 2, where TensorFlow's C++ logs go) while
+    the block runs, then prints back every line that is not start-up noise (`is_noise`).
+    With KTEMPLATE_VERBOSE=1 it does nothing."""
+    if os.environ.get("KTEMPLATE_VERBOSE") == "1":
+        yield
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     with tempfile.TemporaryFile() as capture:
         saved = os.dup(2)
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -55,3 +58,14 @@ def import_quietly() -> None:
             for line in capture.read().decode("utf-8", "replace").splitlines():
                 if line.strip() and not is_noise(line, driver):
                     print(line, file=sys.stderr)
+
+
+def import_quietly() -> None:
+    """Imports TensorFlow and lists its devices with the start-up banners filtered out."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()

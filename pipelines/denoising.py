@@ -30,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
-from pipelines.sources import parse_source, tfds_builder, tfds_three_splits
+from ktemplate.pipelines.sources import parse_source, tfds_builder, tfds_three_splits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NOISE_SEED = 20240601  # fixed on purpose: validation/test noise is the same in every run

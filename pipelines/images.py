@@ -20,9 +20,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-
-from pipelines import splits as splits_lib
-from pipelines.sources import parse_source, tfds_builder, tfds_split_size, tfds_three_splits
+from ktemplate.pipelines import splits as splits_lib
+from ktemplate.pipelines.sources import (
+    parse_source,
+    tfds_builder,
+    tfds_split_size,
+    tfds_three_splits,
+)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test

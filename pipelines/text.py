@@ -37,9 +37,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-
-from pipelines import splits as splits_lib
-from pipelines.sources import (
+from ktemplate.pipelines import splits as splits_lib
+from ktemplate.pipelines.sources import (
     DataUnavailableError,
     parse_source,
     tfds_builder,

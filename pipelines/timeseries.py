@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-
-from pipelines.sources import parse_source
+from ktemplate.pipelines.sources import parse_source
 
 CO2_COLUMNS = ("date", "co2")
 

@@ -1,33 +1,76 @@
 """The templates: one module per task, each following the contract in README.
 
-`BUILTIN` is the explicit list of templates that ship with the project. Templates created with
-`ktemplate new` are files in this folder too and are found by name; nothing is registered at
-import time. Reading a template's summary parses its source, so listing templates never
-imports TensorFlow.
+`BUILTIN` is the explicit list of templates that ship with the project (`ktemplate.templates`,
+the repository's `templates/` folder). Templates made with `ktemplate new` are files in the
+project's templates folder — `./templates` under the current directory, or
+`$KTEMPLATE_TEMPLATES_DIR` — and are found by name; nothing is registered at import time. In a
+checkout of this repository that folder is the built-in one. Reading a template's summary
+parses its source, so listing templates never imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import keyword
+import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
 BUILTIN = ["image_cnn", "timeseries_lstm", "text_transformer", "denoising_autoencoder"]
 
-TEMPLATES_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = Path(__file__).resolve().parent  # the built-in templates
+PROJECT_DIR_ENV = "KTEMPLATE_TEMPLATES_DIR"
 
 
-def names(templates_dir: Path = TEMPLATES_DIR) -> list[str]:
+def project_dir() -> Path:
+    """Where `ktemplate new` writes and where user templates are found: $KTEMPLATE_TEMPLATES_DIR,
+    else `templates/` under the current directory."""
+    return Path(os.environ.get(PROJECT_DIR_ENV) or Path.cwd() / "templates")
+
+
+def _is_template(path: Path) -> bool:
+    """A module with a top-level `NAME = ...` and `class Config`: what `ktemplate new` writes
+    (a project's `templates/` folder may hold other Python files, e.g. web templates' helpers)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return False
+    assigned = {
+        t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+        if isinstance(t, ast.Name)
+    }  # fmt: skip
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    return "NAME" in assigned and "Config" in classes
+
+
+def _files(templates_dir: Path | None = None) -> dict[str, Path]:
+    """Template name → source file: the built-ins, then the project folder's templates (or only
+    `templates_dir`'s, when given)."""
+    folders = [templates_dir] if templates_dir is not None else [TEMPLATES_DIR, project_dir()]
+    found: dict[str, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.py")):
+            if path.stem.startswith("_") or path.stem in found:
+                continue
+            if folder.resolve() == TEMPLATES_DIR or _is_template(path):
+                found[path.stem] = path
+    return found
+
+
+def names(templates_dir: Path | None = None) -> list[str]:
     """Built-in templates first, then templates created with `ktemplate new`, sorted."""
-    found = sorted(p.stem for p in templates_dir.glob("*.py") if not p.stem.startswith("_"))
-    return [n for n in BUILTIN if n in found] + [n for n in found if n not in BUILTIN]
+    found = _files(templates_dir)
+    return [n for n in BUILTIN if n in found] + sorted(n for n in found if n not in BUILTIN)
 
 
-def describe(name: str, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
+def describe(name: str, templates_dir: Path | None = None) -> dict[str, str]:
     """A template's summary line and default dataset, read from its source without importing."""
-    tree = ast.parse((templates_dir / f"{name}.py").read_text(encoding="utf-8"))
+    tree = ast.parse(_files(templates_dir)[name].read_text(encoding="utf-8"))
     docstring = ast.get_docstring(tree) or ""
     dataset = ""
     for node in tree.body:
@@ -54,7 +97,24 @@ def load(name: str) -> ModuleType:
         ValueError: no template has this name.
     """
     check_name(name)
-    return importlib.import_module(f"templates.{name}")
+    path = _files()[name]
+    if path.parent == TEMPLATES_DIR:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+        return sys.modules[name]
+    # A project template: imported from its file, under its own name (`new` refuses names that
+    # would shadow an installed module), with its folder importable for modules beside it.
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def check_name(name: str) -> None:
@@ -67,8 +127,8 @@ def check_name(name: str) -> None:
         )
 
 
-def check_new_name(name: str, templates_dir: Path = TEMPLATES_DIR) -> None:
-    """Raises ValueError unless `name` can be a new template module."""
+def check_new_name(name: str, templates_dir: Path) -> None:
+    """Raises ValueError unless `name` can be a new template module in `templates_dir`."""
     if not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(
             f"Template name {name!r} is not a valid Python identifier: use lowercase letters, "
@@ -76,6 +136,18 @@ def check_new_name(name: str, templates_dir: Path = TEMPLATES_DIR) -> None:
         )
     if name.startswith("_"):
         raise ValueError(f"Template name {name!r} must not start with an underscore.")
+    if name in names() and not (templates_dir / f"{name}.py").exists():
+        raise FileExistsError(
+            f"A template named '{name}' already exists ({_files()[name]}). Choose another name; "
+            "existing templates are never overwritten."
+        )
+    if not (templates_dir / f"{name}.py").exists() and (
+        name in sys.modules or importlib.util.find_spec(name) is not None
+    ):
+        raise ValueError(
+            f"Template name {name!r} is the name of an installed module; a template of that "
+            "name would shadow it. Choose another name."
+        )
     if (templates_dir / f"{name}.py").exists():
         raise FileExistsError(
             f"A template named '{name}' already exists ({templates_dir / f'{name}.py'}). "
@@ -83,8 +155,9 @@ def check_new_name(name: str, templates_dir: Path = TEMPLATES_DIR) -> None:
         )
 
 
-def copy_template(new_name: str, source: str, templates_dir: Path = TEMPLATES_DIR) -> Path:
-    """Copies template `source` to `<templates_dir>/<new_name>.py` with its name replaced.
+def copy_template(new_name: str, source: str, templates_dir: Path | None = None) -> Path:
+    """Copies template `source` to `<templates_dir>/<new_name>.py` with its name replaced;
+    `templates_dir` is the project folder (`project_dir()`) by default, created if missing.
 
     The new file appears complete or not at all (written to a temporary file, then linked
     into place, which fails rather than overwrite).
@@ -97,14 +170,15 @@ def copy_template(new_name: str, source: str, templates_dir: Path = TEMPLATES_DI
     import re
     import tempfile
 
-    available = names(templates_dir)
-    if source not in available:
+    sources = {**_files(), **(_files(templates_dir) if templates_dir else {})}
+    if source not in sources:
         raise ValueError(
-            f"Unknown template '{source}' after --from. Available templates: "
-            f"{', '.join(available)}."
+            f"Unknown template '{source}' after --from. Available templates: {', '.join(sources)}."
         )
+    templates_dir = Path(templates_dir or project_dir())
     check_new_name(new_name, templates_dir)
-    text = (templates_dir / f"{source}.py").read_text(encoding="utf-8")
+    templates_dir.mkdir(parents=True, exist_ok=True)
+    text = sources[source].read_text(encoding="utf-8")
     text = re.sub(rf"\b{re.escape(source)}\b", new_name, text)
     target = templates_dir / f"{new_name}.py"
     fd, tmp = tempfile.mkstemp(prefix=f".{new_name}.", suffix=".tmp", dir=templates_dir)

@@ -37,11 +37,11 @@ from typing import Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
+from ktemplate.pipelines import denoising
 
 from ktemplate import baselines, convert, reports, training
 from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
-from pipelines import denoising
 
 NAME = "denoising_autoencoder"
 TUNE_OBJECTIVE = "val_psnr"  # what `ktemplate tune` optimizes by default
@@ -517,7 +517,7 @@ def _plot_grid(shown: list, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m templates.denoising_autoencoder [train options]`, the same as
+    """`python -m ktemplate.templates.denoising_autoencoder [train options]`, the same as
     `ktemplate train denoising_autoencoder`."""
     from ktemplate import cli
 

@@ -8,8 +8,10 @@ cifar10, ...) and `dir:PATH` (one sub-folder of images per class).
 
 Model: convolutional blocks (Conv2D → BatchNorm → activation, then pooling), dropout and L2,
 a dense head. Normalization with train-split statistics is the model's first layer, so the
-model — and its export — takes raw pixels. With `backbone` set, a keras.applications network
-(its own preprocessing included) is trained frozen, then fine-tuned at a lower learning rate.
+model — and its export — takes raw pixels. On a small train split (under 5,000 images) two
+such models are trained and averaged (`members=auto`). With `backbone` set, a
+keras.applications network (its own preprocessing included) is trained frozen, then fine-tuned
+at a lower learning rate.
 
 Export: `serve` takes uint8 pixels [batch, H, W, C]; images of another size are resized
 (bilinear) to the training size. `serve_image_bytes` takes encoded PNG/JPEG/BMP/GIF bytes
@@ -32,12 +34,12 @@ from typing import Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
+from ktemplate.pipelines import images
+from ktemplate.pipelines import splits as splits_lib
 
-from ktemplate import baselines, convert, export, reports, training
+from ktemplate import baselines, convert, reports, serving, training
 from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
-from pipelines import images
-from pipelines import splits as splits_lib
 
 NAME = "image_cnn"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
@@ -373,7 +375,7 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
     class_names = tf.constant(spec["class_names"])
 
     def classify(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        return export.classification_outputs(model(pixels, training=False), class_names)
+        return serving.classification_outputs(model(pixels, training=False), class_names)
 
     def serve(pixels):
         return classify(images.resize_float(tf.cast(pixels, tf.float32), (height, width)))
@@ -498,7 +500,7 @@ def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m templates.image_cnn [train options]`, the same as `ktemplate train image_cnn`."""
+    """`python -m ktemplate.templates.image_cnn [train options]`: `ktemplate train image_cnn`."""
     from ktemplate import cli
 
     return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])

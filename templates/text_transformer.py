@@ -50,12 +50,12 @@ from typing import Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
+from ktemplate.pipelines import splits as splits_lib
+from ktemplate.pipelines import text, word_vectors
 
-from ktemplate import baselines, convert, export, files, reports, training
+from ktemplate import baselines, convert, files, reports, serving, training
 from ktemplate.config import ConfigError, Resolver, TrainingConfig
 from ktemplate.run import Data
-from pipelines import splits as splits_lib
-from pipelines import text, word_vectors
 
 NAME = "text_transformer"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
@@ -695,7 +695,7 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
     end_to_end = text_model(model, spec)
 
     def serve(texts):
-        return export.classification_outputs(end_to_end(texts, training=False), class_names)
+        return serving.classification_outputs(end_to_end(texts, training=False), class_names)
 
     serve.track = [end_to_end]  # the vocabulary lookup table goes into the SavedModel
     return {"serve": (serve, [tf.TensorSpec([None], tf.string, name="text")])}
@@ -866,7 +866,7 @@ def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m templates.text_transformer [train options]`, like `ktemplate train ...`."""
+    """`python -m ktemplate.templates.text_transformer [train options]`: `ktemplate train`."""
     from ktemplate import cli
 
     return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])

@@ -41,11 +41,11 @@ from typing import Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
+from ktemplate.pipelines import timeseries
 
 from ktemplate import baselines, convert, forecasting, training
 from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
-from pipelines import timeseries
 
 NAME = "timeseries_lstm"
 TUNE_OBJECTIVE = "val_mae"  # what `ktemplate tune` optimizes by default (original units)
@@ -732,7 +732,7 @@ def baseline(model: keras.Model, data: ForecastData, config: Config, budget: flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m templates.timeseries_lstm [train options]`, the same as
+    """`python -m ktemplate.templates.timeseries_lstm [train options]`, the same as
     `ktemplate train timeseries_lstm`."""
     from ktemplate import cli
 

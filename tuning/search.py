@@ -30,11 +30,10 @@ from typing import Any
 import keras
 import keras_tuner
 import numpy as np
+from ktemplate.tuning import report, strategies
 
-import tuning
 from ktemplate import config as config_lib
-from ktemplate import files, locks, run, training
-from tuning import report, strategies
+from ktemplate import files, locks, run, training, tuning
 
 TUNER_CLASSES = dict(
     zip(

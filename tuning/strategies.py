@@ -19,8 +19,7 @@ import subprocess
 import sys
 
 import tensorflow as tf
-
-from tuning import STRATEGIES
+from ktemplate.tuning import STRATEGIES
 
 
 class StrategyError(ValueError):

@@ -4,8 +4,7 @@ import sys
 
 import pytest
 
-import templates
-from ktemplate import cli
+from ktemplate import cli, templates
 
 NO_TENSORFLOW = """
 import sys

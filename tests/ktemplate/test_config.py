@@ -105,7 +105,7 @@ def test_every_field_has_a_comment():
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
 def test_non_finite_numbers_are_refused_before_training(value):
-    from templates import image_cnn
+    from ktemplate.templates import image_cnn
 
     with pytest.raises(ConfigError, match="'learning_rate' must be a finite number"):
         config_lib.apply_overrides(image_cnn.Config(), {"learning_rate": value}, from_text=True)
@@ -114,7 +114,7 @@ def test_non_finite_numbers_are_refused_before_training(value):
 
 
 def _numeric_fields():
-    import templates
+    from ktemplate import templates
 
     for name in templates.names():
         config_cls = templates.load(name).Config
@@ -127,7 +127,7 @@ def _numeric_fields():
 
 @pytest.mark.parametrize(("template", "key"), list(_numeric_fields()))
 def test_every_numeric_field_refuses_negative_values_with_its_range(template, key):
-    import templates
+    from ktemplate import templates
 
     config_cls = templates.load(template).Config
     with pytest.raises(ConfigError, match=rf"\b{key}\b.* (must be|>)"):

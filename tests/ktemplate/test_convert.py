@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from ktemplate.templates import denoising_autoencoder, image_cnn, text_transformer, timeseries_lstm
 
 from ktemplate import cli, convert, run
 from ktemplate import files as files_lib
-from templates import denoising_autoencoder, image_cnn, text_transformer, timeseries_lstm
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.text import make_csv
 
@@ -64,7 +64,7 @@ print(json.dumps({
 def _inputs(name, spec, run_dir):
     """A real batch for the LiteRT signature (static shapes) of each template."""
     if name == "image_cnn":
-        from pipelines import images
+        from ktemplate.pipelines import images
 
         pixels, _ = images.digits_arrays()
         return {"pixels": pixels[:5]}

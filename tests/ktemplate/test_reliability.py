@@ -12,9 +12,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ktemplate.templates import image_cnn
 
 from ktemplate import cli, files, listing, locks, run, training
-from templates import image_cnn
 from tests.helpers.images import make_image_folder
 
 TIMEOUT = 120

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from ktemplate.pipelines import denoising
 
-from pipelines import denoising
 from tests.helpers.images import write_png
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from ktemplate.pipelines import images
+from ktemplate.pipelines.sources import DataUnavailableError, parse_source
 
-from pipelines import images
-from pipelines.sources import DataUnavailableError, parse_source
 from tests.helpers.images import make_image_folder
 
 

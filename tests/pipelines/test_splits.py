@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from pipelines.splits import stratified_split
+from ktemplate.pipelines.splits import stratified_split
 
 
 def test_split_is_stratified_disjoint_complete_and_fixed():

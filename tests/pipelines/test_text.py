@@ -1,7 +1,6 @@
 import keras
 import tensorflow as tf
-
-from pipelines import text
+from ktemplate.pipelines import text
 
 
 def test_texts_that_standardize_to_nothing_still_pad_to_the_sequence_length():

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from pipelines import timeseries
+from ktemplate.pipelines import timeseries
 
 
 def ramp(steps=200, features=1):

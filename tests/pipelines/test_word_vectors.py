@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from pipelines import word_vectors
+from ktemplate.pipelines import word_vectors
 
 
 def write_text_vectors(path, vectors: dict[str, list[float]], header: bool = False) -> None:

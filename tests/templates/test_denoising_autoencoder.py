@@ -7,10 +7,10 @@ import keras_tuner
 import numpy as np
 import pytest
 import tensorflow as tf
+from ktemplate.templates import denoising_autoencoder as dae
 
 from ktemplate import cli, run, training
 from ktemplate import files as files_lib
-from templates import denoising_autoencoder as dae
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.images import write_png
 

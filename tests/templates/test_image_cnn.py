@@ -7,11 +7,11 @@ import keras_tuner
 import numpy as np
 import pytest
 import tensorflow as tf
+from ktemplate.pipelines import images
+from ktemplate.templates import image_cnn
 
 from ktemplate import cli, run, training
 from ktemplate import files as files_lib
-from pipelines import images
-from templates import image_cnn
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.images import make_image_folder, write_png
 

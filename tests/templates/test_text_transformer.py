@@ -10,12 +10,12 @@ import keras_tuner
 import numpy as np
 import pytest
 import tensorflow as tf
+from ktemplate.pipelines import text
+from ktemplate.pipelines.sources import DataUnavailableError
+from ktemplate.templates import text_transformer as tt
 
 from ktemplate import cli, run
 from ktemplate import files as files_lib
-from pipelines import text
-from pipelines.sources import DataUnavailableError
-from templates import text_transformer as tt
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.text import (
     POSITIVE,
@@ -683,7 +683,7 @@ def test_search_space_with_a_backbone(tiny_preset):
 
 
 def test_tuning_with_a_backbone_fine_tunes_in_each_trial(tiny_preset, tmp_path):
-    from tuning import report, search
+    from ktemplate.tuning import report, search
 
     data_path = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
     config = tt.Config(

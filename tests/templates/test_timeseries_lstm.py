@@ -7,11 +7,11 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
+from ktemplate.pipelines import timeseries
+from ktemplate.templates import timeseries_lstm
 
 from ktemplate import cli, forecasting, run, training
 from ktemplate import files as files_lib
-from pipelines import timeseries
-from templates import timeseries_lstm
 from tests.helpers.fresh import serve_in_fresh_process
 
 FAST = dict(epochs=1, batch_size=64, early_stopping_patience=0, window=16, horizon=4, units=8)

@@ -11,13 +11,14 @@ import textwrap
 import time
 
 import pytest
+from ktemplate.tuning import launch
 
 from ktemplate import files
 from tests.helpers.fresh import serve_in_fresh_process
-from tuning import launch
 
 TIMEOUT = 300
 IMAGE = ["--set", "conv_blocks=1", "--set", "filters=8", "--set", "baseline=false"]
+IMAGE += ["--set", "members=1"]  # one model: its history is the run folder's own
 
 
 def _env(**extra):
@@ -56,7 +57,7 @@ FRESH_ACCURACY = textwrap.dedent(
 
 
 def test_two_local_workers_write_one_run_folder_that_serves(tmp_path):
-    from pipelines import images, splits
+    from ktemplate.pipelines import images, splits
 
     out = tmp_path / "out"
     result = subprocess.run(

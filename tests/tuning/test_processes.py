@@ -8,9 +8,9 @@ import textwrap
 import time
 
 import pytest
+from ktemplate.tuning import launch, report, strategies
 
 from ktemplate import cli, files
-from tuning import launch, report, strategies
 
 TINY = ["--max-epochs", "1", "--set", "filters=8", "--set", "dense_units=16", "--set", "members=1"]
 TIMEOUT = 300
@@ -36,7 +36,7 @@ def test_sweep_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
     argv += ["--max-trials", "2", *TINY]
     script = textwrap.dedent(
         """
-        from tuning import strategies
+        from ktemplate.tuning import strategies
         strategies.split_cpu(2)  # before TensorFlow initializes its devices
         from ktemplate import cli
         raise SystemExit(cli.main(ARGV))

@@ -8,10 +8,10 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
+from ktemplate.templates import image_cnn
+from ktemplate.tuning import report, search
 
 from ktemplate import cli, files
-from templates import image_cnn
-from tuning import report, search
 
 # One epoch of a narrow CNN on the digits: a trial takes a few seconds on a CPU.
 TINY = {"filters": 8, "dense_units": 16, "epochs": 1, "members": 1}

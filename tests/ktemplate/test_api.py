@@ -1,0 +1,86 @@
+"""The Python API, and templates made with `ktemplate new` in a user's own project."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import ktemplate
+from ktemplate import cli, templates
+
+TINY = dict(epochs=1, filters=8, conv_blocks=1, members=1, baseline=False, verbose=0)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A user's project folder, the current directory, with its own unrelated `templates/`."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(templates.PROJECT_DIR_ENV, raising=False)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "helpers.py").write_text("def page():\n    return '<html>'\n")
+    return tmp_path
+
+
+def test_new_writes_into_the_project_and_the_copy_trains_exports_and_lists(project, capsys):
+    assert cli.main(["new", "my_digits", "--from", "image_cnn"]) == 0
+    assert "ktemplate train my_digits" in capsys.readouterr().out
+    source = (project / "templates" / "my_digits.py").read_text()
+    assert 'NAME = "my_digits"' in source and "from ktemplate.pipelines import" in source
+    assert templates.names()[-1] == "my_digits" and "helpers" not in templates.names()
+    assert cli.main(["list"]) == 0
+    assert "my_digits" in capsys.readouterr().out
+
+    run = ktemplate.train("my_digits", **TINY)
+    assert run.template == "my_digits" and run.status == "finished"
+    assert run.path.resolve().parent == (project / "saved_models" / "my_digits").resolve()
+    assert set(run.history["train"]) >= {"loss", "val_loss", "accuracy", "val_accuracy"}
+    assert len(run.history["train"]["loss"]) == 1
+    assert 0 <= run.metrics["test_accuracy"] <= 1
+    assert run.manifest["template"] == "my_digits"
+    # A fresh process in the project finds the template by name, as `ktemplate export` does.
+    exported = subprocess.run(
+        [sys.executable, "-m", "ktemplate", "export", str(run.path), "--output", "again"],
+        capture_output=True, text=True, cwd=project, timeout=300,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert (project / "again" / "saved_model.pb").is_file()
+    again = ktemplate.load_run(run.path)
+    assert again.metrics == run.metrics and again.model.count_params() == run.model.count_params()
+
+
+def test_new_with_dir_and_the_names_it_refuses(project, capsys, monkeypatch):
+    assert cli.main(["new", "elsewhere", "--from", "image_cnn", "--dir", "lib/tpl"]) == 0
+    out = capsys.readouterr().out
+    assert (project / "lib" / "tpl" / "elsewhere.py").is_file()
+    assert "KTEMPLATE_TEMPLATES_DIR=" in out  # not found from here without it
+    assert "elsewhere" not in templates.names()
+    monkeypatch.setenv(templates.PROJECT_DIR_ENV, str(project / "lib" / "tpl"))
+    assert "elsewhere" in templates.names()
+
+    for name, message in (
+        ("json", "name of an installed module"),  # would shadow the standard library's json
+        ("image_cnn", "already exists"),  # a built-in
+        ("elsewhere", "already exists"),
+    ):
+        assert cli.main(["new", name, "--from", "image_cnn"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_api_errors_are_clear_and_nothing_is_written(project):
+    with pytest.raises(ValueError, match="Unknown config key 'filterz'"):
+        ktemplate.train("image_cnn", filterz=8)
+    with pytest.raises(ValueError, match="Unknown template 'imag_cnn'"):
+        ktemplate.train("imag_cnn")
+    with pytest.raises(ValueError, match="drop the overrides"):
+        ktemplate.train("image_cnn", resume=project / "x", epochs=2)
+    assert not (project / "saved_models").exists()
+
+
+def test_importing_ktemplate_does_not_import_tensorflow():
+    code = "import sys, ktemplate; print(json.dumps('tensorflow' in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", "import json; " + code], capture_output=True, text=True
+    )
+    assert json.loads(result.stdout) is False
+    assert callable(ktemplate.export) and callable(ktemplate.train)
