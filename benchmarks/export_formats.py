@@ -1,4 +1,4 @@
-"""SavedModel, LiteRT (float, dynamic-range int8, float16) and ONNX: size, latency, test metric.
+"""SavedModel, LiteRT (float, dynamic-range int8, float16, int8) and ONNX: size, latency, metric.
 
 Trains each template's default config on its default data (through `ktemplate.run.train`),
 exports every format (`ktemplate.convert`: each file is checked in its runtime first), then per
@@ -43,66 +43,23 @@ VARIANTS = [  # (label, format, quantize)
     ("LiteRT float32", "litert", "none"),
     ("LiteRT dynamic int8", "litert", "dynamic"),
     ("LiteRT float16", "litert", "float16"),
+    ("LiteRT int8", "litert", "int8"),
     ("ONNX", "onnx", "none"),
 ]
 
 
-def test_inputs(name, template, run_dir):
-    """(inputs for the portable signature, one per example, and a metric(outputs) → float)."""
+def test_inputs(template, run_dir):
+    """(inputs, one dict per example, and a metric(outputs) → float): the test split as the
+    template's `portable_data` gives it (the text template adds the raw strings, which the
+    SavedModel takes, to the token ids)."""
     config = template.Config(**files.read_json(run_dir / "config.json"))
     data = run.load_data(template, config)
-    spec = data.spec
-    if name == "image_cnn":
-        xs, ys = zip(*[(x, y) for x, y in data.test.unbatch().as_numpy_iterator()], strict=True)
-        inputs = [{"pixels": x[None].astype("uint8")} for x in xs]
-        return inputs, lambda outs: float(
-            np.mean([o["class_id"][0] == y for o, y in zip(outs, ys, strict=True)])
-        )
-    if name == "timeseries_lstm":
-        from ktemplate.pipelines import timeseries
+    test = template.portable_data(data, data.spec, "test")
 
-        starts = timeseries.origins(tuple(spec["parts"]["test"]), spec["window"], spec["horizon"])
-        windows, actual = timeseries.window_arrays(
-            data.series.values, spec["target_index"], starts, spec["window"], spec["horizon"]
-        )
-        inputs = [{"window": w[None].astype("float32")} for w in windows]
-        return inputs, lambda outs: float(
-            np.mean(
-                [np.abs(o["forecast"][0] - a).mean() for o, a in zip(outs, actual, strict=True)]
-            )
-        )
-    if name == "text_transformer":
-        texts, ys = [], []
-        for x, y in data.test.unbatch().as_numpy_iterator():
-            texts.append(x)
-            ys.append(y)
-        ids = template.vectorizer(spec)(tf.constant(texts)).numpy().astype("int64")
-        # Each runtime takes the input its signature names: the SavedModel raw strings (its
-        # vectorizer inside the graph), LiteRT and ONNX the token ids.
-        inputs = [
-            {"text": np.array([t], dtype=object), "token_ids": row[None]}
-            for t, row in zip(texts, ids, strict=True)
-        ]
-        return inputs, lambda outs: float(
-            np.mean([o["class_id"][0] == y for o, y in zip(outs, ys, strict=True)])
-        )
-    size = spec["patch_size"]
-    tiles, cleans = [], []
-    for noisy, clean in data.test.unbatch().as_numpy_iterator():
-        for top in range(0, noisy.shape[0] - size + 1, size):
-            for left in range(0, noisy.shape[1] - size + 1, size):
-                tiles.append(np.round(noisy[top : top + size, left : left + size] * 255))
-                cleans.append(clean[top : top + size, left : left + size])
-    inputs = [{"pixels": t[None].astype("uint8")} for t in tiles]
+    def metric(outputs):
+        return test.score({k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]})
 
-    def psnr(outs):
-        values = []
-        for o, c in zip(outs, cleans, strict=True):
-            mse = np.mean((o["denoised"][0].astype("float64") / 255.0 - c) ** 2)
-            values.append(10 * np.log10(1.0 / max(mse, 1e-12)))
-        return float(np.mean(values))
-
-    return inputs, psnr
+    return [test.rows(i, i + 1) for i in range(len(test))], metric
 
 
 def runner(folder: Path, fmt: str):
@@ -168,7 +125,7 @@ def bench(name: str, out: Path, quick: bool, calls: int) -> list[tuple]:
         config = dataclasses.replace(config, epochs=2, members=1, baseline=False)
     tf.config.threading.set_intra_op_parallelism_threads(0)
     run_dir = run.train(template, config, output_dir=out, verbose=0)
-    inputs, metric = test_inputs(name, template, run_dir)
+    inputs, metric = test_inputs(template, run_dir)
     rows = []
     for label, fmt, quantize in VARIANTS:
         folder = out / f"{name}-{fmt}-{quantize}"

@@ -28,14 +28,17 @@ import numpy as np
 from ktemplate import startup
 
 FORMATS = ("saved_model", "litert", "onnx")
-QUANTIZE = ("none", "dynamic", "float16")
+QUANTIZE = ("none", "dynamic", "float16", "int8")
 FILES = {"litert": "model.tflite", "onnx": "model.onnx"}
 PACKAGES = {"litert": ("ai_edge_litert", "ai-edge-litert"), "onnx": ("tf2onnx", "tf2onnx")}
 RUNTIMES = {"litert": ("ai_edge_litert", "ai-edge-litert"), "onnx": ("onnxruntime", "onnxruntime")}
 ONNX_OPSET = 17
 # Largest difference from the SavedModel's outputs, as a fraction of the outputs' range (at
 # least 1; 255 for uint8 pixels): float conversions agree to rounding, quantized ones less so.
-TOLERANCE = {"none": 1e-4, "dynamic": 0.1, "float16": 0.01}
+# int8 quantizes activations too (their ranges from train-split examples), so it is compared
+# on validation examples, inside those ranges, rather than on the random sample.
+TOLERANCE = {"none": 1e-4, "dynamic": 0.1, "float16": 0.01, "int8": 0.15}
+CALIBRATION_EXAMPLES = 200  # train-split examples that set int8's activation ranges
 
 
 @dataclasses.dataclass
@@ -62,6 +65,28 @@ class Portable:
     track: list[Any] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass
+class PortableData:
+    """One split's examples in a `Portable` function's input format, and how to score them.
+
+    inputs: per input name, the examples stacked along the first axis (raw units, as a caller
+        of the converted file would pass them); it may hold more names than the signature
+        (the text template adds the raw strings), which the converters ignore.
+    metric: the name of the score (e.g. "test_accuracy"; as in metrics.json).
+    score: the function's outputs on `inputs` (stacked the same way) → the metric.
+    """
+
+    inputs: dict[str, np.ndarray]
+    metric: str
+    score: Callable[[dict[str, np.ndarray]], float]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        return {name: values[start:stop] for name, values in self.inputs.items()}
+
+
 def check_formats(formats: list[str], quantize: str, template: Any | None = None) -> list[str]:
     """Validates `--format`/`--quantize` before any work; returns the formats, deduplicated,
     saved_model first. Raises ValueError with what to do."""
@@ -76,6 +101,11 @@ def check_formats(formats: list[str], quantize: str, template: Any | None = None
     if extra and template is not None and not hasattr(template, "portable_endpoint"):
         raise ValueError(
             f"Template {template.NAME} has no portable_endpoint(): it exports SavedModels only."
+        )
+    if quantize != "none" and template is not None and not hasattr(template, "portable_data"):
+        raise ValueError(
+            f"Template {template.NAME} has no portable_data(), which --quantize needs (int8's "
+            "calibration examples and the quantized file's test metric): use --quantize none."
         )
     for fmt in extra:
         for module, package in (PACKAGES[fmt], RUNTIMES[fmt]):
@@ -101,27 +131,77 @@ def _archive(model: Any, portable: Portable, folder: Path) -> None:
     archive.write_out(str(folder), verbose=False)
 
 
-def to_litert(model: Any, portable: Portable, path: Path, quantize: str = "none") -> None:
+def to_litert(
+    model: Any,
+    portable: Portable,
+    path: Path,
+    quantize: str = "none",
+    calibration: PortableData | None = None,
+) -> None:
     """Converts `portable.fn` to a LiteRT flatbuffer with built-in ops only (so the stock
-    interpreter runs it, no Flex delegate). `quantize`: none, dynamic (int8 weights) or float16
-    (float16 weights)."""
+    interpreter runs it, no Flex delegate). `quantize`: none, dynamic (int8 weights), float16
+    (float16 weights) or int8 (int8 weights and activations, their ranges measured on
+    `calibration`, train-split examples fed one at a time; ops without an int8 kernel stay
+    float, and the inputs and outputs keep the signature's types).
+
+    int8 converts in a child process: TensorFlow's calibrator can crash the process outright
+    on some graphs (an LSTM's loop), which is then reported as an error here.
+    """
+    if quantize == "int8" and (calibration is None or not len(calibration)):
+        raise ValueError("int8 quantization needs calibration examples from the train split.")
+    with tempfile.TemporaryDirectory() as tmp:
+        _archive(model, portable, Path(tmp) / "archive")
+        if quantize != "int8":
+            _convert_litert(str(Path(tmp) / "archive"), quantize, "-", str(path))
+            return
+        examples = Path(tmp) / "calibration.npz"
+        np.savez(examples, **{s.name: calibration.inputs[s.name] for s in portable.signature})
+        script = "import sys; from ktemplate import convert; convert._convert_litert(*sys.argv[1:])"
+        args = [str(Path(tmp) / "archive"), quantize, str(examples), str(path)]
+        result = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=1800
+        )
+    if result.returncode < 0 or (result.returncode and not result.stderr.strip()):
+        path.unlink(missing_ok=True)
+        raise ValueError(
+            f"LiteRT int8 conversion crashed (exit {result.returncode}): TensorFlow's "
+            "calibrator cannot quantize this model's graph. Use --quantize dynamic or float16."
+        )
+    if result.returncode:
+        last = [line for line in result.stderr.strip().splitlines() if line.strip()][-1]
+        raise ValueError(last.removeprefix("ValueError: ")[:600])
+
+
+def _convert_litert(folder: str, quantize: str, calibration: str, output: str) -> None:
+    """The conversion itself: SavedModel `folder` (signature 'serve') → `output`;
+    `calibration` is an .npz of int8's calibration examples, or "-"."""
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory() as tmp:
-        _archive(model, portable, Path(tmp))
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantize in ("dynamic", "float16"):
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        try:
-            with startup.filtered_stderr():  # the converter's C++ INFO/WARNING lines
-                flatbuffer = converter.convert()
-        except Exception as error:  # the converter's MLIR errors are long; keep the first line
-            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            raise ValueError(f"LiteRT conversion failed: {first[:500]}") from error
-    path.write_bytes(flatbuffer)
+    converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serve"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        examples = dict(np.load(calibration))
+        count = min(len(next(iter(examples.values()))), CALIBRATION_EXAMPLES)
+
+        def representative():
+            for i in range(count):
+                yield {name: values[i : i + 1] for name, values in examples.items()}
+
+        converter.representative_dataset = representative
+    try:
+        # The converter's C++ INFO/WARNING lines; int8 calibration runs TF's own (deprecated)
+        # interpreter, which warns about itself.
+        with startup.filtered_stderr(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "(?s).*tf.lite.Interpreter is deprecated")
+            flatbuffer = converter.convert()
+    except Exception as error:  # the converter's MLIR errors are long; keep the first line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ValueError(f"LiteRT conversion failed: {first[:500]}") from error
+    Path(output).write_bytes(flatbuffer)  # into the export being built (renamed when done)
 
 
 def to_onnx(model: Any, portable: Portable, path: Path, opset: int = ONNX_OPSET) -> None:
@@ -267,8 +347,43 @@ def verify(folder: Path, portable: Portable, formats: list[str], quantize: str) 
                     f"The {fmt} file's output {name!r} differs from the SavedModel's by "
                     f"{d['max_abs_diff']:.4g} (tolerance {d['tolerance']:.4g}): the conversion "
                     "changed the model's results, so it is not written."
+                    + (
+                        " LiteRT's int8 kernels do not cover every op (ROUND and CAST on int8 "
+                        "tensors, as in a uint8 image output, give wrong values): use --quantize "
+                        "dynamic or float16."
+                        if fmt == "litert" and quantize == "int8"
+                        else ""
+                    )
                 )
     return checks
+
+
+def _outputs(call: Callable[[dict[str, np.ndarray]], dict], data: PortableData, step: int):
+    """`call` over `data` in chunks of `step` examples; the outputs stacked per name."""
+    chunks = [call(data.rows(i, i + step)) for i in range(0, len(data), step)]
+    return {name: np.concatenate([np.asarray(c[name]) for c in chunks]) for name in chunks[0]}
+
+
+def quantized_metric(path: Path, portable: Portable, test: PortableData) -> dict[str, Any]:
+    """The test metric of a quantized LiteRT file (run by its interpreter, one example per
+    call) next to the float model's (`portable.fn` in TensorFlow) on the same examples."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner("serve")
+    names = [spec.name for spec in portable.signature]
+    quantized = test.score(_outputs(lambda rows: runner(**{n: rows[n] for n in names}), test, 1))
+
+    def reference(rows):
+        outputs = portable.fn(*[tf.constant(rows[n]) for n in names])
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    return {
+        "name": test.metric,
+        "litert": round(quantized, 4),
+        "float": round(test.score(_outputs(reference, test, 256)), 4),
+        "examples": len(test),
+    }
 
 
 def write_formats(
@@ -278,18 +393,38 @@ def write_formats(
     spec: dict[str, Any],
     formats: list[str],
     quantize: str = "none",
+    data: Any | None = None,
 ) -> dict[str, Any]:
     """Writes the LiteRT/ONNX files named in `formats` into `folder` (the export being built,
     which holds the SavedModel), checks each in its runtime, and returns the manifest's
-    `formats` entry."""
+    `formats` entry.
+
+    A quantized LiteRT file needs `data` (the run's `Data`): int8 takes its activation ranges
+    from train-split examples and is compared on validation examples, and every quantized file's
+    test metric is measured through its interpreter and recorded beside the float model's.
+    """
     entries: dict[str, Any] = {"saved_model": {"path": ".", "endpoints": "see 'endpoints'"}}
     extra = [f for f in formats if f != "saved_model"]
     if not extra:
         return entries
     for fmt in extra:
         portable = template.portable_endpoint(model, spec, fmt)
+        quantized = fmt == "litert" and quantize != "none"
+        if quantized and data is None:
+            raise ValueError("A quantized LiteRT export needs the run's data (train and test).")
         if fmt == "litert":
-            to_litert(model, portable, folder / FILES["litert"], quantize)
+            calibration = None
+            if quantize == "int8":
+                calibration = template.portable_data(data, spec, "train", CALIBRATION_EXAMPLES)
+                # Compared on validation examples (inside the calibrated ranges), as many as
+                # the sample holds (LiteRT's batch may be static).
+                size = len(next(iter(portable.sample.values())))
+                check = template.portable_data(data, spec, "val", size)
+                if len(check) == size:
+                    rows = check.rows(0, size)
+                    sample = {s.name: rows[s.name] for s in portable.signature}
+                    portable = dataclasses.replace(portable, sample=sample)
+            to_litert(model, portable, folder / FILES["litert"], quantize, calibration)
         else:
             to_onnx(model, portable, folder / FILES["onnx"])
         for name, text in portable.assets.items():
@@ -309,4 +444,7 @@ def write_formats(
             **portable.notes,
             **({"assets": sorted(portable.assets)} if portable.assets else {}),
         }
+        if quantized:
+            test = template.portable_data(data, spec, "test", None)
+            entries[fmt]["test_metric"] = quantized_metric(folder / FILES["litert"], portable, test)
     return entries

@@ -613,6 +613,20 @@ def _export(
         manifest,
         overwrite=overwrite,
         convert=lambda folder: convert.write_formats(
-            folder, template, model, spec, formats, quantize
+            folder,
+            template,
+            model,
+            spec,
+            formats,
+            quantize,
+            data=_quantize_data(template, config, quantize),
         ),
     )
+
+
+def _quantize_data(template: ModuleType, config: dict[str, Any], quantize: str) -> Data | None:
+    """The run's data, reloaded from its config, for a quantized LiteRT file (int8's
+    calibration examples, the quantized test metric); None when nothing is quantized."""
+    if quantize == "none":
+        return None
+    return load_data(template, config_lib.apply_overrides(template.Config(), config))

@@ -381,6 +381,38 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
     )
 
 
+def portable_data(
+    data: Data, spec: dict[str, Any], split: str, limit: int | None = None
+) -> convert.PortableData:
+    """`split`'s noisy images cut into patch_size tiles (LiteRT's input; the train split's are
+    its random training patches), uint8, scored by the mean PSNR (dB) of the denoised tiles
+    against the clean ones."""
+    size, channels = spec["patch_size"], spec["channels"]
+    ds = {"train": data.train, "val": data.val, "test": data.test}[split]
+    tiles, cleans = (
+        [np.zeros((0, size, size, channels), np.uint8)],
+        [np.zeros((0, size, size, channels))],
+    )
+    count = 0
+    for noisy, clean in ds.unbatch().as_numpy_iterator() if ds is not None else ():
+        for top in range(0, noisy.shape[0] - size + 1, size):
+            for left in range(0, noisy.shape[1] - size + 1, size):
+                tile = noisy[top : top + size, left : left + size]
+                tiles.append(np.clip(np.round(tile * 255.0), 0, 255).astype(np.uint8)[None])
+                cleans.append(clean[top : top + size, left : left + size][None])
+                count += 1
+        if limit is not None and count >= limit:
+            break
+    tiles, cleans = np.concatenate(tiles)[:limit], np.concatenate(cleans)[:limit]
+
+    def psnr(outputs):
+        denoised = outputs["denoised"].astype(np.float64) / 255.0
+        mse = np.mean((denoised - cleans) ** 2, axis=(1, 2, 3))
+        return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-12))))
+
+    return convert.PortableData(inputs={"pixels": tiles}, metric=f"{split}_psnr_tiles", score=psnr)
+
+
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
     channels = spec["channels"]
     return {

@@ -421,6 +421,24 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
     )
 
 
+def portable_data(
+    data: Data, spec: dict[str, Any], split: str, limit: int | None = None
+) -> convert.PortableData:
+    """`split`'s images (at most `limit`) as the portable function takes them, uint8 pixels at
+    the training size, scored by accuracy of its class_id."""
+    height, width, channels = spec["input_shape"]
+    pixels, labels = [np.zeros((0, height, width, channels), np.uint8)], []
+    for x, y in data.splits[split].take(-1 if limit is None else limit).as_numpy_iterator():
+        pixels.append(np.clip(np.round(x), 0, 255).astype(np.uint8)[None])
+        labels.append(y)
+    labels = np.asarray(labels)
+    return convert.PortableData(
+        inputs={"pixels": np.concatenate(pixels)},
+        metric=f"{split}_accuracy",
+        score=lambda outputs: float(np.mean(outputs["class_id"] == labels)),
+    )
+
+
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
     height, width, channels = spec["input_shape"]
     return {

@@ -747,6 +747,27 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
     )
 
 
+def portable_data(
+    data: Data, spec: dict[str, Any], split: str, limit: int | None = None
+) -> convert.PortableData:
+    """`split`'s texts (at most `limit`) as the portable function takes them, token ids from
+    the train split's vocabulary, with the raw strings beside them as `text` (the SavedModel's
+    input); scored by accuracy of the class_id."""
+    texts, labels = [], []
+    for x, y in data.splits[split].take(-1 if limit is None else limit).as_numpy_iterator():
+        texts.append(x)
+        labels.append(y)
+    labels = np.asarray(labels)
+    ids = np.zeros((0, spec["sequence_length"]), np.int64)
+    if texts:
+        ids = vectorizer(spec)(tf.constant(texts, tf.string)).numpy().astype(np.int64)
+    return convert.PortableData(
+        inputs={"token_ids": ids, "text": np.array(texts, dtype=object)},
+        metric=f"{split}_accuracy",
+        score=lambda outputs: float(np.mean(outputs["class_id"] == labels)),
+    )
+
+
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
     if "backbone" in spec:
         text_input = {

@@ -543,10 +543,14 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
 
 def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) -> convert.Portable:
     """The LiteRT/ONNX function: the `serve` endpoint's computation (raw window → forecast in
-    original units). LiteRT takes one window per call: the LSTM's loop needs a static batch
-    there (its TensorList ops have no dynamic element shape); ONNX takes any batch."""
+    original units), any batch. For LiteRT the recurrent layers run unrolled (the same weights):
+    the loop's TensorList ops need a static batch there, and int8 calibration cannot quantize
+    the loop at all."""
     features = len(spec["features"])
-    batch = 1 if runtime == "litert" else None
+    track = []
+    if runtime == "litert":
+        model = unrolled(model)
+        track = [model]
 
     def forecast(window):
         normalized = tf.cast(model(window, training=False), tf.float32)
@@ -555,18 +559,57 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
     rng = np.random.default_rng(0)
     mean = np.asarray(spec["mean"], dtype="float64").reshape(-1)
     std = np.asarray(spec["std"], dtype="float64").reshape(-1)
-    sample = mean + std * rng.standard_normal((batch or 4, spec["window"], features))
+    sample = mean + std * rng.standard_normal((4, spec["window"], features))
     return convert.Portable(
         fn=forecast,
-        signature=[tf.TensorSpec([batch, spec["window"], features], tf.float32, name="window")],
+        signature=[tf.TensorSpec([None, spec["window"], features], tf.float32, name="window")],
         sample={"window": sample.astype("float32")},
         reference="serve",
         notes={
-            "input": f"window: float32 [{batch or 'batch'}, {spec['window']}, {features}], the "
-            f"last {spec['window']} steps of {', '.join(spec['features'])}, oldest first, in "
+            "input": f"window: float32 [batch, {spec['window']}, {features}], the last "
+            f"{spec['window']} steps of {', '.join(spec['features'])}, oldest first, in "
             "original units",
-            "outputs": f"forecast float32 [{batch or 'batch'}, {spec['horizon']}], original units",
+            "outputs": f"forecast float32 [batch, {spec['horizon']}], original units",
         },
+        track=track,
+    )
+
+
+def unrolled(model: keras.Model) -> keras.Model:
+    """A copy of `model` whose LSTM/GRU layers unroll over the (fixed) window, same weights."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, tuple(RECURRENT.values())):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def portable_data(
+    data: Data, spec: dict[str, Any], split: str, limit: int | None = None
+) -> convert.PortableData:
+    """`split`'s forecast origins as raw windows (float32, original units), scored by the MAE
+    of the forecast; `limit` keeps that many origins spread evenly over the split (the first
+    ones alone would cover only its start of a trending series)."""
+    window, horizon = spec["window"], spec["horizon"]
+    starts = timeseries.origins(tuple(spec["parts"][split]), window, horizon)
+    if limit is not None and len(starts) > limit:
+        starts = starts[np.linspace(0, len(starts) - 1, limit).round().astype(int)]
+    if not len(starts):
+        inputs = np.zeros((0, window, len(spec["features"])), np.float32)
+        actual = np.zeros((0, horizon))
+    else:
+        inputs, actual = timeseries.window_arrays(
+            data.series.values, spec["target_index"], starts, window, horizon
+        )
+    return convert.PortableData(
+        inputs={"window": inputs.astype(np.float32)},
+        metric=f"{split}_mae",
+        score=lambda outputs: float(np.abs(outputs["forecast"] - actual).mean()),
     )
 
 

@@ -113,6 +113,21 @@ def test_litert_and_onnx_match_the_saved_model_in_a_fresh_process(name, tmp_path
             atol = 1.0 if name == "denoising_autoencoder" else 1e-4 * max(1, np.abs(want).max())
             np.testing.assert_allclose(got, want, atol=atol, err_msg=f"{fmt} {key}")
 
+    # int8: calibrated on train-split examples, with its test metric beside the float model's.
+    if name == "denoising_autoencoder":  # uint8 pixels out: LiteRT's int8 ROUND/CAST are wrong
+        with pytest.raises(ValueError, match="use --quantize dynamic or float16"):
+            run.export(template, run_dir, output=tmp_path / "int8", formats=["litert"],
+                       quantize="int8")  # fmt: skip
+        assert not (tmp_path / "int8").exists()
+        return
+    int8 = run.export(template, run_dir, output=tmp_path / "int8", formats=["litert"],
+                      quantize="int8")  # fmt: skip
+    metric = files_lib.read_json(int8 / "manifest.json")["formats"]["litert"]["test_metric"]
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    if metric["name"] in metrics:  # the same figure the run measured (the denoiser's are tiles)
+        assert metric["float"] == pytest.approx(metrics[metric["name"]], rel=1e-3, abs=1e-3)
+    assert metric["examples"] > 0 and np.isfinite(metric["litert"])
+
 
 # The manifest's vectorization recipe, in plain Python: what a user ships beside the file.
 TOKENIZE = """
@@ -190,7 +205,8 @@ def image_run(tmp_path_factory):
 
 def test_quantized_litert_is_smaller_and_close(image_run, tmp_path):
     sizes = {}
-    for quantize in ("none", "dynamic", "float16"):
+    metrics = files_lib.read_json(image_run / "metrics.json")
+    for quantize in ("none", "dynamic", "float16", "int8"):
         export = run.export(
             image_cnn, image_run, output=tmp_path / quantize, formats=["litert"], quantize=quantize
         )
@@ -201,7 +217,37 @@ def test_quantized_litert_is_smaller_and_close(image_run, tmp_path):
             <= (entry["check"]["probabilities"]["tolerance"])
         )
         sizes[quantize] = entry["bytes"]
-    assert sizes["dynamic"] < sizes["float16"] < sizes["none"]
+        if quantize == "none":
+            assert "test_metric" not in entry
+            continue
+        # The quantized file's accuracy, through its interpreter, beside the float model's on
+        # the same test images (the float one is the run's own test accuracy).
+        metric = entry["test_metric"]
+        assert metric["name"] == "test_accuracy"
+        assert metric["examples"] == metrics["test_examples"]
+        assert metric["float"] == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+        assert abs(metric["litert"] - metric["float"]) <= 0.25
+    assert sizes["int8"] < sizes["float16"] < sizes["none"]
+    assert sizes["dynamic"] < sizes["float16"]
+
+
+def test_int8_calibrates_on_train_examples_and_checks_on_validation(image_run, monkeypatch):
+    seen = {}
+    real = convert.to_litert
+
+    def spy(model, portable, path, quantize="none", calibration=None):
+        seen["calibration"], seen["sample"] = calibration, portable.sample
+        real(model, portable, path, quantize, calibration)
+
+    monkeypatch.setattr(convert, "to_litert", spy)
+    export = run.export(image_cnn, image_run, output=image_run / "int8", formats=["litert"],
+                        quantize="int8")  # fmt: skip
+    data = run.load_data(image_cnn, image_cnn.Config(**TINY["image_cnn"]))
+    train = image_cnn.portable_data(data, json.loads((image_run / "spec.json").read_text()),
+                                    "train", 5)  # fmt: skip
+    np.testing.assert_array_equal(seen["calibration"].inputs["pixels"][:5], train.inputs["pixels"])
+    assert seen["calibration"].inputs["pixels"].dtype == np.uint8
+    assert export.exists()
 
 
 def test_a_file_the_runtime_rejects_is_an_error_and_nothing_is_written(
@@ -219,12 +265,12 @@ def test_a_file_the_runtime_rejects_is_an_error_and_nothing_is_written(
 def test_a_result_that_changed_in_conversion_is_an_error(image_run, tmp_path, monkeypatch):
     real = convert.to_litert
 
-    def shifted(model, portable, path, quantize="none"):
+    def shifted(model, portable, path, quantize="none", calibration=None):
         original = portable.fn
         portable.fn = lambda pixels: {
             k: (v + 0.5 if v.dtype.is_floating else v) for k, v in original(pixels).items()
         }
-        real(model, portable, path, quantize)
+        real(model, portable, path, quantize, calibration)
 
     monkeypatch.setattr(convert, "to_litert", shifted)
     with pytest.raises(ValueError, match="differs from the SavedModel's by 0.5"):
