@@ -70,9 +70,10 @@ def vader_cache(vader_fixture, tmp_path, monkeypatch):
 def test_search_space_defaults_equal_config():
     config = tt.Config()
     # embed_dim=auto is DEFAULT_EMBED_DIM without pretrained vectors; the space searches it.
-    expected = dataclasses.replace(config, embed_dim=tt.DEFAULT_EMBED_DIM)
+    # wide=auto is off without them.
+    expected = dataclasses.replace(config, embed_dim=tt.DEFAULT_EMBED_DIM, wide=False)
     assert tt.search_space(keras_tuner.HyperParameters(), config) == expected
-    custom = tt.Config(embed_dim=32, transformer_layers=2, dropout=0.1)
+    custom = tt.Config(embed_dim=32, transformer_layers=2, dropout=0.1, wide=True)
     assert tt.search_space(keras_tuner.HyperParameters(), custom) == custom
 
 
@@ -185,7 +186,7 @@ def test_custom_layers_validate_and_serialize():
     with pytest.raises(ValueError, match="dropout"):
         tt.TransformerEncoderBlock(embed_dim=8, num_heads=2, ff_dim=8, dropout=1.5)
     with pytest.raises(ValueError, match="mode"):
-        tt.MaskedPooling("sum")
+        tt.MaskedPooling("median")
     block = tt.TransformerEncoderBlock(8, 2, 16, 0.1, "gelu")
     clone = tt.TransformerEncoderBlock.from_config(block.get_config())
     assert (clone.embed_dim, clone.num_heads, clone.ff_dim, clone.activation) == (8, 2, 16, "gelu")
@@ -419,7 +420,9 @@ def test_pretrained_vectors_initialize_the_embedding_and_set_its_width(tmp_path)
     assert data.spec["embeddings"]["words_found"] == 7
     assert data.spec["vocabulary"][-1] == "zzz" and "6 of the train split's" in resolved["reason"]
     assert data.spec["embeddings"]["ngrams_found"] >= 1  # pairs of two words with vectors
+    assert data.spec["resolved"]["wide"]["value"] is True  # auto: on with vectors
     model = tt.build_model(run.resolved_config(config, data.spec), data.spec)
+    assert model.get_layer("wide").output.shape[-1] == 2
     table = model.get_layer("embedding").token_embedding.embeddings.numpy()
     vocabulary = data.spec["vocabulary"]
     expected = {}
@@ -439,6 +442,25 @@ def test_pretrained_vectors_initialize_the_embedding_and_set_its_width(tmp_path)
     out = serve(text=tf.constant(["a great film", ""]))
     assert out["probabilities"].shape == (2, 2) and out["class_name"].dtype == tf.string
     assert files_lib.read_json(run_dir / "config.json")["embed_dim"] == 8
+
+
+def test_the_wide_part_adds_a_linear_model_over_the_tokens_to_the_logits():
+    vocabulary = ["great", "awful", "film"]
+    spec = {"class_names": ["neg", "pos"], "vocabulary": vocabulary, "sequence_length": 6,
+            "sizes": {"train": 8}}  # fmt: skip
+    model = tt.build_model(tt.Config(**{**TINY, "wide": True}), spec)
+    # Silence the encoder's head: the logits are then the wide part alone.
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    dense.kernel.assign(np.zeros(dense.kernel.shape))
+    dense.bias.assign(np.zeros(dense.bias.shape))
+    table = np.zeros((len(vocabulary) + 2, 2), "float32")
+    table[2] = [-1.0, 1.0]  # "great" votes positive, once per occurrence
+    table[3] = [1.5, -1.5]  # "awful" votes negative
+    model.get_layer("wide").embeddings.assign(table)
+    ids = np.array([[2, 2, 4, 0, 0, 0], [3, 4, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], "int64")
+    logits = np.log(model(ids).numpy())
+    margins = logits[:, 1] - logits[:, 0]
+    np.testing.assert_allclose(margins, [4.0, -3.0, 0.0], atol=1e-4)  # padding counts nothing
 
 
 def test_pretrained_vectors_that_do_not_fit_are_clear_errors(tmp_path):
@@ -462,8 +484,9 @@ def test_search_space_with_pretrained_vectors_keeps_their_width(tmp_path):
     vectors = write_vectors(tmp_path / "vectors.txt", ["film"])
     config = tt.Config(embeddings=str(vectors))
     hp = keras_tuner.HyperParameters()
-    assert tt.search_space(hp, config) == config
+    assert tt.search_space(hp, config) == dataclasses.replace(config, wide=True)
     assert "embed_dim" not in hp.values and "embeddings_trainable" in hp.values
+    assert hp.values["wide"] is True  # wide=auto is on with pretrained vectors
 
 
 def test_confident_mistakes_table():
