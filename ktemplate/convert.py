@@ -38,6 +38,7 @@ ONNX_OPSET = 17
 # int8 quantizes activations too (their ranges from train-split examples), so it is compared
 # on validation examples, inside those ranges, rather than on the random sample.
 TOLERANCE = {"none": 1e-4, "dynamic": 0.1, "float16": 0.01, "int8": 0.15}
+QUANTIZED_WARNING = 0.1  # warn when a quantized file's test metric moves by this fraction
 CALIBRATION_EXAMPLES = 200  # train-split examples that set int8's activation ranges
 
 
@@ -446,5 +447,14 @@ def write_formats(
         }
         if quantized:
             test = template.portable_data(data, spec, "test", None)
-            entries[fmt]["test_metric"] = quantized_metric(folder / FILES["litert"], portable, test)
+            metric = quantized_metric(folder / FILES["litert"], portable, test)
+            entries[fmt]["test_metric"] = metric
+            if abs(metric["litert"] - metric["float"]) > QUANTIZED_WARNING * abs(metric["float"]):
+                warnings.warn(
+                    f"The {quantize}-quantized LiteRT file's {metric['name']} is "
+                    f"{metric['litert']:.4g}, the float model's {metric['float']:.4g} (test "
+                    "split, in the manifest): inputs outside the train split's range lose the "
+                    "most. Check it before shipping, or use a milder --quantize.",
+                    stacklevel=2,
+                )
     return entries
