@@ -223,6 +223,29 @@ def _denoise_images(
     return result
 
 
+def _predict_features(loaded, inputs: list[str], manifest: dict, **_) -> list[dict[str, Any]]:
+    """CSV files with a header naming the manifest's features (other columns are ignored):
+    one output row per CSV row."""
+    import pandas as pd
+
+    names = manifest["input"]["features"]
+    result = []
+    for path in _existing_files(inputs):
+        frame = pd.read_csv(path)
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the feature column(s) {', '.join(missing[:5])}: its header must "
+                f"name the model's {len(names)} features ({', '.join(names[:5])}, ...)."
+            )
+        values = frame[names].to_numpy("float32")
+        if np.isnan(values).any():
+            raise ValueError(f"{path} has empty feature cells: fill or drop them first.")
+        outputs = loaded.serve(tf.constant(values))
+        result += rows(outputs, [f"{path}:{i + 1}" for i in range(len(values))])
+    return result
+
+
 # input kind → reader(loaded SavedModel, command-line inputs, manifest, **options) → rows;
 # a reader ignores the options that are not its own.
 READERS: dict[str, Callable[..., list[dict[str, Any]]]] = {
@@ -230,6 +253,7 @@ READERS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "window": _predict_windows,
     "text": _predict_texts,
     "noisy_image": _denoise_images,
+    "features": _predict_features,
 }
 
 

@@ -499,6 +499,11 @@ def _train_and_export(
     train_seconds = time.perf_counter() - start
 
     model = load_best_model(run_dir)
+    if getattr(template, "calibrate", None) is not None:
+        # Constants the export needs from the trained model (an anomaly threshold from the
+        # validation scores): into the spec, which the export reads.
+        data.spec.update(template.calibrate(model, data))
+        files.write_json(run_dir / "spec.json", data.spec)
     metrics = template.evaluate(model, data, run_dir)
     metrics["train_seconds"] = round(train_seconds, 2)
     metrics["epochs"] = phases

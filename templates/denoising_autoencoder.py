@@ -178,7 +178,7 @@ def load_data(config: Config, batch_size: int) -> Data:
 # ---------------------------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package="ktemplate")
+@keras.saving.register_keras_serializable(package=NAME)
 class PadToMultiple(keras.layers.Layer):
     """Pads height and width (bottom/right) up to a multiple of `multiple`.
 
@@ -209,7 +209,7 @@ class PadToMultiple(keras.layers.Layer):
         return {**super().get_config(), "multiple": self.multiple}
 
 
-@keras.saving.register_keras_serializable(package="ktemplate")
+@keras.saving.register_keras_serializable(package=NAME)
 class CropLike(keras.layers.Layer):
     """Crops the first input to the height and width of the second (undoes PadToMultiple)."""
 
@@ -271,13 +271,13 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     return model
 
 
-@keras.saving.register_keras_serializable(package="ktemplate")
+@keras.saving.register_keras_serializable(package=NAME)
 def psnr(y_true, y_pred):
     """Mean PSNR in dB of a batch on a 0..1 scale (the prediction clipped to 0..1)."""
     return tf.image.psnr(y_true, tf.clip_by_value(y_pred, 0.0, 1.0), max_val=1.0)
 
 
-@keras.saving.register_keras_serializable(package="ktemplate")
+@keras.saving.register_keras_serializable(package=NAME)
 class SSIMLoss(keras.losses.Loss):
     """`ssim_weight * (1 - SSIM) + (1 - ssim_weight) * MAE` on a 0..1 scale."""
 
