@@ -1,0 +1,100 @@
+"""anomaly_autoencoder on the ten one-class splits of the digits, next to three baselines.
+
+For each digit in turn (normal_class 0..9) and each seed, trains the default config through the
+same code path as `ktemplate train anomaly_autoencoder --set normal_class=D` (train on that
+digit's train split only; test on the test split of all digits, the other nine being the
+anomalies). The run itself fits IsolationForest, One-Class SVM and PCA reconstruction error on
+the identical standardized train normals and scores the identical test split; this script
+collects the test ROC AUCs. Prints a Markdown table; benchmarks/RESULTS.md records it.
+
+    python benchmarks/anomaly_autoencoder_digits.py
+    python benchmarks/anomaly_autoencoder_digits.py --digits 0 1 --seeds 42 --set bottleneck=16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from ktemplate.templates import anomaly_autoencoder  # noqa: E402
+
+from ktemplate import config as config_lib  # noqa: E402
+from ktemplate import files, run  # noqa: E402
+
+BASELINES = ("isolation_forest", "one_class_svm", "pca_reconstruction")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config field"
+    )
+    args = parser.parse_args()
+    overrides = config_lib.parse_assignments(args.set)
+    rows = []  # (digit, seed, model auc, {baseline: auc}, fit s, fpr, recall)
+    with tempfile.TemporaryDirectory() as out:
+        for digit in args.digits:
+            for seed in args.seeds:
+                config = config_lib.apply_overrides(
+                    anomaly_autoencoder.Config(),
+                    {**overrides, "normal_class": str(digit), "seed": str(seed)},
+                    from_text=True,
+                )
+                run_dir = run.train(anomaly_autoencoder, config, output_dir=out, verbose=0)
+                metrics = files.read_json(run_dir / "metrics.json")
+                base = metrics["baseline"]["all_test_roc_auc"]
+                rows.append(
+                    (
+                        digit,
+                        seed,
+                        metrics["test_roc_auc"],
+                        base,
+                        metrics["train_seconds"],
+                        metrics["test_fpr"],
+                        metrics["test_recall"],
+                    )
+                )
+                print(f"  digit {digit} seed {seed}: AUC {rows[-1][2]:.4f}, baselines {base}, "
+                      f"fit {rows[-1][4]:.1f} s", flush=True)  # fmt: skip
+
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} CPU cores, python "
+        f"{platform.python_version()}; seeds {' '.join(map(str, args.seeds))}; overrides "
+        f"{' '.join(args.set) or 'none'}\n"
+    )
+    print("| normal digit | autoencoder | IsolationForest | One-Class SVM | PCA | fit s (max) |")
+    print("|---|---|---|---|---|---|")
+    for digit in args.digits:
+        mine = [r for r in rows if r[0] == digit]
+        cells = [np.mean([r[2] for r in mine])]
+        cells += [np.mean([r[3][b] for r in mine]) for b in BASELINES]
+        print(
+            f"| {digit} | " + " | ".join(f"{c:.4f}" for c in cells)
+            + f" | {max(r[4] for r in mine):.1f} |"
+        )  # fmt: skip
+    means = {"autoencoder": np.mean([r[2] for r in rows])}
+    means.update({b: np.mean([r[3][b] for r in rows]) for b in BASELINES})
+    print(
+        "| **mean** | "
+        + " | ".join(f"**{means[k]:.4f}**" for k in ("autoencoder", *BASELINES))
+        + f" | {max(r[4] for r in rows):.1f} |"
+    )
+    best = max(BASELINES, key=means.get)
+    wins = sum(r[2] > r[3][best] for r in rows)
+    print(
+        f"\nautoencoder - best baseline ({best}): {means['autoencoder'] - means[best]:+.4f} mean "
+        f"ROC AUC; above it on {wins} of {len(rows)} runs; mean test FPR at the threshold "
+        f"{np.mean([r[5] for r in rows]):.3f} (target {anomaly_autoencoder.Config().target_fpr}),"
+        f" mean recall {np.mean([r[6] for r in rows]):.3f}; max fit {max(r[4] for r in rows):.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,650 @@
+"""Anomaly detection with an autoencoder: learn what normal looks like, score the distance to it.
+
+Task: flag examples unlike the ones seen in training — a defective part on a production line, a
+fraudulent transaction, a sensor reading from a failing machine — when only normal examples are
+plentiful. The autoencoder learns to reconstruct normal examples through a narrow bottleneck;
+the anomaly score of an example is its reconstruction error (mean squared error over its pixels
+or features, on the train split's scale), and the threshold is the score that `target_fpr` of
+the validation normals exceed.
+
+Data (the label is used for evaluation only; training sees normal examples only):
+- `digits` (default): scikit-learn's bundled 8x8 handwritten digits in the one-class protocol:
+  train on digit `normal_class` (0) of the train split, evaluate on the test split of all ten
+  digits, the other nine being the anomalies (fixed stratified 70/10/20 split).
+- `breast_cancer`: scikit-learn's bundled Wisconsin diagnostic breast cancer measurements (30
+  features of cell nuclei from 569 biopsies): benign tumours are normal, malignant ones the
+  anomalies. A real tabular case where the anomalies are a known, different population.
+- `dir:PATH`: images in `PATH/normal/` (split 70/10/20; training uses the first part) and,
+  for evaluation, `PATH/anomaly/` (all in the test split), resized to `image_size`.
+- `csv:PATH`: numeric feature columns; with `label_column`, rows whose label equals
+  `normal_class` are normal and the others anomalies (test split only); without it every row
+  is normal (no ROC AUC then).
+
+Model: images — a convolutional encoder (strided Conv2D) to a dense bottleneck and a
+transposed-convolution decoder; features — a dense encoder–decoder. Inputs are normalized
+inside the model (pixels / 255; features by the train split's mean and standard deviation).
+
+Metrics: ROC AUC and average precision of the score on the test split, recall and false-positive
+rate at the threshold, a histogram of normal and anomaly scores with the threshold
+(`scores.png`) and, for images, the most anomalous test examples beside their reconstructions
+(`most_anomalous.png`). Baselines on the identical split, in the same run: IsolationForest,
+One-Class SVM and PCA reconstruction error (scikit-learn), compared on test ROC AUC.
+
+Export: `serve` takes raw inputs (uint8 pixels [batch, H, W, C], other sizes resized; or float32
+features [batch, F] in original units) and returns `score`, `is_anomaly` (score > the threshold
+in the manifest) and, for images, the uint8 `reconstruction`; images also get
+`serve_image_bytes` (encoded PNG/JPEG/BMP/GIF).
+
+Adapt it: `ktemplate new my_detector --from anomaly_autoencoder`, then point `dataset` at your
+normal examples and set `target_fpr` to the false alarms you can afford.
+
+    ktemplate train anomaly_autoencoder
+    ktemplate train anomaly_autoencoder --dataset breast_cancer
+    ktemplate train anomaly_autoencoder --dataset csv:sensors.csv --set label_column=state \\
+        --set normal_class=ok
+    ktemplate predict saved_models/anomaly_autoencoder/<run-id>/export part.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+from ktemplate.pipelines import images
+from ktemplate.pipelines import splits as splits_lib
+
+from ktemplate import baselines, reports, training
+from ktemplate.config import TrainingConfig
+from ktemplate.run import Data
+
+NAME = "anomaly_autoencoder"
+TUNE_OBJECTIVE = "val_loss"  # reconstruction loss of validation normals: anomalies stay unseen
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(TrainingConfig):
+    dataset: str = "digits"  # digits, breast_cancer (bundled, offline), dir:PATH or csv:PATH
+    normal_class: str = "0"  # digits: the normal digit; csv: the label value that is normal
+    label_column: str = "label"  # csv: the label column (evaluation only); "" for none
+    image_size: int = 32  # dir: images are resized to this square size (a multiple of 4)
+    target_fpr: float = 0.05  # threshold: this share of validation normals is flagged
+    epochs: int = 300  # maximum epochs; early stopping usually ends sooner
+    batch_size: int = 32  # per-replica batch size
+    learning_rate: float = 1e-3  # peak learning rate (cosine decay)
+    early_stopping_patience: int = 20  # epochs without val_loss improvement
+    l2: float = 0.0  # L2 penalty on kernels
+    dropout: float = 0.0  # dropout after each hidden layer of the encoder
+    batch_norm: bool = False  # off: per-batch statistics blur the normal/anomaly contrast
+    bottleneck: int = 16  # width of the code the decoder reconstructs from
+    hidden: int = 64  # features: units of the first hidden layer (halved per further layer)
+    hidden_layers: int = 2  # features: hidden layers in the encoder (mirrored in the decoder)
+    filters: int = 16  # images: filters of the first strided convolution (doubled after)
+    input_noise: float = 0.0  # train-time Gaussian noise on the normalized input (denoising AE)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 < self.target_fpr < 1.0:
+            raise ValueError(f"Config key 'target_fpr' must be in (0, 1), got {self.target_fpr}.")
+        for name in ("bottleneck", "hidden", "hidden_layers", "filters"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
+        if self.image_size < 8 or self.image_size % 4:
+            raise ValueError(
+                f"Config key 'image_size' must be a multiple of 4 and >= 8, got {self.image_size}."
+            )
+        if self.input_noise < 0:
+            raise ValueError(f"Config key 'input_noise' must be >= 0, got {self.input_noise}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test
+
+
+@dataclasses.dataclass
+class Examples:
+    """Inputs in original units with anomaly labels (1 = anomaly), split into train/val/test;
+    train and val hold normal examples only."""
+
+    x: dict[str, np.ndarray]
+    anomaly: dict[str, np.ndarray]
+    kind: Literal["image", "features"]
+    names: list[str]  # feature names, or ["pixels"]
+    description: str
+
+
+def _one_class(x: np.ndarray, normal: np.ndarray, index: dict[str, np.ndarray]) -> tuple:
+    """Train/val keep their normal examples; test keeps every example of its split."""
+    out_x, out_y = {}, {}
+    for split, idx in index.items():
+        if split != "test":
+            idx = idx[normal[idx]]
+        out_x[split], out_y[split] = x[idx], (~normal[idx]).astype("int64")
+    return out_x, out_y
+
+
+def load_examples(config: Config) -> Examples:
+    """The configured source as `Examples`. Raises ValueError with what to fix."""
+    source = config.dataset
+    if source == "digits":
+        pixels, labels = images.digits_arrays()
+        if config.normal_class not in [str(d) for d in range(10)]:
+            raise ValueError(
+                f"Config key 'normal_class' is {config.normal_class!r}: the digits' classes "
+                "are 0..9."
+            )
+        index = splits_lib.stratified_split(labels, SPLIT_FRACTIONS)
+        x, y = _one_class(pixels, labels == int(config.normal_class), index)
+        return Examples(x, y, "image", ["pixels"], f"digit {config.normal_class} is normal")
+    if source == "breast_cancer":
+        from sklearn.datasets import load_breast_cancer
+
+        data = load_breast_cancer()
+        benign = data.target == list(data.target_names).index("benign")
+        index = splits_lib.stratified_split(data.target, SPLIT_FRACTIONS)
+        x, y = _one_class(data.data.astype("float32"), benign, index)
+        names = [str(n) for n in data.feature_names]
+        return Examples(x, y, "features", names, "benign tumours are normal, malignant anomalies")
+    if source.startswith("csv:"):
+        return _csv_examples(config, Path(source[4:]))
+    if source.startswith("dir:"):
+        return _dir_examples(config, Path(source[4:]))
+    raise ValueError(
+        f"Unknown dataset {source!r}: use digits, breast_cancer, dir:PATH (normal/ and anomaly/ "
+        "folders of images) or csv:PATH (numeric feature columns)."
+    )
+
+
+def _normal_first_split(normal: np.ndarray) -> dict[str, np.ndarray]:
+    """Normal examples split 70/10/20 (fixed seed); every anomaly goes to the test split."""
+    rng = np.random.default_rng(splits_lib.SPLIT_SEED)
+    idx = rng.permutation(np.flatnonzero(normal))
+    n_val = max(1, round(SPLIT_FRACTIONS[1] * len(idx)))
+    n_test = max(1, round(SPLIT_FRACTIONS[2] * len(idx)))
+    return {
+        "train": np.sort(idx[n_val + n_test :]),
+        "val": np.sort(idx[:n_val]),
+        "test": np.sort(np.concatenate([idx[n_val : n_val + n_test], np.flatnonzero(~normal)])),
+    }
+
+
+def _csv_examples(config: Config, path: Path) -> Examples:
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path}.")
+    frame = pd.read_csv(path)
+    label = config.label_column if config.label_column in frame.columns else None
+    if config.label_column and label is None and config.label_column != "label":
+        raise ValueError(
+            f"Column {config.label_column!r} (label_column) is not in {path}; its columns are "
+            f"{', '.join(map(str, frame.columns))}. Set label_column to one of them, or to '' "
+            "when the file has no labels."
+        )
+    features = frame.drop(columns=[label] if label else [])
+    numeric = features.select_dtypes("number")
+    if numeric.shape[1] != features.shape[1]:
+        other = [c for c in features.columns if c not in numeric.columns]
+        raise ValueError(
+            f"{path}: columns {', '.join(map(str, other[:5]))} are not numeric. Encode them as "
+            "numbers or drop them; only numeric feature columns (and the label) are allowed."
+        )
+    if numeric.isna().any().any():
+        raise ValueError(f"{path} has empty cells: fill or drop them first.")
+    normal = np.ones(len(frame), bool)
+    if label:
+        normal = frame[label].astype(str).to_numpy() == config.normal_class
+        if not normal.any():
+            raise ValueError(
+                f"No row of {path} has {label} == {config.normal_class!r} (normal_class); its "
+                f"values are {', '.join(map(str, sorted(frame[label].astype(str).unique())[:10]))}."
+            )
+    if normal.sum() < 10:
+        raise ValueError(f"{path} has {normal.sum()} normal rows; at least 10 are needed.")
+    index = _normal_first_split(normal)
+    x, y = _one_class(numeric.to_numpy("float32"), normal, index)
+    what = f"{label} == {config.normal_class!r} is normal" if label else "every row is normal"
+    return Examples(x, y, "features", [str(c) for c in numeric.columns], what)
+
+
+def _dir_examples(config: Config, path: Path) -> Examples:
+    from PIL import Image
+
+    normal_dir, anomaly_dir = path / "normal", path / "anomaly"
+    if not normal_dir.is_dir():
+        raise FileNotFoundError(
+            f"{normal_dir} is missing: dir: needs a normal/ folder of images (and, to evaluate, "
+            "an anomaly/ folder)."
+        )
+    arrays, normal = [], []
+    for folder, is_normal in ((normal_dir, True), (anomaly_dir, False)):
+        files = sorted(
+            p
+            for p in (folder.rglob("*") if folder.is_dir() else [])
+            if p.suffix.lower() in images.IMAGE_EXTENSIONS
+        )
+        for file in files:
+            with Image.open(file) as image:
+                gray = image.convert("L").resize((config.image_size, config.image_size))
+            arrays.append(np.asarray(gray, dtype="uint8")[..., None])
+            normal.append(is_normal)
+    normal = np.asarray(normal, bool)
+    if normal.sum() < 10:
+        raise ValueError(f"{normal_dir} has {normal.sum()} images; at least 10 are needed.")
+    index = _normal_first_split(normal)
+    x, y = _one_class(np.stack(arrays), normal, index)
+    return Examples(x, y, "image", ["pixels"], f"{normal_dir.name}/ is normal")
+
+
+def load_data(config: Config, batch_size: int) -> Data:
+    """Train and val batches are (input, normalized target) of normal examples; test batches are
+    (input, anomaly label) of all test examples."""
+    examples = load_examples(config)
+    train = examples.x["train"].astype("float32")
+    if examples.kind == "image":
+        mean, std = [0.0], [255.0]
+    else:
+        mean = train.mean(axis=0).tolist()
+        std = np.maximum(train.std(axis=0), 1e-6).tolist()
+    spec = {
+        "kind": examples.kind,
+        "input_shape": list(train.shape[1:]),
+        "features": examples.names,
+        "mean": mean,
+        "std": std,
+        "target_fpr": config.target_fpr,
+        "normal": examples.description,
+        "sizes": {split: int(len(x)) for split, x in examples.x.items()},
+        "test_anomalies": int(examples.anomaly["test"].sum()),
+        "dataset": config.dataset,
+    }
+
+    def pairs(split: str, training_split: bool) -> tf.data.Dataset:
+        x = examples.x[split].astype("float32")
+        target = (x - np.asarray(mean, "float32")) / np.asarray(std, "float32")
+        ds = tf.data.Dataset.from_tensor_slices((x, target)).cache()
+        if training_split:
+            ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    test = tf.data.Dataset.from_tensor_slices(
+        (examples.x["test"].astype("float32"), examples.anomaly["test"])
+    )
+    return Data(
+        train=pairs("train", True),
+        val=pairs("val", False),
+        test=test.batch(batch_size),
+        spec=spec,
+        splits={
+            split: tf.data.Dataset.from_tensor_slices(
+                (examples.x[split].astype("float32"), examples.anomaly[split])
+            )
+            for split in ("train", "val", "test")
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+
+def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
+    """Builds and compiles the autoencoder: raw input → reconstruction on the normalized scale
+    (the training target is the normalized input)."""
+    shape = tuple(spec["input_shape"])
+    inputs = keras.Input(shape=shape, name="inputs")
+    mean = np.asarray(spec["mean"], "float32")
+    std = np.asarray(spec["std"], "float32")
+    x = keras.layers.Normalization(mean=mean, variance=std**2, name="normalize")(inputs)
+    if config.input_noise:
+        x = keras.layers.GaussianNoise(config.input_noise, seed=config.seed)(x)
+    reg = training.regularizer(config)
+    if spec["kind"] == "image":
+        height, width, channels = shape
+        for level in range(2):
+            x = keras.layers.Conv2D(
+                config.filters * 2**level, 3, strides=2, padding="same", kernel_regularizer=reg
+            )(x)
+            if config.batch_norm:
+                x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation(config.activation)(x)
+        inner = x.shape[1:]
+        x = keras.layers.Flatten()(x)
+        if config.dropout:
+            x = keras.layers.Dropout(config.dropout)(x)
+        x = keras.layers.Dense(config.bottleneck, kernel_regularizer=reg, name="code")(x)
+        x = keras.layers.Dense(int(np.prod(inner)), kernel_regularizer=reg)(x)
+        x = keras.layers.Activation(config.activation)(x)
+        x = keras.layers.Reshape(inner)(x)
+        x = keras.layers.Conv2DTranspose(
+            config.filters, 3, strides=2, padding="same", kernel_regularizer=reg
+        )(x)
+        x = keras.layers.Activation(config.activation)(x)
+        x = keras.layers.Conv2DTranspose(channels, 3, strides=2, padding="same")(x)
+        outputs = keras.layers.Activation("sigmoid", dtype="float32", name="reconstruction")(x)
+    else:
+        widths = [
+            max(config.bottleneck, config.hidden // 2**i) for i in range(config.hidden_layers)
+        ]
+        for units in widths:
+            x = keras.layers.Dense(units, kernel_regularizer=reg)(x)
+            if config.batch_norm:
+                x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation(config.activation)(x)
+            if config.dropout:
+                x = keras.layers.Dropout(config.dropout)(x)
+        x = keras.layers.Dense(config.bottleneck, kernel_regularizer=reg, name="code")(x)
+        for units in reversed(widths):
+            x = keras.layers.Dense(units, activation=config.activation, kernel_regularizer=reg)(x)
+        outputs = keras.layers.Dense(shape[-1], dtype="float32", name="reconstruction")(x)
+    model = keras.Model(inputs, outputs, name=NAME)
+    steps = training.steps_per_epoch(spec["sizes"]["train"], config.batch_size)
+    model.compile(
+        optimizer=training.make_optimizer(config, steps),
+        loss="mse",
+        jit_compile=config.jit_compile,
+    )
+    return model
+
+
+def scores(model: keras.Model, spec: dict[str, Any], x) -> tf.Tensor:
+    """Anomaly scores [batch]: mean squared reconstruction error on the normalized scale."""
+    x = tf.cast(x, tf.float32)
+    target = (x - tf.constant(spec["mean"], tf.float32)) / tf.constant(spec["std"], tf.float32)
+    error = tf.square(tf.cast(model(x, training=False), tf.float32) - target)
+    return tf.reduce_mean(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)
+
+
+def calibrate(model: keras.Model, data: Data) -> dict[str, Any]:
+    """The threshold: the (1 - target_fpr) quantile of the validation normals' scores, so that
+    about `target_fpr` of normal examples are flagged. Goes into the spec (and the export)."""
+    spec = data.spec
+    values = np.concatenate([scores(model, spec, x).numpy() for x, _ in data.val])
+    threshold = float(np.quantile(values, 1.0 - spec["target_fpr"]))
+    return {"threshold": threshold, "validation_normals": int(len(values))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Search space
+# ---------------------------------------------------------------------------------------------
+
+
+def search_space(hp, config: Config) -> Config:
+    """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s."""
+    return dataclasses.replace(
+        config,
+        bottleneck=hp.Choice(
+            "bottleneck", sorted({4, 8, 16, 32, config.bottleneck}), default=config.bottleneck
+        ),
+        hidden=hp.Choice("hidden", sorted({32, 64, 128, config.hidden}), default=config.hidden),
+        filters=hp.Choice("filters", sorted({8, 16, 32, config.filters}), default=config.filters),
+        input_noise=hp.Choice(
+            "input_noise", sorted({0.0, 0.1, 0.3, config.input_noise}), default=config.input_noise
+        ),
+        learning_rate=hp.Float(
+            "learning_rate", 1e-4, 1e-2, sampling="log", default=config.learning_rate
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving
+# ---------------------------------------------------------------------------------------------
+
+
+def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
+    """Raw inputs → score, is_anomaly (score > the calibrated threshold) and, for images, the
+    uint8 reconstruction."""
+    threshold = tf.constant(spec["threshold"], tf.float32)
+    mean = tf.constant(spec["mean"], tf.float32)
+    std = tf.constant(spec["std"], tf.float32)
+
+    def outputs(x):
+        score = scores(model, spec, x)
+        return {"score": score, "is_anomaly": score > threshold}
+
+    if spec["kind"] == "features":
+        features = len(spec["features"])
+        return {
+            "serve": (outputs, [tf.TensorSpec([None, features], tf.float32, name="features")]),
+        }
+    height, width, channels = spec["input_shape"]
+
+    def serve(pixels):
+        x = tf.image.resize(tf.cast(pixels, tf.float32), [height, width])
+        result = outputs(x)
+        reconstruction = tf.cast(model(x, training=False), tf.float32) * std + mean
+        result["reconstruction"] = tf.cast(
+            tf.round(tf.clip_by_value(reconstruction, 0.0, 255.0)), tf.uint8
+        )
+        return result
+
+    def serve_image_bytes(image_bytes):
+        def decode(data):
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+            return tf.image.resize(tf.cast(image, tf.float32), [height, width])
+
+        pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32)
+        return serve(pixels)
+
+    return {
+        "serve": (serve, [tf.TensorSpec([None, None, None, channels], tf.uint8, name="pixels")]),
+        "serve_image_bytes": (
+            serve_image_bytes,
+            [tf.TensorSpec([None], tf.string, name="image_bytes")],
+        ),
+    }
+
+
+def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
+    outputs = {
+        "score": "float32 [batch]: mean squared reconstruction error (higher: more anomalous)",
+        "is_anomaly": f"bool [batch]: score > threshold ({spec['threshold']:.6g})",
+    }
+    if spec["kind"] == "features":
+        names = spec["features"]
+        return {
+            "task": "anomaly_detection",
+            "input": {
+                "kind": "features",
+                "features": names,
+                "serve": f"float32 [batch, {len(names)}]: {', '.join(names[:8])}"
+                + (", ..." if len(names) > 8 else "")
+                + " (in this order), original units",
+            },
+            "outputs": outputs,
+            "threshold": spec["threshold"],
+            "target_fpr": spec["target_fpr"],
+            "normal": spec["normal"],
+        }
+    height, width, channels = spec["input_shape"]
+    return {
+        "task": "anomaly_detection",
+        "input": {
+            "kind": "image",
+            "height": height,
+            "width": width,
+            "channels": channels,
+            "serve": f"uint8 pixels [batch, H, W, {channels}], 0..255; resized (bilinear) to "
+            f"{height}x{width}",
+            "serve_image_bytes": "encoded PNG/JPEG/BMP/GIF bytes [batch]",
+        },
+        "outputs": {
+            **outputs,
+            "reconstruction": f"uint8 [batch, {height}, {width}, {channels}]",
+        },
+        "threshold": spec["threshold"],
+        "target_fpr": spec["target_fpr"],
+        "normal": spec["normal"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and plots
+# ---------------------------------------------------------------------------------------------
+
+
+def detection_metrics(anomaly: np.ndarray, values: np.ndarray, threshold: float) -> dict:
+    """ROC AUC and average precision of `values` (None without both classes), and recall and
+    false-positive rate of `values > threshold`."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    both = 0 < anomaly.sum() < len(anomaly)
+    flagged = values > threshold
+    return {
+        "roc_auc": round(float(roc_auc_score(anomaly, values)), 4) if both else None,
+        "average_precision": (
+            round(float(average_precision_score(anomaly, values)), 4) if both else None
+        ),
+        "recall": round(float(flagged[anomaly == 1].mean()), 4) if anomaly.any() else None,
+        "fpr": round(float(flagged[anomaly == 0].mean()), 4) if (anomaly == 0).any() else None,
+    }
+
+
+def _test_arrays(data: Data) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = zip(*data.test.as_numpy_iterator(), strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
+    """Detection metrics of the reconstruction error on the test split, at the calibrated
+    threshold; writes scores.png and (images) most_anomalous.png."""
+    spec = data.spec
+    x, anomaly = _test_arrays(data)
+    values = scores(model, spec, x).numpy()
+    found = detection_metrics(anomaly, values, spec["threshold"])
+    metrics = {
+        "test_roc_auc": found["roc_auc"],
+        "test_average_precision": found["average_precision"],
+        "test_recall": found["recall"],
+        "test_fpr": found["fpr"],
+        "threshold": round(spec["threshold"], 6),
+        "target_fpr": spec["target_fpr"],
+        "test_examples": int(len(anomaly)),
+        "test_anomalies": int(anomaly.sum()),
+    }
+    if out_dir is not None:
+        _plot_scores(values, anomaly, spec["threshold"], Path(out_dir) / "scores.png")
+        if spec["kind"] == "image":
+            worst = np.argsort(-values)[:8]
+            reconstruction = model(x[worst], training=False).numpy() * spec["std"][0]
+            _plot_worst(x[worst], reconstruction, values[worst], anomaly[worst], out_dir)
+    return metrics
+
+
+def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> dict[str, Any]:
+    """IsolationForest, One-Class SVM (RBF, nu = target_fpr) and PCA reconstruction error
+    (components explaining 90% of the train variance), fitted on the same standardized train
+    normals; the best of them on test ROC AUC is compared with the autoencoder."""
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import IsolationForest
+    from sklearn.svm import OneClassSVM
+
+    deadline = baselines.Deadline(budget)
+    spec = data.spec
+    flat = {}
+    for split, ds in data.splits.items():
+        xs, ys = zip(*ds.batch(4096).as_numpy_iterator(), strict=True)
+        x = np.concatenate(xs).reshape(sum(len(a) for a in xs), -1)
+        flat[split] = (x, np.concatenate(ys))
+    train = flat["train"][0]
+    mean, std = train.mean(axis=0), np.maximum(train.std(axis=0), 1e-6)
+    scale = lambda x: (x - mean) / std  # noqa: E731
+    test_x, anomaly = flat["test"]
+    results = {}
+    forest = IsolationForest(n_estimators=200, random_state=config.seed).fit(scale(train))
+    results["isolation_forest"] = -forest.score_samples(scale(test_x))
+    if not deadline.passed():
+        svm = OneClassSVM(kernel="rbf", gamma="scale", nu=config.target_fpr).fit(scale(train))
+        results["one_class_svm"] = -svm.score_samples(scale(test_x))
+    if not deadline.passed():
+        pca = PCA(n_components=0.9, svd_solver="full", random_state=config.seed).fit(scale(train))
+        projected = pca.inverse_transform(pca.transform(scale(test_x)))
+        results["pca_reconstruction"] = ((projected - scale(test_x)) ** 2).mean(axis=1)
+    model_values = scores(model, spec, _test_arrays(data)[0]).numpy()
+    both = 0 < anomaly.sum() < len(anomaly)
+    if not both:
+        return {
+            "name": "IsolationForest, One-Class SVM, PCA",
+            "notes": ["the test split has no anomalies (or only anomalies): no ROC AUC"],
+            "seconds": round(deadline.elapsed(), 2),
+        }
+    from sklearn.metrics import roc_auc_score
+
+    aucs = {name: round(float(roc_auc_score(anomaly, v)), 4) for name, v in results.items()}
+    best = max(aucs, key=aucs.get)
+    fitted = {
+        "name": best.replace("_", " "),
+        "settings": {
+            "isolation_forest": "200 trees",
+            "one_class_svm": f"RBF, gamma=scale, nu={config.target_fpr}",
+            "pca_reconstruction": "components for 90% of the variance",
+        },
+        "notes": ["all three fitted on the standardized train normals; the best is compared"],
+        "seconds": round(deadline.elapsed(), 2),
+    }
+    return baselines.compare_scores(
+        fitted,
+        {"test_roc_auc": aucs[best], "all_test_roc_auc": aucs},
+        metric="test_roc_auc",
+        label="test ROC AUC",
+        model_value=float(roc_auc_score(anomaly, model_values)),
+        base_value=aucs[best],
+        higher_is_better=True,
+        tolerance=0.005,
+        relative=False,
+        suggestion="more normal training examples, a wider or narrower bottleneck, "
+        "input_noise, more epochs, or the baseline itself",
+        number_format=".4f",
+    )
+
+
+def _plot_scores(values: np.ndarray, anomaly: np.ndarray, threshold: float, path: Path) -> None:
+    fig, ax = reports.subplots(figsize=(6, 3.5))
+    bins = np.linspace(values.min(), np.quantile(values, 0.99), 40)
+    ax.hist(values[anomaly == 0], bins=bins, alpha=0.6, label="normal")
+    if anomaly.any():
+        ax.hist(values[anomaly == 1], bins=bins, alpha=0.6, label="anomaly")
+    ax.axvline(threshold, color="black", linestyle="--", label="threshold")
+    ax.set_xlabel("reconstruction error (score)")
+    ax.set_ylabel("test examples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _plot_worst(x, reconstruction, values, anomaly, out_dir) -> None:
+    fig, axes = reports.subplots(2, len(x), figsize=(1.5 * len(x), 3.4), squeeze=False)
+    for i in range(len(x)):
+        for row, image in ((0, x[i]), (1, reconstruction[i])):
+            axes[row][i].imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+            axes[row][i].axis("off")
+        kind = "anomaly" if anomaly[i] else "normal"
+        axes[0][i].set_title(f"{values[i]:.3g}\n{kind}", fontsize=7)
+    fig.suptitle("Most anomalous test examples (top) and their reconstructions", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.savefig(Path(out_dir) / "most_anomalous.png", dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ktemplate.templates.anomaly_autoencoder [train options]`, the same as
+    `ktemplate train anomaly_autoencoder`."""
+    from ktemplate import cli
+
+    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

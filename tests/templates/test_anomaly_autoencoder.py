@@ -1,0 +1,134 @@
+import json
+
+import keras_tuner
+import numpy as np
+import pytest
+from ktemplate.templates import anomaly_autoencoder as aa
+
+from ktemplate import cli, run
+from ktemplate import files as files_lib
+from tests.helpers.fresh import serve_in_fresh_process
+from tests.helpers.images import write_png
+
+FAST = dict(epochs=3, early_stopping_patience=0, baseline=False)
+
+SERVE = """
+import json, sys
+sys.modules["ktemplate"] = None  # importing the project must fail here
+import numpy as np
+import tensorflow as tf
+
+folder, inputs = sys.argv[1], np.load(sys.argv[2])
+serve = tf.saved_model.load(folder).signatures["serve"]
+name = list(serve.structured_input_signature[1])[0]
+out = serve(**{name: tf.constant(inputs)})
+print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))
+"""
+
+
+def test_search_space_defaults_equal_config():
+    config = aa.Config()
+    assert aa.search_space(keras_tuner.HyperParameters(), config) == config
+    custom = aa.Config(bottleneck=12, hidden=48, input_noise=0.2)
+    assert aa.search_space(keras_tuner.HyperParameters(), custom) == custom
+
+
+def test_digits_one_class_protocol():
+    examples = aa.load_examples(aa.Config(normal_class="3"))
+    assert examples.kind == "image" and examples.x["train"].shape[1:] == (8, 8, 1)
+    # Train and validation hold normal examples only; the test split holds all ten digits.
+    assert examples.anomaly["train"].sum() == examples.anomaly["val"].sum() == 0
+    test = examples.anomaly["test"]
+    assert 0.85 < test.mean() < 0.95 and len(test) == 359
+    with pytest.raises(ValueError, match="classes are 0..9"):
+        aa.load_examples(aa.Config(normal_class="ten"))
+
+
+def test_train_calibrates_the_threshold_and_the_export_serves_it(tmp_path):
+    run_dir = run.train(aa, aa.Config(**FAST), output_dir=tmp_path, verbose=0)
+    spec = files_lib.read_json(run_dir / "spec.json")
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    assert spec["threshold"] > 0 and spec["validation_normals"] == spec["sizes"]["val"]
+    for key in ("test_roc_auc", "test_average_precision", "test_recall", "test_fpr"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["test_roc_auc"] > 0.6  # even 3 epochs tell zeros from the other digits
+    assert (run_dir / "scores.png").stat().st_size > 0
+    assert (run_dir / "most_anomalous.png").stat().st_size > 0
+    manifest = files_lib.read_json(run_dir / "export" / "manifest.json")
+    assert manifest["threshold"] == spec["threshold"] and manifest["input"]["kind"] == "image"
+
+    examples = aa.load_examples(aa.Config())
+    pixels = examples.x["test"][:6].astype("uint8")
+    np.save(tmp_path / "pixels.npy", pixels)
+    served = serve_in_fresh_process(SERVE, tmp_path, run_dir / "export", tmp_path / "pixels.npy")
+    model = run.load_best_model(run_dir)
+    expected = aa.scores(model, spec, pixels.astype("float32")).numpy()
+    np.testing.assert_allclose(served["score"], expected, rtol=1e-5, atol=1e-7)
+    assert served["is_anomaly"] == (expected > spec["threshold"]).tolist()
+    assert np.asarray(served["reconstruction"]).shape == (6, 8, 8, 1)
+
+
+def test_the_threshold_flags_the_target_share_of_validation_normals():
+    class Data:
+        spec = {"target_fpr": 0.1, "mean": [0.0], "std": [1.0]}
+        val = [(np.arange(100, dtype="float32").reshape(100, 1), None)]
+
+    class Zero:  # reconstructs everything as 0: the score is the squared input
+        def __call__(self, x, training=False):
+            return x * 0.0
+
+    found = aa.calibrate(Zero(), Data())
+    scores = np.arange(100.0) ** 2
+    assert (scores > found["threshold"]).mean() == pytest.approx(0.1, abs=0.01)
+
+
+def test_tabular_csv_with_labels_trains_and_predicts_rows(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0, 1, (80, 4))
+    odd = rng.normal(4, 1, (15, 4))
+    lines = ["a,b,c,d,state"]
+    lines += [",".join(f"{v:.4f}" for v in row) + ",ok" for row in normal]
+    lines += [",".join(f"{v:.4f}" for v in row) + ",broken" for row in odd]
+    path = tmp_path / "sensors.csv"
+    path.write_text("\n".join(lines) + "\n")
+    config = aa.Config(
+        dataset=f"csv:{path}", label_column="state", normal_class="ok", **{**FAST, "epochs": 20}
+    )
+    examples = aa.load_examples(config)
+    assert examples.kind == "features" and examples.names == ["a", "b", "c", "d"]
+    assert examples.anomaly["test"].sum() == 15  # every anomaly is in the test split
+    run_dir = run.train(aa, config, output_dir=tmp_path / "runs", verbose=0)
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    assert metrics["test_roc_auc"] > 0.9  # four standard deviations away
+    capsys.readouterr()
+    assert cli.main(["predict", str(run_dir / "export"), str(path)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 95 and rows[0]["input"] == f"{path}:1"
+    assert sum(r["is_anomaly"] for r in rows[80:]) >= 12
+
+
+def test_bad_tabular_inputs_are_clear_errors(tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("a,kind,label\n" + "".join(f"{i},x{i},0\n" for i in range(20)))
+    with pytest.raises(ValueError, match="not numeric"):
+        aa.load_examples(aa.Config(dataset=f"csv:{path}"))
+    path.write_text("a,label\n" + "".join(f"{i},1\n" for i in range(20)))
+    with pytest.raises(ValueError, match=r"No row .* \(normal_class\); its values are 1"):
+        aa.load_examples(aa.Config(dataset=f"csv:{path}"))
+    with pytest.raises(ValueError, match="target_fpr"):
+        aa.Config(target_fpr=1.5)
+    with pytest.raises(FileNotFoundError, match="normal/ folder"):
+        aa.load_examples(aa.Config(dataset=f"dir:{tmp_path}"))
+
+
+def test_dir_normal_and_anomaly_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        dark = rng.integers(0, 60, (20, 20, 1)).astype("uint8")
+        write_png(tmp_path / "normal" / f"{i}.png", dark)
+    for i in range(3):
+        bright = rng.integers(180, 255, (20, 20, 1)).astype("uint8")
+        write_png(tmp_path / "anomaly" / f"{i}.png", bright)
+    examples = aa.load_examples(aa.Config(dataset=f"dir:{tmp_path}", image_size=16))
+    assert examples.x["train"].shape[1:] == (16, 16, 1)
+    assert examples.anomaly["test"].sum() == 3 and examples.anomaly["train"].sum() == 0
