@@ -19,7 +19,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-BUILTIN = ["image_cnn", "timeseries_lstm", "text_transformer", "denoising_autoencoder"]
+BUILTIN = [
+    "image_cnn",
+    "timeseries_lstm",
+    "text_transformer",
+    "denoising_autoencoder",
+    "anomaly_autoencoder",
+]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent  # the built-in templates
 PROJECT_DIR_ENV = "KTEMPLATE_TEMPLATES_DIR"
