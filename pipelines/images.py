@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -352,6 +353,21 @@ def prepare(
             lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def manifest_input(input_shape: tuple[int, int, int] | list[int]) -> dict[str, Any]:
+    """The manifest's `input` entry of an export with `serve` (uint8 pixels) and
+    `serve_image_bytes` (encoded images) signatures, both resized to `input_shape`."""
+    height, width, channels = input_shape
+    return {
+        "kind": "image",
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "serve": f"uint8 pixels [batch, H, W, {channels}], 0..255; other H, W are resized "
+        f"(bilinear) to {height}x{width}",
+        "serve_image_bytes": "encoded PNG/JPEG/BMP/GIF bytes [batch]",
+    }
 
 
 def decode_images(encoded: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:

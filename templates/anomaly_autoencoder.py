@@ -472,15 +472,7 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
     height, width, channels = spec["input_shape"]
     return {
         "task": "anomaly_detection",
-        "input": {
-            "kind": "image",
-            "height": height,
-            "width": width,
-            "channels": channels,
-            "serve": f"uint8 pixels [batch, H, W, {channels}], 0..255; resized (bilinear) to "
-            f"{height}x{width}",
-            "serve_image_bytes": "encoded PNG/JPEG/BMP/GIF bytes [batch]",
-        },
+        "input": images.manifest_input(spec["input_shape"]),
         "outputs": {
             **outputs,
             "reconstruction": f"uint8 [batch, {height}, {width}, {channels}]",

@@ -440,18 +440,9 @@ def portable_data(
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
-    height, width, channels = spec["input_shape"]
     return {
         "task": "image_classification",
-        "input": {
-            "kind": "image",
-            "height": height,
-            "width": width,
-            "channels": channels,
-            "serve": f"uint8 pixels [batch, H, W, {channels}], 0..255; other H, W are resized "
-            f"(bilinear) to {height}x{width}",
-            "serve_image_bytes": "encoded PNG/JPEG/BMP/GIF bytes [batch]",
-        },
+        "input": images.manifest_input(spec["input_shape"]),
         "outputs": {
             "probabilities": "float32 [batch, classes]",
             "class_id": "int64 [batch]",
