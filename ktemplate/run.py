@@ -233,7 +233,9 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
     training.set_global_options(config)
     data = load_data(template, config, strategy)
     config = resolved_config(config, data.spec)
-    if refit:
+    if refit and getattr(template, "calibrate", None) is None:
+        # A template with `calibrate` keeps its validation split out of the refit: constants
+        # set on examples the model was fitted on (a threshold on their scores) would be biased.
         data = merge_validation(data)
     resources.check(
         lambda: template.build_model(config, data.spec),

@@ -132,3 +132,17 @@ def test_dir_normal_and_anomaly_folders(tmp_path):
     examples = aa.load_examples(aa.Config(dataset=f"dir:{tmp_path}", image_size=16))
     assert examples.x["train"].shape[1:] == (16, 16, 1)
     assert examples.anomaly["test"].sum() == 3 and examples.anomaly["train"].sum() == 0
+
+
+def test_a_refit_champion_keeps_the_validation_normals_for_its_threshold(tmp_path):
+    # A tune champion refits without early stopping; a template with `calibrate` keeps its
+    # validation split out of that refit, so the threshold is set on unseen normals.
+    rng = np.random.default_rng(1)
+    lines = ["a,b,c"] + [",".join(f"{v:.4f}" for v in row) for row in rng.normal(0, 1, (60, 3))]
+    path = tmp_path / "rows.csv"
+    path.write_text("\n".join(lines) + "\n")
+    config = aa.Config(dataset=f"csv:{path}", label_column="", **{**FAST, "epochs": 2})
+    run_dir = run.train(aa, config, output_dir=tmp_path / "runs", verbose=0, refit=True)
+    spec = files_lib.read_json(run_dir / "spec.json")
+    assert spec["validation_normals"] == spec["sizes"]["val"] == 6
+    assert files_lib.read_json(run_dir / "export" / "manifest.json")["threshold"] > 0
