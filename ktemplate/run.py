@@ -351,7 +351,9 @@ def train(
         run_dir: the new run's folder (must not exist); `output_dir/<template>/<run-id>` by
             default.
         refit: train on train+validation for exactly `config.epochs` (no early stopping);
-            the final model is the last epoch's.
+            the final model is the last epoch's. A template with `calibrate` keeps its
+            validation split for calibration: it trains on train alone, with validation
+            callbacks (early stopping, best checkpoint) as in a plain run.
         before_export: called with the test metrics before the export; raising `ValueError`
             refuses the export (the run keeps its metrics, status "rejected").
         extra_info: JSON facts recorded in run.json and the export manifest (e.g. the sweep

@@ -135,7 +135,7 @@ def test_dir_normal_and_anomaly_folders(tmp_path):
 
 
 def test_a_refit_champion_keeps_the_validation_normals_for_its_threshold(tmp_path):
-    # A tune champion refits without early stopping; a template with `calibrate` keeps its
+    # A tune champion refits on train+validation; a template with `calibrate` keeps its
     # validation split out of that refit, so the threshold is set on unseen normals.
     rng = np.random.default_rng(1)
     lines = ["a,b,c"] + [",".join(f"{v:.4f}" for v in row) for row in rng.normal(0, 1, (60, 3))]
