@@ -4,6 +4,9 @@ Inside `sigterm_as_interrupt()` a SIGTERM raises `Terminated`, a `KeyboardInterr
 stops the way Ctrl-C stops it: the epoch's backup is kept, run.json says `interrupted`, and
 `--resume` (or the same tune command) continues. The CLI then exits with 143 (128 + SIGTERM).
 
+Inside `deferred()` (a checkpoint or backup being written) Ctrl-C and SIGTERM wait for the end
+of the block, so an interrupt never leaves a half-written file for `--resume` to trip on.
+
 This module must not import TensorFlow.
 """
 
@@ -49,6 +52,35 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM that arrive inside the block are raised when it ends.
+
+    Only handlers that raise (Python's Ctrl-C handler, `sigterm_as_interrupt`'s) are deferred;
+    any other handler, or a block outside the main thread, is left as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def remember(signum, frame):
+        pending.append(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler in (signal.default_int_handler, _raise_terminated):
+            previous[signum] = signal.signal(signum, remember)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if pending:
+        previous[pending[0]](pending[0], None)  # raises KeyboardInterrupt or Terminated
 
 
 def exit_code(interrupt: KeyboardInterrupt) -> int:

@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # op determinism's switch-off
 
-from ktemplate import signals
+from ktemplate import files, signals
 from ktemplate.config import TrainingConfig
 
 
@@ -146,6 +146,46 @@ def fine_tune_backbone(model: keras.Model, config: Any, train_size: int):
     return model, config.fine_tune_epochs
 
 
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `path` at the end of each epoch whose `monitor` is below the best so
+    far (every epoch with `best_only=False`), as `ModelCheckpoint(save_best_only=...)` does, but
+    written whole or not at all: to a temporary file that replaces `path`, with Ctrl-C and
+    SIGTERM held until the file is in place."""
+
+    def __init__(self, path, monitor: str, best_only: bool, initial_best: float | None = None):
+        super().__init__()
+        self.path, self.monitor, self.best_only = Path(path), monitor, best_only
+        self.best = math.inf if initial_best is None else initial_best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if self.best_only:
+            if value is None or not float(value) < self.best:
+                return
+            self.best = float(value)
+        with signals.deferred():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+            self.model.save(partial, overwrite=True)
+            partial.replace(self.path)
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose weights and epoch are written whole or not at all (temporary
+    files and renames, Ctrl-C and SIGTERM held until both are in place): a run killed or
+    interrupted while its backup was being written resumes from the epoch before."""
+
+    def _save_model(self):
+        with signals.deferred():
+            backup_dir = Path(self.backup_dir)
+            backup_dir.mkdir(parents=True, exist_ok=True)
+            partial = backup_dir / ".partial.weights.h5"
+            self.model.save_weights(partial, overwrite=True)
+            partial.replace(self._weights_path)
+            metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+            files.write_json(self._training_metadata_path, metadata)
+
+
 class RestoreOnlyBackup(keras.callbacks.BackupAndRestore):
     """BackupAndRestore that restores from another process's backup but never writes it: a
     multi-worker run's non-chief workers read the chief's backup (on a shared filesystem), so
@@ -205,15 +245,15 @@ def callbacks(
     if run_dir is not None:
         run_dir = Path(run_dir)
         result += [
-            keras.callbacks.ModelCheckpoint(
-                str(run_dir / "checkpoints" / "best.keras"),
+            BestCheckpoint(
+                run_dir / "checkpoints" / "best.keras",
                 monitor=monitor,
-                save_best_only=validation,
-                initial_value_threshold=best_val_loss if validation else None,
+                best_only=validation,
+                initial_best=best_val_loss if validation else None,
             ),
             keras.callbacks.TensorBoard(str(run_dir / "logs" / phase)),
             keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase))
+            Backup(str(run_dir / "backup" / phase))
             if restore_from is None
             else RestoreOnlyBackup(str(Path(restore_from) / "backup" / phase)),
         ]

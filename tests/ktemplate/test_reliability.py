@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from ktemplate.templates import image_cnn
 
-from ktemplate import cli, files, listing, locks, run, training
+from ktemplate import cli, files, listing, locks, run, signals, training
 from tests.helpers.images import make_image_folder
 
 TIMEOUT = 120
@@ -29,7 +29,9 @@ def _env():
 def _wait_for(condition, process, what):
     deadline = time.monotonic() + TIMEOUT
     while not condition():
-        assert process.poll() is None, f"the process ended before {what}"
+        if process.poll() is not None:
+            err = process.stderr.read() if process.stderr else ""
+            pytest.fail(f"the process ended (exit {process.returncode}) before {what}:\n{err}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
 
@@ -131,7 +133,8 @@ def test_second_process_on_a_run_is_refused_and_sigterm_interrupts(tmp_path, cap
     second = subprocess.Popen(
         [sys.executable, "-m", "ktemplate", "train", "image_cnn", "--resume", str(run_dir)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         env=_env(),
     )
     try:
@@ -283,3 +286,68 @@ def test_a_folder_this_process_cannot_write_is_used_without_a_lock(tmp_path, mon
     monkeypatch.setattr(locks.os, "open", disk_full)  # any other failure is not hidden
     with pytest.raises(OSError, match="No space"), locks.hold(tmp_path / "other"):
         pass
+
+
+def test_an_interrupt_inside_deferred_is_raised_when_the_block_ends():
+    done = []
+    with signals.sigterm_as_interrupt():
+        with pytest.raises(signals.Terminated), signals.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler has run by now: it only took note
+            done.append("written")
+        with pytest.raises(KeyboardInterrupt) as interrupt, signals.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("written again")
+        assert not isinstance(interrupt.value, signals.Terminated)
+        # The raising handlers are back after the block.
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(signals.Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    signals.received = False
+    assert done == ["written", "written again"]
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_a_checkpoint_or_backup_cut_short_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    class StopAtEpoch2(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    x, y = np.ones((8, 3)), np.zeros((8, 2))
+    config = image_cnn.Config(early_stopping_patience=0)
+    model = _tiny_model()
+
+    def fit(*extra):
+        callbacks = training.callbacks(config, tmp_path) + list(extra)
+        model.fit(x, y, validation_data=(x, y), epochs=5, verbose=0, callbacks=callbacks)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(StopAtEpoch2())
+    backup = tmp_path / "backup" / "train"
+    checkpoint = tmp_path / "checkpoints" / "best.keras"
+
+    def dies_half_way(self, filepath, *args, **kwargs):  # the process killed while writing
+        Path(filepath).write_bytes(b"half a file")
+        raise KeyboardInterrupt
+
+    # The backup dies half-written, then the best model's checkpoint (which the first resume
+    # rewrote, as its epoch was the best so far).
+    for method, written in (("save_weights", [*backup.iterdir()]), ("save", [checkpoint])):
+        saved = {path: path.read_bytes() for path in written}
+        monkeypatch.setattr(keras.Model, method, dies_half_way)
+        with pytest.raises(KeyboardInterrupt):
+            fit()  # resumes at epoch 2 and dies saving it
+        monkeypatch.undo()
+        for path, content in saved.items():
+            assert path.read_bytes() == content, f"{path} changed when {method} died"
+    _tiny_model().load_weights(backup / "latest.weights.h5")
+    keras.models.load_model(checkpoint)
+    assert files.read_json(backup / "training_metadata.json")["epoch"] == 2
