@@ -506,7 +506,11 @@ def _train_and_export(
     if getattr(template, "calibrate", None) is not None:
         # Constants the export needs from the trained model (an anomaly threshold from the
         # validation scores): into the spec, which the export reads.
-        data.spec.update(template.calibrate(model, data))
+        found = template.calibrate(model, data)
+        for warning in found.pop("warnings", []):
+            print(f"ktemplate: warning: {warning}", file=sys.stderr, flush=True)
+            data.spec.setdefault("warnings", []).append(warning)
+        data.spec.update(found)
         files.write_json(run_dir / "spec.json", data.spec)
     metrics = template.evaluate(model, data, run_dir)
     metrics["train_seconds"] = round(train_seconds, 2)

@@ -187,6 +187,12 @@ def copy_template(new_name: str, source: str, templates_dir: Path | None = None)
     text = sources[source].read_text(encoding="utf-8")
     text = re.sub(rf"\b{re.escape(source)}\b", new_name, text)
     target = templates_dir / f"{new_name}.py"
+    # A built-in runs as `python -m ktemplate.templates.NAME`; a copy is a file of the project.
+    try:
+        shown = target.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = target.resolve()
+    text = text.replace(f"python -m ktemplate.templates.{new_name}", f"python {shown}")
     fd, tmp = tempfile.mkstemp(prefix=f".{new_name}.", suffix=".tmp", dir=templates_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

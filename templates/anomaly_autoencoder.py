@@ -4,7 +4,8 @@ Task: flag examples unlike the ones seen in training — a defective part on a p
 fraudulent transaction, a sensor reading from a failing machine — when only normal examples are
 plentiful. The autoencoder learns to reconstruct normal examples through a narrow bottleneck;
 the anomaly score of an example is its reconstruction error (mean squared error over its pixels
-or features, on the train split's scale), and the threshold is the score that `target_fpr` of
+or features, on the train split's scale; for images `score=ssim` uses 1 - SSIM instead, which
+weighs local structure over brightness), and the threshold is the score that `target_fpr` of
 the validation normals exceed.
 
 Data (the label is used for evaluation only; training sees normal examples only):
@@ -15,7 +16,8 @@ Data (the label is used for evaluation only; training sees normal examples only)
   features of cell nuclei from 569 biopsies): benign tumours are normal, malignant ones the
   anomalies. A real tabular case where the anomalies are a known, different population.
 - `dir:PATH`: images in `PATH/normal/` (split 70/10/20; training uses the first part) and,
-  for evaluation, `PATH/anomaly/` (all in the test split), resized to `image_size`.
+  for evaluation, `PATH/anomaly/` (all in the test split), resized to `image_size`; in colour
+  when the normal images have colour (`channels=auto`), else gray.
 - `csv:PATH`: numeric feature columns; with `label_column`, rows whose label equals
   `normal_class` are normal and the others anomalies (test split only); without it every row
   is normal (no ROC AUC then).
@@ -48,6 +50,7 @@ normal examples and set `target_fpr` to the false alarms you can afford.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +62,7 @@ from ktemplate.pipelines import images
 from ktemplate.pipelines import splits as splits_lib
 
 from ktemplate import baselines, reports, training
-from ktemplate.config import TrainingConfig
+from ktemplate.config import Resolver, TrainingConfig
 from ktemplate.run import Data
 
 NAME = "anomaly_autoencoder"
@@ -76,6 +79,8 @@ class Config(TrainingConfig):
     normal_class: str = "0"  # digits: the normal digit; csv: the label value that is normal
     label_column: str = "label"  # csv: the label column (evaluation only); "" for none
     image_size: int = 32  # dir: images are resized to this square size (a multiple of 4)
+    channels: int | Literal["auto"] = "auto"  # dir: 1 gray, 3 RGB; auto: 3 if normals have colour
+    score: Literal["mse", "ssim"] = "mse"  # images: mse of the pixels, or ssim: 1 - SSIM
     target_fpr: float = 0.05  # threshold: this share of validation normals is flagged
     epochs: int = 300  # maximum epochs; early stopping usually ends sooner
     batch_size: int = 32  # per-replica batch size
@@ -103,6 +108,8 @@ class Config(TrainingConfig):
             )
         if self.input_noise < 0:
             raise ValueError(f"Config key 'input_noise' must be >= 0, got {self.input_noise}.")
+        if self.channels not in (1, 3, "auto"):
+            raise ValueError(f"Config key 'channels' must be 1, 3 or auto, got {self.channels}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +129,7 @@ class Examples:
     kind: Literal["image", "features"]
     names: list[str]  # feature names, or ["pixels"]
     description: str
+    auto: dict[str, Any] = dataclasses.field(default_factory=dict)  # Resolver.spec() of dir:
 
 
 def _one_class(x: np.ndarray, normal: np.ndarray, index: dict[str, np.ndarray]) -> tuple:
@@ -236,21 +244,41 @@ def _dir_examples(config: Config, path: Path) -> Examples:
         )
         for file in files:
             with Image.open(file) as image:
-                gray = image.convert("L").resize((config.image_size, config.image_size))
-            arrays.append(np.asarray(gray, dtype="uint8")[..., None])
+                rgb = image.convert("RGB").resize((config.image_size, config.image_size))
+            arrays.append(np.asarray(rgb, dtype="uint8"))
             normal.append(is_normal)
     normal = np.asarray(normal, bool)
     if normal.sum() < 10:
         raise ValueError(f"{normal_dir} has {normal.sum()} images; at least 10 are needed.")
+    pixels = np.stack(arrays)
+    auto = Resolver(config)
+    colour = bool((pixels[normal].max(axis=-1) != pixels[normal].min(axis=-1)).any())
+    channels = auto.pick(
+        "channels",
+        3 if colour else 1,
+        "the normal images have colour" if colour else "the normal images are gray",
+    )
+    if channels == 1 and colour:
+        auto.warn(
+            "channels=1 turns the colour normal images gray: an anomaly that shows only in "
+            "colour is not seen. Use channels=3 (or auto) to keep colour."
+        )
+    if channels == 1:  # ITU-R 601-2 luma, as PIL's convert("L")
+        luma = pixels.astype("float32") @ np.asarray([0.299, 0.587, 0.114], "float32")
+        pixels = np.round(luma).astype("uint8")[..., None]
     index = _normal_first_split(normal)
-    x, y = _one_class(np.stack(arrays), normal, index)
-    return Examples(x, y, "image", ["pixels"], f"{normal_dir.name}/ is normal")
+    x, y = _one_class(pixels, normal, index)
+    return Examples(x, y, "image", ["pixels"], f"{normal_dir.name}/ is normal", auto.spec())
 
 
 def load_data(config: Config, batch_size: int) -> Data:
     """Train and val batches are (input, normalized target) of normal examples; test batches are
     (input, anomaly label) of all test examples."""
     examples = load_examples(config)
+    if config.score == "ssim" and examples.kind != "image":
+        raise ValueError(
+            "score=ssim compares images; this data set has feature columns: use score=mse."
+        )
     train = examples.x["train"].astype("float32")
     if examples.kind == "image":
         mean, std = [0.0], [255.0]
@@ -264,10 +292,12 @@ def load_data(config: Config, batch_size: int) -> Data:
         "mean": mean,
         "std": std,
         "target_fpr": config.target_fpr,
+        "score": config.score,
         "normal": examples.description,
         "sizes": {split: int(len(x)) for split, x in examples.x.items()},
         "test_anomalies": int(examples.anomaly["test"].sum()),
         "dataset": config.dataset,
+        **examples.auto,
     }
 
     def pairs(split: str, training_split: bool) -> tf.data.Dataset:
@@ -359,21 +389,48 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     return model
 
 
+def ssim_filter_size(height: int, width: int) -> int:
+    """SSIM's Gaussian window: 11 pixels (the usual), smaller for small images (5 for 8x8)."""
+    return min(11, (min(height, width) // 2) | 1)
+
+
 def scores(model: keras.Model, spec: dict[str, Any], x) -> tf.Tensor:
-    """Anomaly scores [batch]: mean squared reconstruction error on the normalized scale."""
+    """Anomaly scores [batch]: the mean squared reconstruction error on the normalized scale
+    (`score=mse`), or 1 - SSIM of the image and its reconstruction (`score=ssim`, 0..2: local
+    means, contrasts and structure compared in a Gaussian window)."""
     x = tf.cast(x, tf.float32)
     target = (x - tf.constant(spec["mean"], tf.float32)) / tf.constant(spec["std"], tf.float32)
-    error = tf.square(tf.cast(model(x, training=False), tf.float32) - target)
+    reconstruction = tf.cast(model(x, training=False), tf.float32)
+    if spec.get("score", "mse") == "ssim":
+        size = ssim_filter_size(*spec["input_shape"][:2])
+        similarity = tf.image.ssim(
+            target, reconstruction, max_val=1.0, filter_size=size, filter_sigma=1.5 * size / 11
+        )
+        return 1.0 - similarity
+    error = tf.square(reconstruction - target)
     return tf.reduce_mean(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)
 
 
 def calibrate(model: keras.Model, data: Data) -> dict[str, Any]:
-    """The threshold: the (1 - target_fpr) quantile of the validation normals' scores, so that
-    about `target_fpr` of normal examples are flagged. Goes into the spec (and the export)."""
+    """The threshold: the validation normals' score of rank ceil((n + 1) * (1 - target_fpr)),
+    the split-conformal choice, so that a new normal example exceeds it with probability at
+    most `target_fpr` (a plain quantile of few scores lands above its target: 0.09 for 0.05
+    with 18 normals). With too few normals for that, the highest score is the threshold and
+    the bound it does promise, 1 / (n + 1), is reported. Goes into the spec (and the export)."""
     spec = data.spec
-    values = np.concatenate([scores(model, spec, x).numpy() for x, _ in data.val])
-    threshold = float(np.quantile(values, 1.0 - spec["target_fpr"]))
-    return {"threshold": threshold, "validation_normals": int(len(values))}
+    values = np.sort(np.concatenate([scores(model, spec, x).numpy() for x, _ in data.val]))
+    n, target = len(values), spec["target_fpr"]
+    rank = math.ceil((n + 1) * (1.0 - target) - 1e-9)
+    found = {"validation_normals": int(n), "threshold": float(values[min(rank, n) - 1])}
+    found["fpr_bound"] = round((n + 1 - min(rank, n)) / (n + 1), 4)
+    if found["fpr_bound"] > 1.25 * target:
+        found["warnings"] = [
+            f"{n} validation normals cannot set a threshold for target_fpr={target}: the "
+            f"highest of their scores is used, which flags up to {found['fpr_bound']:.3f} of "
+            f"normal examples. Give at least {math.ceil(1 / target) * 10} normal examples "
+            "(10% go to validation), or raise target_fpr."
+        ]
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,8 +506,13 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
+    what = (
+        "1 - SSIM of the image and its reconstruction"
+        if spec.get("score") == "ssim"
+        else "mean squared reconstruction error"
+    )
     outputs = {
-        "score": "float32 [batch]: mean squared reconstruction error (higher: more anomalous)",
+        "score": f"float32 [batch]: {what} (higher: more anomalous)",
         "is_anomaly": f"bool [batch]: score > threshold ({spec['threshold']:.6g})",
     }
     if spec["kind"] == "features":
@@ -528,7 +590,8 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
         "test_anomalies": int(anomaly.sum()),
     }
     if out_dir is not None:
-        _plot_scores(values, anomaly, spec["threshold"], Path(out_dir) / "scores.png")
+        score = spec.get("score", "mse")
+        _plot_scores(values, anomaly, spec["threshold"], score, Path(out_dir) / "scores.png")
         if spec["kind"] == "image":
             worst = np.argsort(-values)[:8]
             reconstruction = model(x[worst], training=False).numpy() * spec["std"][0]
@@ -603,14 +666,14 @@ def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> d
     )
 
 
-def _plot_scores(values: np.ndarray, anomaly: np.ndarray, threshold: float, path: Path) -> None:
+def _plot_scores(values, anomaly, threshold: float, score: str, path: Path) -> None:
     fig, ax = reports.subplots(figsize=(6, 3.5))
     bins = np.linspace(values.min(), np.quantile(values, 0.99), 40)
     ax.hist(values[anomaly == 0], bins=bins, alpha=0.6, label="normal")
     if anomaly.any():
         ax.hist(values[anomaly == 1], bins=bins, alpha=0.6, label="anomaly")
     ax.axvline(threshold, color="black", linestyle="--", label="threshold")
-    ax.set_xlabel("reconstruction error (score)")
+    ax.set_xlabel("1 - SSIM (score)" if score == "ssim" else "reconstruction error (score)")
     ax.set_ylabel("test examples")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -621,7 +684,11 @@ def _plot_worst(x, reconstruction, values, anomaly, out_dir) -> None:
     fig, axes = reports.subplots(2, len(x), figsize=(1.5 * len(x), 3.4), squeeze=False)
     for i in range(len(x)):
         for row, image in ((0, x[i]), (1, reconstruction[i])):
-            axes[row][i].imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+            pixels = np.clip(image, 0, 255).astype("uint8")
+            if pixels.shape[-1] == 1:
+                axes[row][i].imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=255)
+            else:
+                axes[row][i].imshow(pixels)
             axes[row][i].axis("off")
         kind = "anomaly" if anomaly[i] else "normal"
         axes[0][i].set_title(f"{values[i]:.3g}\n{kind}", fontsize=7)

@@ -92,6 +92,9 @@ def test_new_copies_a_template_with_names_changed(tmp_path):
     path = templates.copy_template("digits_v2", "image_cnn", tmp_path)
     text = path.read_text()
     assert 'NAME = "digits_v2"' in text and "image_cnn" not in text
+    # Its main() says how to run the file itself: the copy is not in the installed package.
+    assert "ktemplate.templates.digits_v2" not in text
+    assert f"python {path.resolve()}" in text
     assert templates.names(tmp_path) == ["image_cnn", "digits_v2"]
     assert templates.describe("digits_v2", tmp_path)["dataset"] == "digits"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits_v2.py", "image_cnn.py"]

@@ -44,8 +44,9 @@ def test_digits_one_class_protocol():
         aa.load_examples(aa.Config(normal_class="ten"))
 
 
-def test_train_calibrates_the_threshold_and_the_export_serves_it(tmp_path):
-    run_dir = run.train(aa, aa.Config(**FAST), output_dir=tmp_path, verbose=0)
+@pytest.mark.parametrize("score", ["mse", "ssim"])
+def test_train_calibrates_the_threshold_and_the_export_serves_it(tmp_path, score):
+    run_dir = run.train(aa, aa.Config(score=score, **FAST), output_dir=tmp_path, verbose=0)
     spec = files_lib.read_json(run_dir / "spec.json")
     metrics = files_lib.read_json(run_dir / "metrics.json")
     assert spec["threshold"] > 0 and spec["validation_normals"] == spec["sizes"]["val"]
@@ -56,6 +57,7 @@ def test_train_calibrates_the_threshold_and_the_export_serves_it(tmp_path):
     assert (run_dir / "most_anomalous.png").stat().st_size > 0
     manifest = files_lib.read_json(run_dir / "export" / "manifest.json")
     assert manifest["threshold"] == spec["threshold"] and manifest["input"]["kind"] == "image"
+    assert ("SSIM" in manifest["outputs"]["score"]) == (score == "ssim")
 
     examples = aa.load_examples(aa.Config())
     pixels = examples.x["test"][:6].astype("uint8")
@@ -79,7 +81,18 @@ def test_the_threshold_flags_the_target_share_of_validation_normals():
 
     found = aa.calibrate(Zero(), Data())
     scores = np.arange(100.0) ** 2
-    assert (scores > found["threshold"]).mean() == pytest.approx(0.1, abs=0.01)
+    # Split-conformal rank ceil(101 * 0.9) = 91: 9 of the 100 normals lie above it.
+    assert found["threshold"] == 90.0**2 and found["fpr_bound"] == pytest.approx(10 / 101, 1e-3)
+    assert (scores > found["threshold"]).mean() == 0.09
+    assert "warnings" not in found
+
+    # Ten normals cannot promise 0.05: the highest score is the threshold, and a warning says
+    # what it does promise (1/11) and what to do.
+    Data.spec = {**Data.spec, "target_fpr": 0.05}
+    Data.val = [(np.arange(10, dtype="float32").reshape(10, 1), None)]
+    found = aa.calibrate(Zero(), Data())
+    assert found["threshold"] == 81.0 and found["fpr_bound"] == pytest.approx(1 / 11, 1e-3)
+    assert "flags up to 0.091 of normal examples" in found["warnings"][0]
 
 
 def test_tabular_csv_with_labels_trains_and_predicts_rows(tmp_path, capsys):
@@ -146,3 +159,36 @@ def test_a_refit_champion_keeps_the_validation_normals_for_its_threshold(tmp_pat
     spec = files_lib.read_json(run_dir / "spec.json")
     assert spec["validation_normals"] == spec["sizes"]["val"] == 6
     assert files_lib.read_json(run_dir / "export" / "manifest.json")["threshold"] > 0
+
+
+def test_ssim_score_is_zero_for_a_perfect_reconstruction_and_grows_with_the_damage():
+    spec = {"mean": [0.0], "std": [255.0], "input_shape": [8, 8, 1], "score": "ssim"}
+    assert aa.ssim_filter_size(8, 8) == 5 and aa.ssim_filter_size(64, 32) == 11
+    pixels = aa.load_examples(aa.Config()).x["train"][:4].astype("float32")
+
+    def reconstructs(noise):
+        rng = np.random.default_rng(0)
+        return lambda x, training=False: np.clip(
+            x / 255.0 + noise * rng.normal(size=x.shape), 0.0, 1.0
+        ).astype("float32")
+
+    perfect, slight, heavy = (aa.scores(reconstructs(n), spec, pixels) for n in (0, 0.05, 0.5))
+    np.testing.assert_allclose(perfect, 0.0, atol=1e-5)
+    assert np.all(slight.numpy() > 1e-3) and np.all(heavy.numpy() > slight.numpy())
+    with pytest.raises(ValueError, match="score=ssim compares images"):
+        aa.load_data(aa.Config(dataset="breast_cancer", score="ssim"), 32)
+
+
+def test_dir_colour_images_keep_their_colour_unless_told(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        green = np.zeros((20, 20, 3), "uint8")
+        green[..., 1] = rng.integers(100, 200, (20, 20))
+        write_png(tmp_path / "normal" / f"{i}.png", green)
+    write_png(tmp_path / "anomaly" / "0.png", np.full((20, 20, 3), 150, "uint8"))
+    examples = aa.load_examples(aa.Config(dataset=f"dir:{tmp_path}", image_size=16))
+    assert examples.x["train"].shape[1:] == (16, 16, 3)
+    assert examples.auto["resolved"]["channels"]["value"] == 3
+    gray = aa.load_examples(aa.Config(dataset=f"dir:{tmp_path}", image_size=16, channels=1))
+    assert gray.x["train"].shape[1:] == (16, 16, 1)
+    assert "channels=1 turns the colour normal images gray" in gray.auto["warnings"][0]
