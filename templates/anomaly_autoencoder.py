@@ -412,22 +412,24 @@ def scores(model: keras.Model, spec: dict[str, Any], x) -> tf.Tensor:
 
 
 def calibrate(model: keras.Model, data: Data) -> dict[str, Any]:
-    """The threshold: the validation normals' score of rank ceil((n + 1) * (1 - target_fpr)),
-    the split-conformal choice, so that a new normal example exceeds it with probability at
-    most `target_fpr` (a plain quantile of few scores lands above its target: 0.09 for 0.05
-    with 18 normals). With too few normals for that, the highest score is the threshold and
-    the bound it does promise, 1 / (n + 1), is reported. Goes into the spec (and the export)."""
+    """The threshold: the validation normals' score of rank round((n + 1) * (1 - target_fpr)).
+
+    A new normal example exceeds the score of rank r among n with probability (n + 1 - r) /
+    (n + 1) (split conformal), so this rank flags the share of normals nearest to `target_fpr`
+    that n of them allow (`expected_fpr`); a plain quantile of few scores lands far above it
+    (0.09 for 0.05 with 18 normals). With too few normals the highest score is used, and a
+    warning says what it flags. Goes into the spec (and the export)."""
     spec = data.spec
     values = np.sort(np.concatenate([scores(model, spec, x).numpy() for x, _ in data.val]))
     n, target = len(values), spec["target_fpr"]
-    rank = math.ceil((n + 1) * (1.0 - target) - 1e-9)
-    found = {"validation_normals": int(n), "threshold": float(values[min(rank, n) - 1])}
-    found["fpr_bound"] = round((n + 1 - min(rank, n)) / (n + 1), 4)
-    if found["fpr_bound"] > 1.25 * target:
+    rank = int(np.clip(np.round((n + 1) * (1.0 - target)), 1, n))
+    found = {"validation_normals": int(n), "threshold": float(values[rank - 1])}
+    found["expected_fpr"] = round((n + 1 - rank) / (n + 1), 4)
+    if found["expected_fpr"] > 1.25 * target:
         found["warnings"] = [
             f"{n} validation normals cannot set a threshold for target_fpr={target}: the "
-            f"highest of their scores is used, which flags up to {found['fpr_bound']:.3f} of "
-            f"normal examples. Give at least {math.ceil(1 / target) * 10} normal examples "
+            f"highest of their scores is used, which flags about {found['expected_fpr']:.3f} "
+            f"of normal examples. Give at least {math.ceil(1 / target) * 10} normal examples "
             "(10% go to validation), or raise target_fpr."
         ]
     return found

@@ -81,8 +81,8 @@ def test_the_threshold_flags_the_target_share_of_validation_normals():
 
     found = aa.calibrate(Zero(), Data())
     scores = np.arange(100.0) ** 2
-    # Split-conformal rank ceil(101 * 0.9) = 91: 9 of the 100 normals lie above it.
-    assert found["threshold"] == 90.0**2 and found["fpr_bound"] == pytest.approx(10 / 101, 1e-3)
+    # Rank round(101 * 0.9) = 91: 9 of the 100 normals lie above it, a new one with p 10/101.
+    assert found["threshold"] == 90.0**2 and found["expected_fpr"] == pytest.approx(10 / 101, 1e-3)
     assert (scores > found["threshold"]).mean() == 0.09
     assert "warnings" not in found
 
@@ -91,8 +91,8 @@ def test_the_threshold_flags_the_target_share_of_validation_normals():
     Data.spec = {**Data.spec, "target_fpr": 0.05}
     Data.val = [(np.arange(10, dtype="float32").reshape(10, 1), None)]
     found = aa.calibrate(Zero(), Data())
-    assert found["threshold"] == 81.0 and found["fpr_bound"] == pytest.approx(1 / 11, 1e-3)
-    assert "flags up to 0.091 of normal examples" in found["warnings"][0]
+    assert found["threshold"] == 81.0 and found["expected_fpr"] == pytest.approx(1 / 11, 1e-3)
+    assert "flags about 0.091 of normal examples" in found["warnings"][0]
 
 
 def test_tabular_csv_with_labels_trains_and_predicts_rows(tmp_path, capsys):
