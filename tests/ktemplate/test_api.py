@@ -1,8 +1,10 @@
 """The Python API, and templates made with `ktemplate new` in a user's own project."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +86,45 @@ def test_importing_ktemplate_does_not_import_tensorflow():
     )
     assert json.loads(result.stdout) is False
     assert callable(ktemplate.export) and callable(ktemplate.train)
+
+
+def test_a_regular_install_writes_new_templates_into_the_users_project(tmp_path):
+    # A non-editable install into a fresh virtual environment (the heavy dependencies come from
+    # this interpreter's site-packages), used from a project folder elsewhere.
+    root = Path(__file__).resolve().parents[2]
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("needs the git checkout to copy the package from")
+    for name in tracked.stdout.splitlines():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, source / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+    python, ktemplate_cli = venv / "bin" / "python", venv / "bin" / "ktemplate"
+    install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*install, "--no-index", source], check=True, capture_output=True)
+    where = subprocess.run(
+        [python, "-c", "import ktemplate.templates as t; print(t.__file__)"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    ).stdout  # fmt: skip
+    installed = Path(where.strip()).parent
+    assert venv in installed.parents  # the installed copy, not this checkout
+
+    project = tmp_path / "project"
+    project.mkdir()
+
+    def run(*argv):
+        result = subprocess.run([ktemplate_cli, *argv], capture_output=True, text=True,
+                                cwd=project, timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    run("new", "my_task", "--from", "image_cnn")
+    assert (project / "templates" / "my_task.py").is_file()
+    assert not (installed / "my_task.py").exists()  # never into site-packages
+    assert "my_task" in run("list")
+    fast = ["epochs=1", "members=1", "baseline=false", "conv_blocks=1", "filters=8"]
+    run("train", "my_task", *[arg for value in fast for arg in ("--set", value)])
+    (run_dir,) = (project / "saved_models" / "my_task").iterdir()
+    assert (run_dir / "export" / "saved_model.pb").is_file()
