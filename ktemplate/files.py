@@ -44,6 +44,22 @@ def read_json(path: str | Path) -> Any:
 
 
 @contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yields a sibling path to write (`.partial.NAME`: a Keras file keeps the suffix Keras
+    asks for) that replaces `path` when the block succeeds. On any exception it is removed and
+    `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial.{path.name}")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
+
+
+@contextlib.contextmanager
 def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yields a temporary sibling folder that becomes `target` when the block succeeds.
 

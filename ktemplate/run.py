@@ -153,7 +153,11 @@ def print_resolved(spec: dict[str, Any]) -> None:
     for name, r in spec.get("resolved", {}).items():
         print(f"auto: {name}={r['value']} ({r['reason']})", flush=True)
     for warning in spec.get("warnings", []):
-        print(f"ktemplate: warning: {warning}", file=sys.stderr, flush=True)
+        warn(warning)
+
+
+def warn(message: str) -> None:
+    print(f"ktemplate: warning: {message}", file=sys.stderr, flush=True)
 
 
 # A non-chief worker of a multi-worker run: (its own temporary run folder, the chief's run
@@ -298,11 +302,8 @@ def _train_members(
         best.append(member_dir / "checkpoints" / "best.keras")
     with strategy.scope():
         ensemble = average_models([keras.models.load_model(p, compile=False) for p in best])
-    path = run_dir / "checkpoints" / "best.keras"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.keras")
-    ensemble.save(partial)
-    partial.replace(path)
+    with files.replacing(run_dir / "checkpoints" / "best.keras") as partial:
+        ensemble.save(partial)
     return phases
 
 
@@ -508,7 +509,7 @@ def _train_and_export(
         # validation scores): into the spec, which the export reads.
         found = template.calibrate(model, data)
         for warning in found.pop("warnings", []):
-            print(f"ktemplate: warning: {warning}", file=sys.stderr, flush=True)
+            warn(warning)
             data.spec.setdefault("warnings", []).append(warning)
         data.spec.update(found)
         files.write_json(run_dir / "spec.json", data.spec)

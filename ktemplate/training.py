@@ -163,11 +163,8 @@ class BestCheckpoint(keras.callbacks.Callback):
             if value is None or not float(value) < self.best:
                 return
             self.best = float(value)
-        with signals.deferred():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        with signals.deferred(), files.replacing(self.path) as partial:
             self.model.save(partial, overwrite=True)
-            partial.replace(self.path)
 
 
 class Backup(keras.callbacks.BackupAndRestore):
@@ -177,11 +174,8 @@ class Backup(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         with signals.deferred():
-            backup_dir = Path(self.backup_dir)
-            backup_dir.mkdir(parents=True, exist_ok=True)
-            partial = backup_dir / ".partial.weights.h5"
-            self.model.save_weights(partial, overwrite=True)
-            partial.replace(self._weights_path)
+            with files.replacing(self._weights_path) as partial:
+                self.model.save_weights(partial, overwrite=True)
             metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
             files.write_json(self._training_metadata_path, metadata)
 
