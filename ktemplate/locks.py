@@ -16,10 +16,12 @@ import contextlib
 import errno
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_FILE = ".lock"
+PROBE_RETRIES, PROBE_WAIT_S = 10, 0.02  # `hold` outlasts a `holder` probe (microseconds)
 
 _held: dict[Path, int] = {}  # folder → how many nested `hold`s this process has on it
 
@@ -78,7 +80,13 @@ def hold(folder: str | Path, what: str = "folder") -> Iterator[None]:
         yield  # a folder this process cannot write (exporting a read-only run elsewhere)
         return
     try:
-        if not _try_lock(fd):
+        # `holder` takes the lock for an instant to see whether it is free: a refusal is only
+        # another holder's if it lasts.
+        for _ in range(PROBE_RETRIES):
+            if _try_lock(fd):
+                break
+            time.sleep(PROBE_WAIT_S)
+        else:
             raise FolderInUse(
                 f"{folder} is in use by process {_holder(path)} (another {what} is training, "
                 "resuming or exporting into it). Wait for it to end or stop it, then run this "

@@ -60,6 +60,24 @@ def test_lock_names_the_holder_and_goes_with_it(tmp_path):
     assert locks.holder(tmp_path) is None
 
 
+def test_a_probe_of_the_lock_never_refuses_the_process_that_takes_it(tmp_path):
+    # `ktemplate runs` asks whether a run folder is held by taking its lock for an instant; a
+    # training that starts at that instant must not take the probe for another holder.
+    probe = "import sys, time; from ktemplate import locks\nend = time.time() + 60\n"
+    probe += "print('probing', flush=True)\nwhile time.time() < end: locks.holder(sys.argv[1])\n"
+    prober = subprocess.Popen(
+        [sys.executable, "-c", probe, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert prober.stdout.readline().strip() == "probing"
+        for _ in range(500):
+            with locks.hold(tmp_path):
+                pass
+    finally:
+        prober.kill()
+        prober.wait()
+
+
 FAST = dict(epochs=2, batch_size=8, early_stopping_patience=0, conv_blocks=1, filters=8, members=1)
 
 
