@@ -2,11 +2,11 @@
 
 Each data set is real and obtainable offline: bundled in an installed package (scikit-learn,
 scikit-image, statsmodels), in the vaderSentiment archive the text template already uses, or
-in a Debian package (`fortunes`, for the five-class texts). Each run is `ktemplate train` with
-the template's defaults (only the data source and its column names are set), so `auto` fields
-resolve from the data as a user's would; the baseline is the one every run fits (see README,
-"A classical baseline beside every result"). Prints a Markdown table; the figures in
-benchmarks/RESULTS.md come from this script.
+in a Debian package (`fortunes`, for the five-class texts; see `debian_data.py`). Each run is
+`ktemplate train` with the template's defaults (only the data source and its column names are
+set), so `auto` fields resolve from the data as a user's would; the baseline is the one every
+run fits (see README, "A classical baseline beside every result"). Prints a Markdown table; the
+figures in benchmarks/RESULTS.md come from this script.
 
     python benchmarks/generalization.py                         # every data set, seed 42
     python benchmarks/generalization.py --only timeseries_lstm  # one template's data sets
@@ -26,6 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import debian_data  # noqa: E402  (benchmarks/, beside this script)
 import numpy as np  # noqa: E402
 
 from ktemplate import config as config_lib  # noqa: E402
@@ -35,7 +36,6 @@ from ktemplate import (  # noqa: E402
     templates,  # noqa: E402
 )
 
-FORTUNES = Path("/usr/share/games/fortunes")
 FORTUNE_CLASSES = ("computers", "politics", "science", "food", "love")
 
 
@@ -166,12 +166,9 @@ def vader(name: str) -> Callable[[Path], dict]:
 
 def fortunes(folder: Path) -> dict:
     """Five unbalanced classes of short texts: Debian's fortune cookies by category."""
-    if not FORTUNES.is_dir():
-        raise FileNotFoundError(
-            f"{FORTUNES} is missing: install Debian's fortune cookies (apt-get install fortunes)."
-        )
+    source = debian_data.fortunes_dir()
     for name in FORTUNE_CLASSES:
-        texts = (FORTUNES / name).read_text(encoding="utf-8", errors="replace").split("\n%\n")
+        texts = (source / name).read_text(encoding="utf-8", errors="replace").split("\n%\n")
         for i, text in enumerate(t.strip() for t in texts):
             if text:
                 path = folder / name / f"{i}.txt"
@@ -281,11 +278,7 @@ def table_row(name: str, template_name: str, seed: int, metrics: dict, spec: dic
     """One Markdown row: the run's figure, its baseline's, the difference and the verdict."""
     block = metrics["baseline"]
     comparison = block["comparison"]
-    extra = ""
-    if "mcnemar_p" in comparison:
-        extra = f" (McNemar p {comparison['mcnemar_p']:.2g})"
-    elif "ratio" in comparison:
-        extra = f" (ratio {comparison['ratio']:.2f})"
+    extra = f" ({comparison['test']} p {comparison['p_value']:.2g}, n {comparison['n']})"
     return (
         f"| {name} | {template_name} | {seed} | {size_text(spec)} | {comparison['metric']} "
         f"| {comparison['model']:.4g} | {comparison['baseline']:.4g} | {block['name']} "

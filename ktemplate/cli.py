@@ -280,11 +280,19 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             quantize=args.quantize,
         )
     except KeyboardInterrupt as e:
-        print(
-            f"\nInterrupted ({signals.describe(e)}). Resume with: ktemplate train "
-            f"{args.name} --resume <run folder printed above>",
-            file=sys.stderr,
-        )
+        interrupted = getattr(e, "run_dir", None)
+        if interrupted is None:
+            print(
+                f"\nInterrupted ({signals.describe(e)}) before a run folder was made: "
+                "nothing to resume.",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"\nInterrupted ({signals.describe(e)}); the run folder is {interrupted}. "
+                f"Resume with: ktemplate train {args.name} --resume {interrupted}",
+                file=sys.stderr,
+            )
         return signals.exit_code(e)
     role = run.worker_role(strategy)
     if role is not None and not role.chief:

@@ -273,7 +273,7 @@ class TrainingConfig:
     members: int = 1  # models trained independently (seeds seed, seed+1, ...); outputs averaged
     max_params: int = 0  # refuse to build a model with more parameters; 0: memory is the limit
     baseline: bool = True  # fit a classical baseline on the same splits and compare (metrics.json)
-    baseline_budget: float = 0.0  # seconds for the baseline; 0: 25% of training time, >= 20 s
+    baseline_max_train: int = 0  # most train examples the baseline fits; 0: the template's bound
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -297,9 +297,10 @@ class TrainingConfig:
         for name in ("l1", "l2", "clipnorm", "weight_decay", "momentum"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Config key '{name}' must be >= 0, got {getattr(self, name)}.")
-        if not 0 <= self.baseline_budget < float("inf"):
+        if self.baseline_max_train < 0:
             raise ValueError(
-                f"Config key 'baseline_budget' must be >= 0 seconds, got {self.baseline_budget}."
+                "Config key 'baseline_max_train' must be >= 0 (0: the template's bound), got "
+                f"{self.baseline_max_train}."
             )
         if self.early_stopping_patience != "auto" and self.early_stopping_patience < 0:
             raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -34,8 +35,31 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    """Writes `data` as indented JSON to `path` via a temporary file and a rename."""
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    """Writes `data` as indented, strict JSON to `path` via a temporary file and a rename.
+
+    A non-finite float (NaN, Infinity), which strict parsers reject, is written as null; a
+    mapping that held one gets a `<key>_note` beside it saying what it was.
+    """
+    text = json.dumps(strict_json(data), indent=2, default=str, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+def strict_json(data: Any) -> Any:
+    """`data` with every non-finite float replaced by None (noted beside it in a mapping)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        result = {}
+        for key, value in data.items():
+            result[key] = strict_json(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                result[f"{key}_note"] = f"{value} (not a finite number) written as null"
+        return result
+    if isinstance(data, list | tuple):
+        return [strict_json(v) for v in data]
+    if hasattr(data, "dtype") and hasattr(data, "item") and getattr(data, "ndim", 1) == 0:
+        return strict_json(data.item())  # a NumPy scalar
+    return data
 
 
 def read_json(path: str | Path) -> Any:

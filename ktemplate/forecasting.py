@@ -117,6 +117,18 @@ def plot_forecasts(
     fig.savefig(path, dpi=110)
 
 
+MAX_FIT_STEPS = 20_000  # Holt-Winters fits its parameters on at most the last this many steps
+
+
+def fit_start(train_end: int, season: int) -> int:
+    """Where a Holt-Winters fit on `series[:train_end]` starts: the last `MAX_FIT_STEPS` steps,
+    rounded down to whole seasons (so the seasonal states keep their phase)."""
+    if train_end <= MAX_FIT_STEPS:
+        return 0
+    period = max(season, 1)
+    return (train_end - MAX_FIT_STEPS) // period * period + (period if period > 1 else 0)
+
+
 def holt_winters(
     series: np.ndarray,
     train_end: int,
@@ -128,15 +140,16 @@ def holt_winters(
 ) -> np.ndarray:
     """Rolling-origin Holt-Winters forecasts [origins, horizon] (statsmodels ExponentialSmoothing).
 
-    The smoothing parameters and initial states are fitted on the train part only; the model
-    is then run with those parameters over the whole series, and each origin `o` forecasts
-    from its state after step `o - 1` (only values before `o`), exactly as refitting the fixed
-    model on `series[:o]` would.
+    The smoothing parameters and initial states are fitted on the fit part only (the last
+    `MAX_FIT_STEPS` steps before `train_end` at most); the model is then run with those
+    parameters over the rest of the series, and each origin `o` forecasts from its state after
+    step `o - 1` (only values before `o`), exactly as refitting the fixed model on `series[:o]`
+    would.
 
     Args:
         series: the target, [steps].
-        train_end: the end of the train part (the fit sees `series[:train_end]`).
-        starts: forecast origins.
+        train_end: the end of the fit part (the fit sees `series[:train_end]`).
+        starts: forecast origins, each after the fit part's start.
         horizon: steps forecast from each origin.
         season: steps per season (`seasonal` must be None when < 2).
         trend: "add" or None.
@@ -147,6 +160,8 @@ def holt_winters(
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     periods = season if seasonal else None
+    first = fit_start(train_end, season if seasonal else 1)
+    series, train_end, starts = series[first:], train_end - first, np.asarray(starts) - first
     with warnings.catch_warnings():  # convergence chatter from the optimizer
         warnings.simplefilter("ignore")
         fitted = ExponentialSmoothing(
@@ -179,11 +194,16 @@ def holt_winters(
     return base * seasons if seasonal == "mul" else base + seasons
 
 
+MAX_SEASONAL_PERIOD = 1008  # longer seasons (a week of 5-minute steps) get no seasonal states
+
+
 def holt_winters_candidates(train: np.ndarray, season: int) -> list[dict[str, str | None]]:
-    """The Holt-Winters variants worth trying on this train part, additive first."""
-    if season >= 2 and len(train) >= 2 * season + 2:
+    """The Holt-Winters variants worth trying on this train part, least flexible first: a
+    seasonal model (additive, then multiplicative for a positive series) when the train part
+    holds two seasons of at most `MAX_SEASONAL_PERIOD` steps, else trend-only and level-only."""
+    if 2 <= season <= MAX_SEASONAL_PERIOD and len(train) >= 2 * season + 2:
         variants = [{"trend": "add", "seasonal": "add"}]
         if (train > 0).all():
             variants.append({"trend": "add", "seasonal": "mul"})
         return variants
-    return [{"trend": "add", "seasonal": None}, {"trend": None, "seasonal": None}]
+    return [{"trend": None, "seasonal": None}, {"trend": "add", "seasonal": None}]

@@ -19,9 +19,13 @@ def key_metric(metrics: dict[str, Any]) -> str:
     comparison = (metrics.get("baseline") or {}).get("comparison") or {}
     if isinstance(comparison.get("model"), (int, float)):
         text = f"{comparison['metric']}={comparison['model']:.4g}"
-        if comparison.get("verdict"):
-            text += f" ({comparison['verdict']} than {metrics['baseline'].get('name', 'baseline')})"
-            text = text.replace("level than", "level with")
+        verdict, name = comparison.get("verdict"), metrics["baseline"].get("name", "baseline")
+        if verdict in ("better", "worse"):
+            text += f" ({verdict} than {name})"
+        elif verdict == "level":
+            text += f" (level with {name})"
+        elif verdict:
+            text += f" ({verdict}: no verdict against {name})"
         return text
     for name, value in metrics.items():
         if name.startswith("test_") and isinstance(value, (int, float)):

@@ -11,9 +11,9 @@ A template module provides (see README, "The template contract"):
     manifest_extras(spec)             → facts about inputs/outputs for manifest.json
     evaluate(model, data, out_dir)    → metrics dict; also writes plots to out_dir
     fine_tune(model, config, spec)    optional: → (recompiled model, epochs) or None
-    baseline(model, data, config, budget_s)
-                                      optional: → the `baseline` block of metrics.json (a
-                                      classical method on the same splits, compared)
+    baseline(model, data, config)     optional: → the `baseline` block of metrics.json (a
+                                      classical method on the same splits, compared; see
+                                      `ktemplate.baselines`)
 
 Run folder layout (`saved_models/<template>/<run-id>/`):
 
@@ -211,7 +211,8 @@ def _first_phase(model, data, config, run_dir: Path, verbose) -> dict[str, Any]:
         model.load_weights(weights)
         return files.read_json(record)
     history, epochs = _fit(model, data, config, run_dir, "train", config.epochs, 0, None, verbose)
-    best_val_loss = float(min(history.get("val_loss") or [float("inf")]))
+    losses = history.get("val_loss")
+    best_val_loss = float(min(losses)) if losses else None  # None: trained without validation
     result = {"epochs": epochs, "best_val_loss": best_val_loss}
     weights.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(weights)
@@ -441,6 +442,7 @@ def _train_here(
                 )
             run_dir.mkdir(parents=True, exist_ok=True)
         held.enter_context(locks.hold(run_dir, "run"))
+        print(f"Run folder: {run_dir}", flush=True)
         files.write_json(run_dir / "config.json", config_lib.to_dict(config))
         files.write_json(run_dir / "spec.json", data.spec)
     run_info = {
@@ -465,6 +467,7 @@ def _train_here(
     except KeyboardInterrupt as e:
         how = signals.describe(e)
         _set_status(run_dir, run_info, "interrupted", f"{how}; continue it with --resume")
+        e.run_dir = run_dir  # the CLI names it in the resume command
         raise
     except (tf.errors.ResourceExhaustedError, MemoryError) as e:
         message = resources.out_of_memory_message(e, config)
@@ -497,11 +500,15 @@ def _train_and_export(
     template, model, data, config, strategy, refit, run_dir, run_info, verbose, before_export
 ) -> Path:
     start = time.perf_counter()
-    if config.members == 1:
-        phases = _train_one(template, model, data, config, run_dir, verbose)
-    else:
-        phases = _train_members(template, model, data, config, strategy, refit, run_dir, verbose)
-    train_seconds = time.perf_counter() - start
+    try:
+        if config.members == 1:
+            phases = _train_one(template, model, data, config, run_dir, verbose)
+        else:
+            phases = _train_members(
+                template, model, data, config, strategy, refit, run_dir, verbose
+            )
+    finally:  # an interrupted run keeps the time it trained, and a resumed one adds to it
+        train_seconds = _add_train_seconds(run_dir, time.perf_counter() - start)
 
     model = load_best_model(run_dir)
     if getattr(template, "calibrate", None) is not None:
@@ -519,8 +526,7 @@ def _train_and_export(
     if config.members > 1:
         metrics["members"] = config.members
     if config.baseline and getattr(template, "baseline", None) is not None:
-        budget = baselines.budget_seconds(config.baseline_budget, train_seconds)
-        metrics["baseline"] = template.baseline(model, data, config, budget)
+        metrics["baseline"] = fit_baseline(template, model, data, config, run_dir)
     try:
         if before_export is not None:
             before_export(metrics)
@@ -538,6 +544,32 @@ def _train_and_export(
     )
     _finish(run_dir, run_info, metrics, "finished")
     return run_dir
+
+
+def _add_train_seconds(run_dir: Path, seconds: float) -> float:
+    """Adds `seconds` to the run's training time so far (`train_seconds.json`, kept across
+    interruptions) and returns the total."""
+    record = run_dir / "train_seconds.json"
+    total = (files.read_json(record)["seconds"] if record.exists() else 0.0) + seconds
+    files.write_json(record, {"seconds": round(total, 3)})
+    return total
+
+
+def fit_baseline(template, model, data, config, run_dir: Path) -> dict[str, Any]:
+    """The template's baseline block, with the run's own diagnostics added to what to try.
+
+    A baseline that fails gives "no verdict" (the run itself still finishes and exports).
+    """
+    try:
+        block = template.baseline(model, data, config)
+    except Exception as e:  # a classical fit that cannot finish must not cost the run
+        warn(f"the classical baseline failed, so the run has no verdict: {e}")
+        return baselines.failed("classical baseline", e)
+    if block.get("comparison", {}).get("verdict") == "worse":
+        block["suggestions"] = block.get("suggestions", []) + baselines.suggestions(
+            config, training.diagnostics(run_dir, config)
+        )
+    return block
 
 
 def _finish(run_dir: Path, run_info: dict[str, Any], metrics: dict[str, Any], status: str):

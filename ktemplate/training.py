@@ -252,3 +252,33 @@ def callbacks(
             else RestoreOnlyBackup(str(Path(restore_from) / "backup" / phase)),
         ]
     return result
+
+
+def diagnostics(run_dir: str | Path, config: TrainingConfig) -> list:
+    """What a run's own training history suggests trying (`baselines.Try`): more epochs when
+    every model used all of `config.epochs` and its validation loss was lowest at the last."""
+    from ktemplate.baselines import Try
+
+    histories = sorted(Path(run_dir).glob("history_train.csv")) or sorted(
+        Path(run_dir).glob("members/*/history_train.csv")
+    )
+    if not histories:
+        return []
+    for path in histories:
+        rows = [line.split(",") for line in path.read_text(encoding="utf-8").splitlines()]
+        if len(rows) < 2 or "val_loss" not in rows[0]:
+            return []
+        column = rows[0].index("val_loss")
+        try:
+            losses = [float(r[column]) for r in rows[1:]]
+        except ValueError:  # "NA": trained without validation (a refit champion)
+            return []
+        if len(losses) < config.epochs or min(losses) < losses[-1]:
+            return []
+    return [
+        Try(
+            "epochs",
+            2 * config.epochs,
+            f"validation loss was still falling at the last of the {config.epochs} epochs",
+        )
+    ]

@@ -38,7 +38,7 @@ class Series:
     time: list[str] | None  # time stamps as text, one per step; None without a time column
     missing: dict[str, int]  # per feature: values that were missing and are interpolated
     gaps: dict[str, Any]  # irregular time steps: count, largest step, first positions
-    frequency: str = "none"  # hourly, daily, weekly, monthly, quarterly, yearly or none
+    frequency: str = "none"  # 1/5/10/15/30-minute, hourly, daily, ..., yearly or none
     frequency_reason: str = "no time column"  # what the frequency was inferred from
 
     @property
@@ -158,6 +158,11 @@ def _time_axis(frame, name: str, source: str) -> tuple[np.ndarray, list[str], bo
 
 # Sampling frequencies recognised from dated time stamps: name → (low, high) median step in days.
 FREQUENCIES = {
+    "1-minute": (0.9 / 1440, 1.1 / 1440),
+    "5-minute": (4.5 / 1440, 5.5 / 1440),
+    "10-minute": (9.0 / 1440, 11.0 / 1440),
+    "15-minute": (13.5 / 1440, 16.5 / 1440),
+    "30-minute": (27.0 / 1440, 33.0 / 1440),
     "hourly": (0.9 / 24, 1.1 / 24),
     "daily": (0.9, 1.1),
     "weekly": (6.5, 7.5),
@@ -198,6 +203,8 @@ def infer_frequency(position: np.ndarray | None, dated: bool) -> tuple[str, str]
 
 
 def _days(days: float) -> str:
+    if days < 1 / 24:
+        return f"{days * 1440:.3g} minutes"
     return f"{days * 24:.3g} hours" if days < 1 else f"{days:.3g} days"
 
 

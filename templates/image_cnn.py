@@ -479,20 +479,26 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
     return metrics
 
 
-def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> dict[str, Any]:
-    """Logistic regression and an RBF SVC on the raw pixels of the same splits, compared with
-    the model on the test split (McNemar); see `ktemplate.baselines`."""
+def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
+    """Logistic regression and an RBF SVC on standardized pixels of the same splits (C and gamma
+    picked on validation), compared with the model on the test images (McNemar); see
+    `ktemplate.baselines`."""
     sizes = data.spec["sizes"]
     arrays = {
         name: images.arrays(images.spread_sample(ds, sizes[name], BASELINE_IMAGES[name]))
         for name, ds in data.splits.items()
     }
     fitted = baselines.pixel_classifier(
-        arrays["train"], arrays["val"], arrays["test"][0], baselines.Deadline(budget), config.seed
+        arrays["train"],
+        arrays["val"],
+        arrays["test"][0],
+        seed=config.seed,
+        refit=data.val is None,  # a champion refitted on train+validation
+        max_train=config.baseline_max_train,
     )
     test_x, test_y = arrays["test"]
     if len(test_y) < sizes["test"]:
-        fitted.setdefault("notes", []).append(
+        fitted["notes"].append(
             f"compared on {len(test_y)} of the {sizes['test']} test images (spread over the "
             "split), the model and the baseline on the same ones"
         )
@@ -502,9 +508,19 @@ def baseline(model: keras.Model, data: Data, config: Config, budget: float) -> d
         test_y,
         predicted,
         data.spec["class_names"],
-        suggestion="more training images, augmentation (--set augment=true), a pretrained "
-        "backbone (--set backbone=mobilenet_v3_small --set backbone_weights=imagenet), or the "
-        "baseline itself (its settings are in metrics.json)",
+        unit="images",
+        config=config,
+        tries=[
+            baselines.Try(
+                "augment", "true", "random shifts, rotations and zooms of the train images"
+            ),
+            baselines.Try("members", 2 * config.members, "more models averaged"),
+            baselines.Try(
+                "backbone",
+                "mobilenet_v3_small",
+                "a pretrained backbone, with --set backbone_weights=imagenet",
+            ),
+        ],
     )
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,56 +126,72 @@ class ForecastData(Data):
     series: timeseries.Series | None = None
 
 
-# Defaults by sampling frequency: (season, horizon) in steps, and seasons that are also normal
-# (a daily series may have a weekly or a yearly season).
+# By sampling frequency: the candidate seasons (in steps; season=auto takes the one whose
+# seasonal naive forecast is best on validation), the horizon, and other seasons that are also
+# normal for it (a season the user sets outside these gets a warning).
 FREQUENCY_DEFAULTS = {
-    "hourly": (24, 24, (24, 168)),
-    "daily": (7, 14, (7, 30, 365)),
-    "weekly": (52, 13, (52,)),
-    "monthly": (12, 12, (12,)),
-    "quarterly": (4, 8, (4,)),
-    "yearly": (1, 6, (1,)),
-    "none": (1, 12, ()),
+    "1-minute": ((1440, 10080), 60, ()),  # a day, a week; an hour ahead
+    "5-minute": ((288, 2016), 24, ()),  # a day, a week; two hours ahead
+    "10-minute": ((144, 1008), 12, ()),
+    "15-minute": ((96, 672), 96, ()),  # a day, a week; a day ahead
+    "30-minute": ((48, 336), 48, ()),
+    "hourly": ((24, 168), 24, ()),
+    "daily": ((7, 365), 14, (30,)),
+    "weekly": ((52,), 13, ()),
+    "monthly": ((12,), 12, ()),
+    "quarterly": ((4,), 8, ()),
+    "yearly": ((1,), 6, ()),
+    "none": ((1,), 12, ()),
 }
 MIN_TRAIN_WINDOWS = 16  # a window=auto is shortened so the train part has this many windows
+MAX_AUTO_WINDOW = 720  # window=auto never exceeds this many steps (an LSTM's cost grows with it)
 
 
 def resolve_auto(config: Config, series: timeseries.Series) -> Resolver:
     """Resolves season, horizon and window from the series' frequency and length.
 
-    Warns about a season the user set that contradicts the frequency, and about `auto`
-    values shortened to fit a short series (rather than refusing it).
+    season=auto: a frequency with two natural seasons (daily and weekly for sub-daily data,
+    weekly and yearly for daily data) takes the one whose seasonal naive forecast has the lower
+    validation MAE, among those the train part holds twice. Warns about a season the user set
+    that contradicts the frequency, and about `auto` values shortened to fit a short series
+    (rather than refusing it).
     """
     auto = Resolver(config)
     frequency, why = series.frequency, series.frequency_reason
-    season_default, horizon_default, normal_seasons = FREQUENCY_DEFAULTS[frequency]
-    season = auto.pick(
-        "season", season_default, why if frequency != "none" else f"{why}: no season"
-    )
-    if not auto.is_auto("season") and normal_seasons and season not in (1, *normal_seasons):
+    candidates, horizon_default, also_normal = FREQUENCY_DEFAULTS[frequency]
+    steps = len(series.values)
+    n_val = int(round(steps * config.val_fraction))
+    n_test = int(round(steps * config.test_fraction))
+    n_train = steps - n_val - n_test
+    horizon = auto.pick("horizon", horizon_default, f"default for {frequency} data")
+    if auto.is_auto("horizon") and horizon > min(n_val, n_test):
+        horizon = max(1, min(n_val, n_test))  # shortened below, with a warning
+    if auto.is_auto("season"):
+        season, reason = _season_on_validation(series, candidates, why, n_train, n_val, horizon)
+        auto.pick("season", season, reason)
+        if season == 1 and any(s >= 2 for s in candidates):
+            auto.warn(f"No season is assumed (season=1): {reason}.")
+    else:
+        season = config.season
+    if not auto.is_auto("season") and season not in (1, *candidates, *also_normal):
         auto.warn(
-            f"season={season} was set, but {why} suggest a season of {season_default} steps; "
-            "MASE, seasonal naive and Holt-Winters use the season you set."
+            f"season={season} was set, but {why} suggest a season of "
+            f"{' or '.join(map(str, candidates))} steps; MASE, seasonal naive and Holt-Winters "
+            "use the season you set."
         )
     if frequency == "none" and auto.is_auto("season"):
         auto.warn(
             f"{why}, so no season is assumed (season=1). Set season=N (steps per season) "
             "if the series has one: MASE and the seasonal baselines depend on it."
         )
-    horizon = auto.pick("horizon", horizon_default, f"default for {frequency} data")
     window = auto.pick(
         "window",
-        max(round(config.window_seasons * season), 2 * horizon),
-        f"{config.window_seasons:g} seasons of {season} steps, at least 2 horizons",
+        min(max(round(config.window_seasons * season), 2 * horizon), MAX_AUTO_WINDOW),
+        f"{config.window_seasons:g} seasons of {season} steps, at least 2 horizons, at most "
+        f"{MAX_AUTO_WINDOW} steps",
     )
     # A short series: shorten what was auto so every part keeps whole windows.
-    steps = len(series.values)
-    n_val = int(round(steps * config.val_fraction))
-    n_test = int(round(steps * config.test_fraction))
-    n_train = steps - n_val - n_test
-    wanted = (window, horizon)
-    if auto.is_auto("horizon") and horizon > min(n_val, n_test):
-        horizon = max(1, min(n_val, n_test))
+    wanted = (window, horizon_default if auto.is_auto("horizon") else horizon)
     if auto.is_auto("window") and n_train - window - horizon + 1 < MIN_TRAIN_WINDOWS:
         window = max(2, min(window, n_train - horizon + 1 - MIN_TRAIN_WINDOWS))
     if (window, horizon) != wanted:
@@ -185,13 +202,35 @@ def resolve_auto(config: Config, series: timeseries.Series) -> Resolver:
         )
         auto.pick("window", window, f"shortened to fit {steps} steps")
         auto.pick("horizon", horizon, f"shortened to fit {steps} steps")
-    if auto.is_auto("season") and season > 1 and n_train <= season:
-        auto.warn(
-            f"The train part has {n_train} steps, not more than one season of {season}: "
-            "no season is assumed (season=1)."
-        )
-        auto.pick("season", 1, "train part shorter than one season")
     return auto
+
+
+def season_candidates(frequency: str, n_train: int) -> list[int]:
+    """The seasons worth trying for `frequency`: those the train part holds at least twice."""
+    fitting = [s for s in FREQUENCY_DEFAULTS[frequency][0] if s >= 2 and 2 * s <= n_train]
+    return fitting or [1]
+
+
+def _season_on_validation(series, candidates, why, n_train, n_val, horizon) -> tuple[int, str]:
+    """season=auto: the candidate season whose seasonal naive forecast is best on validation
+    (every validation origin, `horizon` steps each), and the reason."""
+    fitting = [s for s in candidates if s >= 2 and 2 * s <= n_train]
+    if not fitting:
+        if any(s >= 2 for s in candidates):
+            return 1, f"{why}, but the train part ({n_train} steps) holds no season twice"
+        return 1, f"{why}: no season" if series.frequency != "none" else why
+    if len(fitting) == 1:
+        return fitting[0], why
+    target = series.values[:, series.target_index]
+    starts = np.arange(n_train, n_train + n_val - horizon + 1)
+    actual = np.stack([target[o : o + horizon] for o in starts])
+    mae = {
+        s: float(np.mean(np.abs(forecasting.seasonal_naive(target, starts, horizon, s) - actual)))
+        for s in fitting
+    }
+    best = min(fitting, key=lambda s: (mae[s], s))
+    scores = ", ".join(f"{mae[s]:.4g} at {s} steps" for s in fitting)
+    return best, f"{why}; seasonal naive validation MAE {scores}"
 
 
 def swing_grows_with_level(train: np.ndarray, season: int) -> tuple[bool, str]:
@@ -694,83 +733,104 @@ def evaluate(model: keras.Model, data: ForecastData, out_dir: str | Path | None)
     return metrics
 
 
-def baseline(model: keras.Model, data: ForecastData, config: Config, budget: float) -> dict:
-    """The best on validation of naive, seasonal naive and Holt-Winters (additive or
-    multiplicative season), on the identical rolling origins; see `ktemplate.baselines`."""
+def baseline(model: keras.Model, data: ForecastData, config: Config) -> dict[str, Any]:
+    """Naive, seasonal naive at each candidate season and Holt-Winters (additive or
+    multiplicative season), the best on validation MAE, compared with the model on the
+    identical test origins (Diebold-Mariano); see `ktemplate.baselines`."""
     spec, series = data.spec, data.series
     window, horizon, season = spec["window"], spec["horizon"], spec["season"]
     target = series.values[:, spec["target_index"]]
-    train_end = spec["parts"]["train"][1]
-    starts = {
-        part: timeseries.origins(tuple(spec["parts"][part]), window, horizon)
-        for part in ("val", "test")
-    }
-    windows, actual = {}, {}
-    for part, origins in starts.items():
-        windows[part], actual[part] = timeseries.window_arrays(
-            series.values, spec["target_index"], origins, window, horizon
-        )
-    every_origin = np.concatenate([starts["val"], starts["test"]])
+    train_end, val_end = spec["parts"]["train"][1], spec["parts"]["val"][1]
+    refit = data.val is None  # a champion refitted on train+validation
+    starts, actual = {}, {}
+    for part in ("val", "test"):
+        starts[part] = timeseries.origins(tuple(spec["parts"][part]), window, horizon)
+        actual[part] = np.stack([target[o : o + horizon] for o in starts[part]])
     scale = forecasting.mase_scale(target[:train_end], season)
-    candidates = {
-        "naive": lambda s: forecasting.naive(target, s, horizon),
-        f"seasonal naive (season {season})": lambda s: forecasting.seasonal_naive(
-            target, s, horizon, season
-        ),
-    }
+    periods = sorted({*season_candidates(spec["frequency"], train_end), season} - {1})
+    # Least to most flexible: a tie on validation goes to the later one.
+    candidates = {"naive": lambda s, end: forecasting.naive(target, s, horizon)}
+    for p in periods:
+        candidates[f"seasonal naive (season {p})"] = lambda s, end, p=p: forecasting.seasonal_naive(
+            target, s, horizon, p
+        )
     kind = {"add": "additive", "mul": "multiplicative", None: "no"}
     for variant in forecasting.holt_winters_candidates(target[:train_end], season):
         name = f"Holt-Winters ({kind[variant['trend']]} trend, {kind[variant['seasonal']]} season)"
-        candidates[name] = lambda s, v=variant: forecasting.holt_winters(
-            target, train_end, s, horizon, season, **v
+        candidates[name] = lambda s, end, v=variant: forecasting.holt_winters(
+            target, end, s, horizon, season, **v
         )
-    deadline = baselines.Deadline(budget)
-    tried, skipped = {}, 0
-    for name, forecast in candidates.items():
-        if deadline.passed() and tried:
-            skipped += 1
-            continue
-        # One call for validation and test origins: Holt-Winters is fitted once per variant.
-        forecasts = np.split(forecast(every_origin), [len(starts["val"])])
-        tried[name] = {
-            part: forecasting.errors(values, actual[part], scale)
-            for part, values in zip(("val", "test"), forecasts, strict=True)
-        }
-    best = min(tried, key=lambda name: tried[name]["val"]["mae"])
+    start = time.perf_counter()
+    every = np.concatenate([starts["val"], starts["test"]])
+    forecasts = {}
+    for name, forecast in candidates.items():  # fitted on train: one call for both parts
+        val, test = np.split(forecast(every, train_end), [len(starts["val"])])
+        forecasts[name] = {"val": val, "test": test}
+    tried = [
+        {"method": name, "val_mae": forecasting.errors(f["val"], actual["val"], scale)["mae"]}
+        for name, f in forecasts.items()
+    ]
+    best = tried[baselines.pick(tried, "val_mae", higher_is_better=False)]["method"]
+    test_forecast = forecasts[best]["test"]
+    if refit and best.startswith("Holt-Winters"):
+        test_forecast = candidates[best](starts["test"], val_end)
+    test = forecasting.errors(test_forecast, actual["test"], scale)
     fitted = {
         "name": best,
         "settings": {
-            "picked_on": "validation MAE",
-            "tried": {name: {"val_mae": e["val"]["mae"]} for name, e in tried.items()},
+            "picked_on": "validation MAE; ties to the more flexible method",
+            "tried": tried,
             "season": season,
-            "fitted_on": "the train part (Holt-Winters parameters); every origin forecasts "
-            "from the values before it",
+            "fitted_on": ("train+validation" if refit else "train")
+            + " (Holt-Winters parameters); every origin forecasts from the values before it",
         },
-        "notes": [f"time budget reached: {skipped} candidates not tried"] if skipped else [],
-        "seconds": round(deadline.elapsed(), 2),
+        "notes": [],
+        "seconds": round(time.perf_counter() - start, 2),
     }
-    test = tried[best]["test"]
-    normalized = model.predict(windows["test"].astype("float32"), verbose=0).astype("float64")
-    model_errors = forecasting.errors(to_original_units(normalized, spec), actual["test"], scale)
-    return baselines.compare_scores(
+    if forecasting.fit_start(train_end, season) > 0:
+        fitted["notes"].append(
+            f"Holt-Winters parameters fitted on the last {forecasting.MAX_FIT_STEPS} steps "
+            "(whole seasons) of the fitted part"
+        )
+    windows, _ = timeseries.window_arrays(
+        series.values, spec["target_index"], starts["test"], window, horizon
+    )
+    normalized = model.predict(windows.astype("float32"), verbose=0).astype("float64")
+    model_forecast = to_original_units(normalized, spec)
+    model_errors = np.abs(model_forecast - actual["test"]).mean(axis=1)  # per origin
+    base_errors = np.abs(test_forecast - actual["test"]).mean(axis=1)
+    tries = []
+    if "naive (season" in best:
+        tries.append(baselines.Try("season", int(best[:-1].split()[-1]), f"{best} did best"))
+    if season >= 2:
+        tries.append(baselines.Try("forecast_base", "season", "changes from seasonal naive"))
+    if (target > 0).all():
+        other = "none" if spec["target_transform"] == "log" else "log"
+        tries.append(baselines.Try("target_transform", other, "the other target scale"))
+    return baselines.compare(
         fitted,
         {
             "test_mae": test["mae"],
             "test_rmse": test["rmse"],
             "test_mase": test["mase"],
-            "test_mae_by_name": {name: e["test"]["mae"] for name, e in tried.items()},
+            "test_mae_by_name": {
+                name: forecasting.errors(f["test"], actual["test"], scale)["mae"]
+                for name, f in forecasts.items()
+            },
         },
         metric="test_mae",
         label="test MAE",
-        model_value=model_errors["mae"],
-        base_value=test["mae"],
+        model_value=float(model_errors.mean()),
+        base_value=float(base_errors.mean()),
         higher_is_better=False,
-        tolerance=0.02,
-        relative=True,
-        suggestion="forecasts from the seasonal-naive base (--set forecast_base=season, for "
-        "short seasonal series), a longer series, target_transform=log for swings that grow "
-        "with the level, another window (window_seasons), or the baseline itself",
+        test="Diebold-Mariano",
+        p_value=baselines.diebold_mariano_p(model_errors, base_errors, horizon),
+        n=len(starts["test"]),
+        unit="origins",
+        config=config,
+        tries=tries,
         number_format=".4g",
+        extra={"ratio": round(float(model_errors.mean() / max(base_errors.mean(), 1e-12)), 4)},
     )
 
 

@@ -139,7 +139,10 @@ def test_second_process_on_a_run_is_refused_and_sigterm_interrupts(tmp_path, cap
         assert first.wait(timeout=TIMEOUT) == 143
     finally:
         first.kill()
-    assert "Interrupted (SIGTERM)" in first.stderr.read()
+    stderr = first.stderr.read()
+    assert "Interrupted (SIGTERM)" in stderr
+    # The console of an interrupted run names its folder and the exact command that resumes it.
+    assert f"Resume with: ktemplate train image_cnn --resume {run_dir}" in stderr
     info = files.read_json(run_dir / "run.json")
     assert info["status"] == "interrupted" and info["reason"].startswith("SIGTERM")
     assert info["epochs_done"]["train"] >= 1

@@ -165,6 +165,11 @@ def test_missing_csv_file(tmp_path):
 @pytest.mark.parametrize(
     "freq, expected",
     [
+        ("min", "1-minute"),
+        ("5min", "5-minute"),
+        ("10min", "10-minute"),
+        ("15min", "15-minute"),
+        ("30min", "30-minute"),
         ("h", "hourly"),
         ("D", "daily"),
         ("W-SUN", "weekly"),

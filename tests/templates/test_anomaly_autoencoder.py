@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from ktemplate.templates import anomaly_autoencoder as aa
 
-from ktemplate import cli, run
+from ktemplate import baselines, cli, run
 from ktemplate import files as files_lib
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.images import write_png
@@ -36,8 +36,10 @@ def test_search_space_defaults_equal_config():
 def test_digits_one_class_protocol():
     examples = aa.load_examples(aa.Config(normal_class="3"))
     assert examples.kind == "image" and examples.x["train"].shape[1:] == (8, 8, 1)
-    # Train and validation hold normal examples only; the test split holds all ten digits.
-    assert examples.anomaly["train"].sum() == examples.anomaly["val"].sum() == 0
+    # Train holds normal examples only; validation and test hold all ten digits (validation's
+    # anomalies only pick the classical baseline: training and the threshold see its normals).
+    assert examples.anomaly["train"].sum() == 0
+    assert 0.85 < examples.anomaly["val"].mean() < 0.95
     test = examples.anomaly["test"]
     assert 0.85 < test.mean() < 0.95 and len(test) == 359
     with pytest.raises(ValueError, match="classes are 0..9"):
@@ -105,14 +107,30 @@ def test_tabular_csv_with_labels_trains_and_predicts_rows(tmp_path, capsys):
     path = tmp_path / "sensors.csv"
     path.write_text("\n".join(lines) + "\n")
     config = aa.Config(
-        dataset=f"csv:{path}", label_column="state", normal_class="ok", **{**FAST, "epochs": 20}
+        dataset=f"csv:{path}",
+        label_column="state",
+        normal_class="ok",
+        **{**FAST, "epochs": 20, "baseline": True},
     )
     examples = aa.load_examples(config)
     assert examples.kind == "features" and examples.names == ["a", "b", "c", "d"]
-    assert examples.anomaly["test"].sum() == 15  # every anomaly is in the test split
+    # Anomalies split 1:2 between validation and test, as the normals do.
+    assert examples.anomaly["val"].sum() == 5 and examples.anomaly["test"].sum() == 10
     run_dir = run.train(aa, config, output_dir=tmp_path / "runs", verbose=0)
     metrics = files_lib.read_json(run_dir / "metrics.json")
     assert metrics["test_roc_auc"] > 0.9  # four standard deviations away
+    # Four detectors, picked on validation ROC AUC (never on test), compared with DeLong.
+    baseline = metrics["baseline"]
+    tried = baseline["settings"]["tried"]
+    assert [t["method"] for t in tried] == [
+        "PCA reconstruction error",
+        "IsolationForest",
+        "One-Class SVM",
+        "5-nearest-neighbour distance",
+    ]
+    assert baseline["name"] == tried[baselines.pick(tried, "val_roc_auc")]["method"]
+    assert baseline["comparison"]["test"] == "DeLong"
+    assert baseline["comparison"]["n"] == 10  # the test anomalies, the rarer class
     capsys.readouterr()
     assert cli.main(["predict", str(run_dir / "export"), str(path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -144,7 +162,8 @@ def test_dir_normal_and_anomaly_folders(tmp_path):
         write_png(tmp_path / "anomaly" / f"{i}.png", bright)
     examples = aa.load_examples(aa.Config(dataset=f"dir:{tmp_path}", image_size=16))
     assert examples.x["train"].shape[1:] == (16, 16, 1)
-    assert examples.anomaly["test"].sum() == 3 and examples.anomaly["train"].sum() == 0
+    assert examples.anomaly["train"].sum() == 0
+    assert examples.anomaly["val"].sum() == 1 and examples.anomaly["test"].sum() == 2
 
 
 def test_a_refit_champion_keeps_the_validation_normals_for_its_threshold(tmp_path):
@@ -192,3 +211,26 @@ def test_dir_colour_images_keep_their_colour_unless_told(tmp_path):
     gray = aa.load_examples(aa.Config(dataset=f"dir:{tmp_path}", image_size=16, channels=1))
     assert gray.x["train"].shape[1:] == (16, 16, 1)
     assert "channels=1 turns the colour normal images gray" in gray.auto["warnings"][0]
+
+
+def test_pca_baseline_keeps_fewer_components_than_features(tmp_path):
+    # Six features whose variance is spread evenly: 90% of it needs all six components, which
+    # would reconstruct every row exactly; the baseline keeps at most five.
+    rng = np.random.default_rng(2)
+    rows = np.r_[rng.normal(0, 1, (90, 6)), rng.normal(3, 1, (30, 6))]
+    labels = ["n"] * 90 + ["a"] * 30
+    lines = ["a,b,c,d,e,f,y"] + [
+        ",".join(f"{v:.4f}" for v in row) + f",{y}" for row, y in zip(rows, labels, strict=True)
+    ]
+    path = tmp_path / "six.csv"
+    path.write_text("\n".join(lines) + "\n")
+    config = aa.Config(
+        dataset=f"csv:{path}", label_column="y", normal_class="n", **{**FAST, "baseline": True}
+    )
+    data = run.load_data(aa, config)
+    model = aa.build_model(config, data.spec)
+    data.spec["threshold"] = 1.0
+    block = aa.baseline(model, data, config)
+    (pca,) = [t for t in block["settings"]["tried"] if t["method"].startswith("PCA")]
+    assert pca["val_roc_auc"] > 0.8  # a real score, not round-off
+    assert block["settings"]["methods"]["PCA reconstruction error"].startswith("5 of 6 ")

@@ -365,10 +365,12 @@ def test_run_folder_and_metrics(trained_run):
 def test_run_compares_with_tfidf_baseline(trained_run):
     metrics = files_lib.read_json(trained_run / "metrics.json")
     baseline = metrics["baseline"]
-    assert baseline["name"] == "TF-IDF 1-2-grams + logistic regression"
-    assert baseline["settings"]["picked_on"] == "validation accuracy"
-    assert baseline["comparison"]["model"] == metrics["test_accuracy"]
-    assert 0 <= baseline["comparison"]["mcnemar_p"] <= 1
+    assert baseline["name"] == "TF-IDF word 1-2-grams + char 2-5-grams, logistic regression"
+    assert baseline["settings"]["picked_on"].startswith("validation accuracy")
+    assert len(baseline["settings"]["tried"]) == 8  # every C, whatever the clock
+    assert baseline["comparison"]["model"] == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+    assert baseline["comparison"]["test"] == "McNemar"
+    assert 0 <= baseline["comparison"]["p_value"] <= 1
     spec = files_lib.read_json(trained_run / "spec.json")
     assert spec["resolved"]["class_weight"]["value"] == "none"  # balanced fixture classes
 

@@ -393,8 +393,12 @@ def test_log_transform_inside_the_model_serves_original_units(tmp_path, capsys):
     assert set(baseline["test_mae_by_name"]) >= {"naive", "seasonal naive (season 12)"}
     assert baseline["comparison"]["metric"] == "test_mae"
     assert baseline["comparison"]["model"] == pytest.approx(metrics["test_mae"], abs=1e-4)
-    last = out.strip().splitlines()[-2:]  # the sentence, then (when it loses) a suggestion
-    assert baseline["summary"] in last
+    lines = out.strip().splitlines()  # the sentence, then (when it loses) what to try
+    after = lines[lines.index(baseline["summary"]) + 1 :]
+    assert all(line.startswith("Try: --set ") for line in after)
+    assert "Try: --set target_transform=log " not in after  # log is in force: never suggested
+    assert baseline["comparison"]["test"] == "Diebold-Mariano"
+    assert baseline["comparison"]["n"] == metrics["test_origins"]
 
 
 def test_seasonal_base_forecasts_differences_from_seasonal_naive():
@@ -413,3 +417,54 @@ def test_seasonal_base_needs_a_season_in_the_window(tmp_path):
     csv = write_elec_equip(tmp_path / "m.csv")
     with pytest.raises(ValueError, match="forecast_base=season takes the seasonal-naive base"):
         timeseries_lstm.load_data(monthly_config(csv, forecast_base="season", window=6), 32)
+
+
+def write_half_hourly(path, weeks=6, weekly=True):
+    """Half-hourly demand: a daily cycle, and (when `weekly`) quieter weekends."""
+    import pandas as pd
+
+    steps = weeks * 336
+    time = pd.date_range("2000-06-05", periods=steps, freq="30min")
+    t = np.arange(steps)
+    rng = np.random.default_rng(0)
+    daily = 10 * np.sin(2 * np.pi * t / 48)
+    weekend = np.where((t // 48) % 7 >= 5, -25.0, 0.0) if weekly else 0.0
+    y = 100 + daily + weekend + rng.normal(0, 1, steps)
+    rows = [f"{s:%Y-%m-%d %H:%M},{v:.3f}" for s, v in zip(time, y, strict=True)]
+    path.write_text("time,demand\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("weekly, season", [(True, 336), (False, 48)])
+def test_half_hourly_season_is_chosen_on_validation(tmp_path, weekly, season):
+    csv = write_half_hourly(tmp_path / "demand.csv", weekly=weekly)
+    config = timeseries_lstm.Config(
+        dataset=f"csv:{csv}", time_column="time", target_column="demand"
+    )
+    spec = timeseries_lstm.load_data(config, 32).spec
+    assert spec["frequency"] == "30-minute" and spec["horizon"] == 48
+    assert spec["season"] == season
+    reason = spec["resolved"]["season"]["reason"]
+    assert "30-minute time stamps" in reason and "seasonal naive validation MAE" in reason
+    assert "at 48 steps" in reason and "at 336 steps" in reason
+    assert timeseries_lstm.season_candidates("30-minute", spec["parts"]["train"][1]) == [48, 336]
+
+
+def test_forecast_baseline_tries_seasonal_naive_at_every_season(tmp_path):
+    csv = write_half_hourly(tmp_path / "demand.csv", weeks=5)
+    config = timeseries_lstm.Config(
+        dataset=f"csv:{csv}", time_column="time", target_column="demand", units=4
+    )
+    data = run.load_data(timeseries_lstm, config)
+    config = run.resolved_config(config, data.spec)
+    model = timeseries_lstm.build_model(config, data.spec)
+    block = timeseries_lstm.baseline(model, data, config)
+    methods = [t["method"] for t in block["settings"]["tried"]]
+    assert methods[:3] == ["naive", "seasonal naive (season 48)", "seasonal naive (season 336)"]
+    assert any(m.startswith("Holt-Winters") for m in methods)
+    best = min(block["settings"]["tried"], key=lambda t: t["val_mae"])["val_mae"]
+    assert block["settings"]["tried"][methods.index(block["name"])]["val_mae"] == best
+    assert block["comparison"]["unit"] == "origins" and block["comparison"]["n"] > 10
+    # An untrained model loses; what to try never repeats a value in force.
+    assert block["comparison"]["verdict"] == "worse"
+    assert not any("season=336" in line for line in block["suggestions"])

@@ -88,6 +88,22 @@ def test_rerun_keeps_trials_and_exports_the_champion(rejected_sweep):
     assert manifest["config"]["dense_units"] == 16
 
 
+def _refuse(constant):
+    raise ValueError(f"{constant} is not strict JSON")
+
+
+def test_champion_baseline_is_fitted_on_its_data_and_every_file_is_strict_json(rejected_sweep):
+    folder = rejected_sweep[0]
+    baseline = files.read_json(folder / "champion" / "metrics.json")["baseline"]
+    # The champion trains on train+validation: so does its baseline (settings picked on val).
+    assert baseline["settings"]["fitted_on"] == "train+validation"
+    assert len(baseline["settings"]["tried"]) == 12
+    paths = list(folder.rglob("*.json"))
+    assert len(paths) > 10  # keras-tuner's trials and oracle, the champion's run files
+    for path in paths:
+        json.loads(path.read_text(), parse_constant=_refuse)
+
+
 def test_rerun_with_other_settings_is_refused(rejected_sweep):
     folder, config, fixed, _ = rejected_sweep
     with pytest.raises(ValueError, match="other settings"):
