@@ -428,7 +428,7 @@ def check(template, run_dir: Path) -> dict:
     config = config_lib.apply_overrides(template.Config(), files.read_json(run_dir / "config.json"))
     data = run.load_data(template, config)
     model = run.load_best_model(run_dir)
-    return INDEPENDENT[template.NAME](template, data, config, model)
+    return INDEPENDENT[template.NAME](template.module, data, config, model)
 
 
 def main() -> None:

@@ -36,7 +36,13 @@ SIGNIFICANCE = 0.05  # p below this: one method is better on this data
 # cannot reach p < 0.05 with fewer than 6 pairs. McNemar needs a few dozen examples. Forecast
 # origins overlap (each shares horizon - 1 steps with the next), so 10 is a floor. DeLong
 # counts the rarer class (anomalies, or normals if fewer).
-MIN_TEST = {"McNemar": 30, "Wilcoxon signed-rank": 6, "Diebold-Mariano": 10, "DeLong": 10}
+MIN_TEST = {
+    "McNemar": 30,
+    "paired t": 30,
+    "Wilcoxon signed-rank": 6,
+    "Diebold-Mariano": 10,
+    "DeLong": 10,
+}
 MAX_TRAIN_IMAGES = 3000  # image classifiers: random subsample of a larger train split
 MAX_VAL_IMAGES = 2000  # examples used to pick settings on the validation split
 MAX_PIXEL_SIDE = 32  # larger images are resized (area) to this side for the pixel classifiers

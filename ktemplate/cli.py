@@ -104,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_strategy_option(train)
     _add_format_options(train, "--export-formats")
 
+    train.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the same as `ktemplate check NAME`: every hook on a few examples, in seconds",
+    )
+
+    check = sub.add_parser(
+        "check",
+        help="run every hook of a template on a few examples through to a served prediction",
+        epilog="One epoch of one model on a few batches; nothing is kept. Run it on a copy "
+        "made with `ktemplate new` before training it for real.",
+    )
+    check.add_argument("name", help="template name (see `ktemplate list`)")
+    _add_config_options(check)
+
     tune = sub.add_parser(
         "tune",
         help="search hyperparameters with keras-tuner, then retrain and export the best",
@@ -256,7 +271,23 @@ def _add_format_options(parser: argparse.ArgumentParser, flag: str) -> None:
     )
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from ktemplate import check
+
+    template = templates.load(args.name)
+    config, _ = _config_and_fixed(template, args)
+    print(f"Checking {args.name} ({template.file}) on a few examples ...", flush=True)
+    steps = check.check(template, config)
+    seconds = steps.pop("seconds")
+    for step, found in steps.items():
+        print(f"  ok  {step}: {found}")
+    print(f"{args.name} passes the check ({seconds:.0f} s). Next: ktemplate train {args.name}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.smoke:
+        return cmd_check(args)
     template = templates.load(args.name)
     config, fixed = _config_and_fixed(template, args)
     if args.resume and fixed:
@@ -508,15 +539,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_new(args: argparse.Namespace) -> int:
     path = templates.copy_template(args.new_name, args.source, Path(args.dir) if args.dir else None)
     found_here = path.parent.resolve() == templates.project_dir().resolve()
+    prefix = "" if found_here else f"KTEMPLATE_TEMPLATES_DIR={path.parent} "
     print(
-        f"Created {path}\nEdit its Config, data and model sections, then: "
-        + (
-            f"ktemplate train {args.new_name}"
-            if found_here
-            else f"KTEMPLATE_TEMPLATES_DIR={path.parent} ktemplate train {args.new_name}"
-        )
+        f"Created {path}\nEdit its description line, Config, data and model sections, then:\n"
+        f"  {prefix}ktemplate check {args.new_name}   # every hook on a few examples, in seconds\n"
+        f"  {prefix}ktemplate train {args.new_name}"
     )
     return 0
+
+
+def main_for(template_file: str, argv: list[str] | None = None) -> int:
+    """`python path/to/TEMPLATE.py [train options]`, from any folder: `ktemplate train` of the
+    template in that file (its folder is where templates are looked up)."""
+    path = Path(template_file).resolve()
+    if path.parent != templates.TEMPLATES_DIR:
+        os.environ[templates.PROJECT_DIR_ENV] = str(path.parent)
+    return main(["train", path.stem, *(sys.argv[1:] if argv is None else argv)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -544,6 +582,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return cmd_show(args.name)
     if args.command == "train":
         return cmd_train(args, argv)
+    if args.command == "check":
+        return cmd_check(args)
     if args.command == "tune":
         return cmd_tune(args, argv)
     if args.command == "report":

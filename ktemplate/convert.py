@@ -99,11 +99,11 @@ def check_formats(formats: list[str], quantize: str, template: Any | None = None
     extra = [f for f in dict.fromkeys(formats) if f != "saved_model"]
     if quantize != "none" and "litert" not in extra:
         raise ValueError("--quantize applies to LiteRT files: add --format litert.")
-    if extra and template is not None and not hasattr(template, "portable_endpoint"):
+    if extra and template is not None and template.portable_endpoint is None:
         raise ValueError(
             f"Template {template.NAME} has no portable_endpoint(): it exports SavedModels only."
         )
-    if quantize != "none" and template is not None and not hasattr(template, "portable_data"):
+    if quantize != "none" and template is not None and template.portable_data is None:
         raise ValueError(
             f"Template {template.NAME} has no portable_data(), which --quantize needs (int8's "
             "calibration examples and the quantized file's test metric): use --quantize none."

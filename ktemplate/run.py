@@ -48,22 +48,49 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktemplate import baselines, convert, files, locks, resources, serving, signals, training
+from ktemplate import (
+    baselines,
+    contract,
+    convert,
+    files,
+    locks,
+    resources,
+    serving,
+    signals,
+    training,
+)
 from ktemplate import config as config_lib
+from ktemplate.contract import Data, Template
+
+# Set while `ktemplate check` runs: a hook that fails is reported by name (`hook`).
+_CHECKING: contextvars.ContextVar[bool] = contextvars.ContextVar("checking", default=False)
 
 
-@dataclasses.dataclass
-class Data:
-    """What a template's `load_data` returns."""
+@contextlib.contextmanager
+def hook(name: str, template: Template):
+    """Runs a hook call; under `ktemplate check` a failure becomes a CheckFailed naming it.
 
-    train: tf.data.Dataset  # batched, shuffled and augmented, ready for fit
-    val: tf.data.Dataset | None  # batched, no augmentation; None when refitting on train+val
-    test: tf.data.Dataset  # batched, no augmentation
-    spec: dict[str, Any]  # JSON-serializable facts the model and export need
-    # Unbatched, unaugmented train/val/test examples for the classical baseline (kept when
-    # refitting on train+validation, so the baseline still picks its settings on validation).
-    splits: dict[str, tf.data.Dataset] | None = None
-    class_weight: dict[int, float] | None = None  # per-class loss weights for fit, or None
+    Outside a check, errors pass through unchanged (a user error keeps its own message)."""
+    if not _CHECKING.get():
+        yield
+        return
+    from ktemplate.check import CheckFailed
+
+    try:
+        yield
+    except CheckFailed:
+        raise
+    except Exception as e:
+        raise CheckFailed(
+            f"hook {name} of {Path(template.file).name} failed: {type(e).__name__}: {e}"
+        ) from e
+
+
+def recorded_config(template: Template, run_dir: str | Path) -> Any:
+    """The Config a run folder recorded (its resolved config.json)."""
+    return config_lib.apply_overrides(
+        template.Config(), files.read_json(Path(run_dir) / "config.json")
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,16 +150,18 @@ def _needs_static_batches(strategy: tf.distribute.Strategy) -> bool:
 
 
 def load_data(
-    template: ModuleType, config: Any, strategy: tf.distribute.Strategy | None = None
+    template: ModuleType | Template, config: Any, strategy: tf.distribute.Strategy | None = None
 ) -> Data:
     """The template's data batched for `strategy` (global batch = per-replica batch x replicas).
 
     On a TPU every step must see the same batch shape, so train and validation batches are
     re-cut with `drop_remainder=True` (the test split keeps every example).
     """
+    template = contract.bind(template)
     strategy = strategy or tf.distribute.get_strategy()
     batch_size = global_batch_size(config, strategy)
-    data = template.load_data(config, batch_size)
+    with hook("load_data", template):
+        data = template.load_data(config, batch_size)
     if _needs_static_batches(strategy):
         data = dataclasses.replace(
             data,
@@ -237,8 +266,12 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
     """
     training.set_global_options(config)
     data = load_data(template, config, strategy)
+    if _CHECKING.get():
+        from ktemplate.check import smoke_data
+
+        data = smoke_data(data)
     config = resolved_config(config, data.spec)
-    if refit and getattr(template, "calibrate", None) is None:
+    if refit and template.calibrate is None:
         # A template with `calibrate` keeps its validation split out of the refit: constants
         # set on examples the model was fitted on (a threshold on their scores) would be biased.
         data = merge_validation(data)
@@ -247,7 +280,7 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
         config,
         global_batch_size(config, strategy),
     )
-    with strategy.scope():
+    with strategy.scope(), hook("build_model", template):
         return data, template.build_model(config, data.spec), config
 
 
@@ -256,8 +289,8 @@ def _train_one(template, model, data, config, run_dir: Path, verbose) -> dict[st
     its best weights end in `run_dir/checkpoints/best.keras`. Returns epochs per phase."""
     first_phase = _first_phase(model, data, config, run_dir, verbose)
     phases = {"train": first_phase["epochs"]}
-    fine_tune = getattr(template, "fine_tune", None)
-    tuned = fine_tune(model, config, data.spec) if fine_tune else None
+    with hook("fine_tune", template):
+        tuned = template.fine_tune(model, config, data.spec) if template.fine_tune else None
     if tuned is not None:
         model, extra_epochs = tuned
         end_epoch = first_phase["epochs"] + extra_epochs
@@ -323,7 +356,7 @@ def average_models(models: list[keras.Model], name: str = "ensemble") -> keras.M
 
 
 def train(
-    template: ModuleType,
+    template: ModuleType | Template,
     config: Any,
     output_dir: str | Path = "saved_models",
     resume: str | Path | None = None,
@@ -335,6 +368,7 @@ def train(
     extra_info: dict[str, Any] | None = None,
     export_formats: list[str] | None = None,
     quantize: str = "none",
+    smoke: bool = False,
 ) -> Path:
     """Trains, evaluates and exports one run of `template`; returns the run folder.
 
@@ -363,7 +397,17 @@ def train(
         export_formats: formats of the export beside the SavedModel (litert, onnx), checked
             before training starts; recorded in run.json, so a resumed run writes them too.
         quantize: none, dynamic or float16, for the LiteRT file.
+        smoke: `ktemplate check`: a few batches of each split, and a failing hook is reported
+            by name (`ktemplate.check`).
     """
+    template = contract.bind(template)  # a contract error names the hook before any data loads
+    if smoke:
+        token = _CHECKING.set(True)
+        try:
+            return train(template, config, output_dir, resume, strategy, verbose, run_dir,
+                         refit, before_export, extra_info, export_formats, quantize)  # fmt: skip
+        finally:
+            _CHECKING.reset(token)
     formats = convert.check_formats(export_formats or ["saved_model"], quantize, template)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -379,9 +423,7 @@ def train(
         token = _WORKER_FOLDERS.set((own / "run", chief_dir))
         try:
             if resume is not None:  # the chief's recorded config, as the chief uses it
-                config = config_lib.apply_overrides(
-                    template.Config(), files.read_json(Path(resume) / "config.json")
-                )
+                config = recorded_config(template, resume)
             train(
                 template,
                 config,
@@ -423,9 +465,7 @@ def _train_here(
             raise ValueError(
                 f"{run_dir} is already finished (metrics.json exists); nothing to resume."
             )
-        config = config_lib.apply_overrides(
-            template.Config(), files.read_json(run_dir / "config.json")
-        )
+        config = recorded_config(template, run_dir)
 
     batch_size = global_batch_size(config, strategy)
     data, model, config = _data_and_model(template, config, strategy, refit)
@@ -511,21 +551,23 @@ def _train_and_export(
         train_seconds = _add_train_seconds(run_dir, time.perf_counter() - start)
 
     model = load_best_model(run_dir)
-    if getattr(template, "calibrate", None) is not None:
+    if template.calibrate is not None:
         # Constants the export needs from the trained model (an anomaly threshold from the
         # validation scores): into the spec, which the export reads.
-        found = template.calibrate(model, data)
+        with hook("calibrate", template):
+            found = template.calibrate(model, data)
         for warning in found.pop("warnings", []):
             warn(warning)
             data.spec.setdefault("warnings", []).append(warning)
         data.spec.update(found)
         files.write_json(run_dir / "spec.json", data.spec)
-    metrics = template.evaluate(model, data, run_dir)
+    with hook("evaluate", template):
+        metrics = template.evaluate(model, data, run_dir)
     metrics["train_seconds"] = round(train_seconds, 2)
     metrics["epochs"] = phases
     if config.members > 1:
         metrics["members"] = config.members
-    if config.baseline and getattr(template, "baseline", None) is not None:
+    if config.baseline and template.baseline is not None:
         metrics["baseline"] = fit_baseline(template, model, data, config, run_dir)
     try:
         if before_export is not None:
@@ -561,8 +603,11 @@ def fit_baseline(template, model, data, config, run_dir: Path) -> dict[str, Any]
     A baseline that fails gives "no verdict" (the run itself still finishes and exports).
     """
     try:
-        block = template.baseline(model, data, config)
+        with hook("baseline", template):
+            block = template.baseline(model, data, config)
     except Exception as e:  # a classical fit that cannot finish must not cost the run
+        if _CHECKING.get():
+            raise
         warn(f"the classical baseline failed, so the run has no verdict: {e}")
         return baselines.failed("classical baseline", e)
     if block.get("comparison", {}).get("verdict") == "worse":
@@ -594,7 +639,7 @@ def load_best_model(run_dir: Path) -> keras.Model:
 
 
 def export(
-    template: ModuleType,
+    template: ModuleType | Template,
     run_dir: str | Path,
     output: str | Path | None = None,
     model: keras.Model | None = None,
@@ -619,6 +664,7 @@ def export(
         serving_layout: treat `output` (default `run_dir/serving`) as a TF Serving model base
             path and write the next version folder, `output/<n>/`; returns that folder.
     """
+    template = contract.bind(template)
     formats = convert.check_formats(formats or ["saved_model"], quantize, template)
     run_dir = Path(run_dir)
     run_info = read_run(run_dir)
@@ -640,11 +686,15 @@ def _export(
     if metrics is None:
         metrics_path = run_dir / "metrics.json"
         metrics = files.read_json(metrics_path) if metrics_path.exists() else {}
+    with hook("manifest_extras", template):
+        extras = template.manifest_extras(spec)
+    with hook("serving_endpoints", template):
+        endpoints = template.serving_endpoints(model, spec)
     manifest = {
         "template": run_info["template"],
         "dataset": config.get("dataset"),
         "run_id": run_info["run_id"],
-        **template.manifest_extras(spec),
+        **extras,
         "global_batch_size": run_info.get("global_batch_size"),
         "replicas": run_info.get("replicas"),
         "batch_size_note": "config.batch_size is per replica; global = batch_size * replicas",
@@ -655,7 +705,7 @@ def _export(
     return serving.write_export(
         output or run_dir / "export",
         model,
-        template.serving_endpoints(model, spec),
+        endpoints,
         manifest,
         overwrite=overwrite,
         convert=lambda folder: convert.write_formats(
@@ -670,7 +720,7 @@ def _export(
     )
 
 
-def _quantize_data(template: ModuleType, config: dict[str, Any], quantize: str) -> Data | None:
+def _quantize_data(template: Template, config: dict[str, Any], quantize: str) -> Data | None:
     """The run's data, reloaded from its config, for a quantized LiteRT file (int8's
     calibration examples, the quantized test metric); None when nothing is quantized."""
     if quantize == "none":

@@ -1,4 +1,4 @@
-"""The templates: one module per task, each following the contract in README.
+"""The templates: one module per task, each following the contract (`ktemplate/contract.py`).
 
 `BUILTIN` is the explicit list of templates that ship with the project (`ktemplate.templates`,
 the repository's `templates/` folder). Templates made with `ktemplate new` are files in the
@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 BUILTIN = [
+    "tabular_mlp",
     "image_cnn",
     "timeseries_lstm",
     "text_transformer",
@@ -96,12 +97,22 @@ def describe(name: str, templates_dir: Path | None = None) -> dict[str, str]:
     }
 
 
-def load(name: str) -> ModuleType:
-    """Imports a template module by name.
+def load(name: str):
+    """Imports a template by name and binds it to the contract (`ktemplate.contract.bind`).
+
+    Returns:
+        The `ktemplate.contract.Template`: the module's hooks and constants.
 
     Raises:
         ValueError: no template has this name.
+        ContractError: the module does not follow the contract (which hook, which file).
     """
+    from ktemplate import contract
+
+    return contract.bind(_import(name))
+
+
+def _import(name: str) -> ModuleType:
     check_name(name)
     path = _files()[name]
     if path.parent == TEMPLATES_DIR:
@@ -131,6 +142,15 @@ def check_name(name: str) -> None:
             f"Unknown template '{name}'. Available templates: {', '.join(available)}. "
             "Run `ktemplate list` to see them."
         )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ktemplate")
+    except PackageNotFoundError:
+        return "unknown version"
 
 
 def check_new_name(name: str, templates_dir: Path) -> None:
@@ -185,7 +205,18 @@ def copy_template(new_name: str, source: str, templates_dir: Path | None = None)
     check_new_name(new_name, templates_dir)
     templates_dir.mkdir(parents=True, exist_ok=True)
     text = sources[source].read_text(encoding="utf-8")
-    text = re.sub(rf"\b{re.escape(source)}\b", new_name, text)
+    word = re.compile(rf"\b{re.escape(source)}\b")
+    summary = describe(source, sources[source].parent)["summary"]
+    text = word.sub(new_name, text)
+    # The description line (what `ktemplate list` shows) is marked for the user to write, and
+    # a header line records what the copy was made from.
+    text = text.replace(
+        '"""' + word.sub(new_name, summary),
+        f'"""TODO: say in this line what {new_name} does (a copy of {source}: {summary})',
+        1,
+    )
+    version = _version()
+    text = f"# Made with `ktemplate new {new_name} --from {source}` (ktemplate {version}).\n" + text
     target = templates_dir / f"{new_name}.py"
     # A built-in runs as `python -m ktemplate.templates.NAME`; a copy is a file of the project.
     try:
@@ -197,6 +228,9 @@ def copy_template(new_name: str, source: str, templates_dir: Path | None = None)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as any file the user makes (mkstemp gives 0600)
         try:
             os.link(tmp, target)
         except FileExistsError:

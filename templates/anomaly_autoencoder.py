@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +63,7 @@ from ktemplate.pipelines import splits as splits_lib
 
 from ktemplate import baselines, reports, training
 from ktemplate.config import Resolver, TrainingConfig
-from ktemplate.run import Data
+from ktemplate.contract import Data
 
 NAME = "anomaly_autoencoder"
 TUNE_OBJECTIVE = "val_loss"  # reconstruction loss of validation normals: anomalies stay unseen
@@ -767,11 +766,11 @@ def _plot_worst(x, reconstruction, values, anomaly, out_dir) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ktemplate.templates.anomaly_autoencoder [train options]`, the same as
-    `ktemplate train anomaly_autoencoder`."""
+    """`ktemplate train anomaly_autoencoder [options]`, run as
+    `python -m ktemplate.templates.anomaly_autoencoder [options]`."""
     from ktemplate import cli
 
-    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+    return cli.main_for(__file__, argv)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ Adapt it: `ktemplate new my_denoiser --from denoising_autoencoder`, then change 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -42,7 +41,7 @@ from ktemplate.pipelines import denoising
 
 from ktemplate import baselines, convert, reports, training
 from ktemplate.config import Resolver, TrainingConfig
-from ktemplate.run import Data
+from ktemplate.contract import Data
 
 NAME = "denoising_autoencoder"
 TUNE_OBJECTIVE = "val_psnr"  # what `ktemplate tune` optimizes by default
@@ -590,11 +589,11 @@ def _plot_grid(shown: list, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ktemplate.templates.denoising_autoencoder [train options]`, the same as
-    `ktemplate train denoising_autoencoder`."""
+    """`ktemplate train denoising_autoencoder [options]`, run as
+    `python -m ktemplate.templates.denoising_autoencoder [options]`."""
     from ktemplate import cli
 
-    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+    return cli.main_for(__file__, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ section (`load_data`) and `build_model`; the rest (training, tuning, export) is 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +38,7 @@ from ktemplate.pipelines import splits as splits_lib
 
 from ktemplate import baselines, convert, reports, serving, training
 from ktemplate.config import Resolver, TrainingConfig
-from ktemplate.run import Data
+from ktemplate.contract import Data
 
 NAME = "image_cnn"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
@@ -525,10 +524,11 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ktemplate.templates.image_cnn [train options]`: `ktemplate train image_cnn`."""
+    """`ktemplate train image_cnn [options]`, run as
+    `python -m ktemplate.templates.image_cnn [options]`."""
     from ktemplate import cli
 
-    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+    return cli.main_for(__file__, argv)
 
 
 if __name__ == "__main__":

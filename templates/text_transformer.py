@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,7 +57,7 @@ from ktemplate.pipelines import text, word_vectors
 
 from ktemplate import baselines, convert, files, reports, serving, training
 from ktemplate.config import ConfigError, Resolver, TrainingConfig
-from ktemplate.run import Data
+from ktemplate.contract import Data
 
 NAME = "text_transformer"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
@@ -938,10 +937,11 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ktemplate.templates.text_transformer [train options]`: `ktemplate train`."""
+    """`ktemplate train text_transformer [options]`, run as
+    `python -m ktemplate.templates.text_transformer [options]`."""
     from ktemplate import cli
 
-    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+    return cli.main_for(__file__, argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ Adapt it: `ktemplate new my_forecast --from timeseries_lstm`, then change `Confi
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +45,7 @@ from ktemplate.pipelines import timeseries
 
 from ktemplate import baselines, convert, forecasting, training
 from ktemplate.config import Resolver, TrainingConfig
-from ktemplate.run import Data
+from ktemplate.contract import Data
 
 NAME = "timeseries_lstm"
 TUNE_OBJECTIVE = "val_mae"  # what `ktemplate tune` optimizes by default (original units)
@@ -835,11 +834,11 @@ def baseline(model: keras.Model, data: ForecastData, config: Config) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ktemplate.templates.timeseries_lstm [train options]`, the same as
-    `ktemplate train timeseries_lstm`."""
+    """`ktemplate train timeseries_lstm [options]`, run as
+    `python -m ktemplate.templates.timeseries_lstm [options]`."""
     from ktemplate import cli
 
-    return cli.main(["train", NAME, *(sys.argv[1:] if argv is None else argv)])
+    return cli.main_for(__file__, argv)
 
 
 if __name__ == "__main__":

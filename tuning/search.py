@@ -33,7 +33,7 @@ import numpy as np
 from ktemplate.tuning import report, strategies
 
 from ktemplate import config as config_lib
-from ktemplate import files, locks, run, training, tuning
+from ktemplate import contract, files, locks, run, training, tuning
 
 TUNER_CLASSES = dict(
     zip(
@@ -67,12 +67,14 @@ class Sweep:
     champion: bool = True  # retrain and export the best hyperparameters after the sweep
 
 
-def objective_for(template: ModuleType, name: str | None) -> keras_tuner.Objective:
+def objective_for(
+    template: ModuleType | contract.Template, name: str | None
+) -> keras_tuner.Objective:
     """`name` is a metric like `val_accuracy`, optionally with `:min`/`:max`.
 
     Without a direction, names with loss/error in them are minimized, others maximized.
     """
-    name = name or getattr(template, "TUNE_OBJECTIVE", "val_loss")
+    name = name or contract.bind(template).TUNE_OBJECTIVE
     name, _, direction = name.partition(":")
     if not direction:
         lower = name.lower()
@@ -88,8 +90,9 @@ def objective_for(template: ModuleType, name: str | None) -> keras_tuner.Objecti
     return keras_tuner.Objective(name, direction)
 
 
-def searched_names(template: ModuleType) -> list[str]:
+def searched_names(template: ModuleType | contract.Template) -> list[str]:
     """The Config fields the template's search space tunes."""
+    template = contract.bind(template)
     hp = keras_tuner.HyperParameters()
     template.search_space(hp, template.Config())
     return list(hp.values)
@@ -117,6 +120,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
     """
 
     def __init__(self, template, config, fixed, strategy, trials_dir: Path, verbose: int):
+        template = contract.bind(template)
         super().__init__(name=template.NAME)
         self.template = template
         self.config = config
@@ -172,7 +176,7 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         history = phase(model, initial_epoch, epochs, list(callbacks or []))
         # The template's second phase (a backbone unfrozen), as `ktemplate train` runs it:
         # the trial's score is the best epoch of both phases.
-        fine_tune = getattr(self.template, "fine_tune", None)
+        fine_tune = self.template.fine_tune
         tuned = fine_tune(model, config, data.spec) if fine_tune and finite(history) else None
         if tuned is not None:
             model, extra_epochs = tuned
@@ -296,7 +300,7 @@ def best_epochs(trial) -> int:
 
 
 def tune(
-    template: ModuleType,
+    template: ModuleType | contract.Template,
     config: Any,
     fixed: dict[str, Any],
     sweep: Sweep,
@@ -318,6 +322,7 @@ def tune(
     Returns:
         The sweep folder.
     """
+    template = contract.bind(template)
     directory = report.sweep_dir(output_dir, template.NAME, name or sweep.tuner)
     role = os.environ.get("KERASTUNER_TUNER_ID")
     worker = role is not None and role != "chief"

@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -91,13 +92,39 @@ def test_new_copies_a_template_with_names_changed(tmp_path):
     (tmp_path / "image_cnn.py").write_text((templates.TEMPLATES_DIR / "image_cnn.py").read_text())
     path = templates.copy_template("digits_v2", "image_cnn", tmp_path)
     text = path.read_text()
-    assert 'NAME = "digits_v2"' in text and "image_cnn" not in text
+    header, description, *rest = text.splitlines()
+    # A header line records the source; the description line is marked for the user to edit.
+    assert header.startswith("# Made with `ktemplate new digits_v2 --from image_cnn` (ktemplate ")
+    assert description.startswith('"""TODO: say in this line what digits_v2 does (a copy of ')
+    assert templates.describe("digits_v2", tmp_path)["summary"].startswith("TODO: ")
+    body = "\n".join(rest)
+    assert 'NAME = "digits_v2"' in body and "image_cnn" not in body
     # Its main() says how to run the file itself: the copy is not in the installed package.
     assert "ktemplate.templates.digits_v2" not in text
     assert f"python {path.resolve()}" in text
     assert templates.names(tmp_path) == ["image_cnn", "digits_v2"]
     assert templates.describe("digits_v2", tmp_path)["dataset"] == "digits"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits_v2.py", "image_cnn.py"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as any file the user makes
+
+
+def test_a_copy_runs_as_a_script_from_any_folder(tmp_path):
+    folder = tmp_path / "project" / "templates"
+    folder.mkdir(parents=True)
+    path = templates.copy_template("digits_v3", "image_cnn", folder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(path), "--set", "epochs=0"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # It found itself (the error is about the value, not an unknown template).
+    assert result.returncode == 2 and "'epochs' must be > 0" in result.stderr
 
 
 def test_new_refuses_existing_names_and_bad_identifiers(tmp_path, capsys):
