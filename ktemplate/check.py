@@ -94,12 +94,13 @@ def check(template: Any, config: Any = None, workdir: str | Path | None = None) 
     template = contract.bind(template)
     config = config if config is not None else template.Config()
     steps: dict[str, Any] = {"contract": f"{template.file} follows the contract"}
-    searched = template.search_space(keras_tuner.HyperParameters(), config)
+    defaults = template.Config()  # as `tune` declares the space: from the template's defaults
+    searched = template.search_space(keras_tuner.HyperParameters(), defaults)
     changed = [  # an `auto` field may come back as the value the search space starts from
         f.name
-        for f in dataclasses.fields(config)
-        if getattr(searched, f.name) != getattr(config, f.name)
-        and getattr(config, f.name) != "auto"
+        for f in dataclasses.fields(defaults)
+        if getattr(searched, f.name) != getattr(defaults, f.name)
+        and getattr(defaults, f.name) != "auto"
     ]
     if changed:
         raise CheckFailed(

@@ -36,6 +36,10 @@ Optional (each with the default the engine uses when it is left out):
     portable_data(data, spec, split, limit)
                                       → (inputs in the portable format, labels, metric) for
                                       int8 calibration; default: no quantized LiteRT
+    candidates(config, spec)          → {name: {field: value}}: the variants an `auto` field
+                                      chooses between by short fits on validation
+                                      (`ktemplate.lifecycle`), or None when the config fixes
+                                      them; default: no such choice
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ HOOKS = (
     Hook("baseline", ("model", "data", "config"), False, "the baseline block"),
     Hook("portable_endpoint", ("model", "spec", "runtime"), False, "(fn, input_signature)"),
     Hook("portable_data", ("data", "spec", "split", "limit"), False, "(inputs, labels, metric)"),
+    Hook("candidates", ("config", "spec"), False, "{name: {field: value}} or None"),
 )
 HOOK_NAMES = tuple(h.name for h in HOOKS)
 CONSTANTS = ("NAME", "Config", "TUNE_OBJECTIVE")
@@ -114,6 +119,7 @@ class Template:
     baseline: Callable | None = None
     portable_endpoint: Callable | None = None
     portable_data: Callable | None = None
+    candidates: Callable | None = None
 
 
 def bind(module: ModuleType | Template) -> Template:

@@ -53,6 +53,7 @@ from ktemplate import (
     contract,
     convert,
     files,
+    lifecycle,
     locks,
     resources,
     serving,
@@ -171,6 +172,16 @@ def load_data(
     return data
 
 
+def run_data(template: Template, config: Any, strategy=None) -> Data:
+    """`load_data` for a run: under `ktemplate check`, cut to a few batches of each split."""
+    data = load_data(template, config, strategy)
+    if _CHECKING.get():
+        from ktemplate.check import smoke_data
+
+        data = smoke_data(data)
+    return data
+
+
 def resolved_config(config: Any, spec: dict[str, Any]) -> Any:
     """`config` with every `auto` field replaced by the value `load_data` resolved from the
     train split (`spec["resolved"]`: field → {"value", "reason"})."""
@@ -265,12 +276,19 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
     Returns the data, the model and the config with its `auto` fields resolved from the data.
     """
     training.set_global_options(config)
-    data = load_data(template, config, strategy)
-    if _CHECKING.get():
-        from ktemplate.check import smoke_data
-
-        data = smoke_data(data)
+    data = run_data(template, config, strategy)
     config = resolved_config(config, data.spec)
+    found = lifecycle.variants(template, config, data.spec)
+    if found:  # an `auto` choice between variants: short fits, then the winner from scratch
+        chosen, record = lifecycle.choose(template, config, found, strategy)
+        data, model, config = _data_and_model(template, chosen, strategy, refit)
+        for field, value in found[record["choice"]].items():
+            data.spec.setdefault("resolved", {})[field] = {
+                "value": value,
+                "reason": record["reason"],
+            }
+        data.spec["candidates"] = record
+        return data, model, config
     if refit and template.calibrate is None:
         # A template with `calibrate` keeps its validation split out of the refit: constants
         # set on examples the model was fitted on (a threshold on their scores) would be biased.

@@ -33,7 +33,7 @@ import numpy as np
 from ktemplate.tuning import report, strategies
 
 from ktemplate import config as config_lib
-from ktemplate import contract, files, locks, run, training, tuning
+from ktemplate import contract, files, lifecycle, locks, run, training, tuning
 
 TUNER_CLASSES = dict(
     zip(
@@ -139,15 +139,27 @@ class TemplateHyperModel(keras_tuner.HyperModel):
         self._trial_config = None
 
     def config_for(self, hp) -> Any:
-        """The Config of one trial: searched values from `hp`, the user's fixed values."""
+        """The Config of one trial: searched values from `hp`, the user's fixed values, and the
+        template's candidate (`lifecycle`) that `hp` chose, if it offers any."""
         config = self.template.search_space(hp, self.search_base)
-        return dataclasses.replace(config, **{k: getattr(self.config, k) for k in self.fixed})
+        config = dataclasses.replace(config, **{k: getattr(self.config, k) for k in self.fixed})
+        if "candidate" in hp.values:  # the champion: the variant the best trial trained
+            spec = run.load_data(self.template, config, self.strategy).spec
+            found = lifecycle.variants(self.template, run.resolved_config(config, spec), spec)
+            config = dataclasses.replace(config, **found[hp.values["candidate"]])
+        return config
 
     def build(self, hp):
-        config = self.config_for(hp)
+        config = self.template.search_space(hp, self.search_base)
+        config = dataclasses.replace(config, **{k: getattr(self.config, k) for k in self.fixed})
         training.set_global_options(config)
         self._data = run.load_data(self.template, config, self.strategy)
         config = run.resolved_config(config, self._data.spec)
+        found = lifecycle.variants(self.template, config, self._data.spec)
+        if found:  # the template's `auto` variants are one more searched choice
+            config = dataclasses.replace(config, **found[hp.Choice("candidate", list(found))])
+            self._data = run.load_data(self.template, config, self.strategy)
+            config = run.resolved_config(config, self._data.spec)
         self._trial_config = config
         return self.template.build_model(config, self._data.spec)
 

@@ -36,6 +36,7 @@ def _clean_images(folder: Path) -> dict:
 
 # Each template's own small data (the defaults where they load in a second or two).
 CHECK_DATA = {
+    "tabular_mlp": lambda folder: {},
     "image_cnn": lambda folder: {"filters": 8},
     "timeseries_lstm": lambda folder: {"units": 8},
     "text_transformer": _texts,

@@ -1,0 +1,105 @@
+"""What a run does, in order, and the `auto` choices that need a short fit per candidate.
+
+The order of a run (`ktemplate.run.train`; a tune trial stops after its fit, the champion
+refits on train+validation and goes on to the end):
+
+    contract.bind(module)                 the hooks, checked before any data is loaded
+    load_data(config, batch_size)         splits, the spec, `auto` fields resolved from train
+    candidates(config, spec)  → choose    an `auto` choice between model variants, by short fits
+    build_model(config, spec)             the model, compiled
+    fit, then fine_tune(...)              phases of one model; × `members`, averaged
+    calibrate(model, data)                constants the export needs
+    evaluate(model, data, out_dir)        test metrics and plots
+    baseline(model, data, config)         the classical method, compared (a paired test)
+    serving_endpoints, manifest_extras    the SavedModel and its manifest (+ LiteRT/ONNX)
+
+A template offers an `auto` choice between variants of itself with the optional hook
+`candidates(config, spec) -> {name: {field: value}}` (or None when the config fixes them).
+`choose` fits each variant briefly on the train split with the same seed, scores it on the
+validation split by the template's `TUNE_OBJECTIVE`, records the choice and its reason in the
+spec (`candidates`, and each field under `resolved`), and the run trains the winner. `ktemplate
+tune` searches the same variants as one `hp.Choice("candidate", names)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+CANDIDATE_EPOCH_SHARE = 0.25  # a short fit runs this share of `epochs` ...
+MIN_CANDIDATE_EPOCHS = 3  # ... and at least this many (never more than `epochs`)
+
+
+def candidate_epochs(config: Any) -> int:
+    share = math.ceil(CANDIDATE_EPOCH_SHARE * config.epochs)
+    return min(config.epochs, max(MIN_CANDIDATE_EPOCHS, share))
+
+
+def variants(template, config: Any, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The template's candidates for this config (empty when it has none or fixes them)."""
+    if template.candidates is None:
+        return {}
+    found = template.candidates(config, spec) or {}
+    for name, fields in found.items():
+        unknown = [f for f in fields if not hasattr(config, f)]
+        if unknown:
+            raise ValueError(f"Candidate {name!r} sets {unknown}, which are not Config fields.")
+    return found
+
+
+def choose(template, config: Any, found: dict[str, dict[str, Any]], strategy=None):
+    """Fits each candidate briefly and keeps the best on validation.
+
+    Returns:
+        (the chosen config, the record for the spec: choice, scores, metric, epochs, reason).
+    """
+    import keras
+
+    from ktemplate import run, training
+    from ktemplate.tuning import search
+
+    objective = search.objective_for(template, None)
+    epochs = candidate_epochs(config)
+    scores = {}
+    for name, fields in found.items():
+        trial = dataclasses.replace(config, **fields, epochs=epochs)
+        training.set_global_options(trial)
+        data = run.run_data(template, trial, strategy)
+        trial = run.resolved_config(trial, data.spec)
+        with (strategy or _default()).scope():
+            model = template.build_model(trial, data.spec)
+        history = model.fit(
+            data.train,
+            validation_data=data.val,
+            epochs=epochs,
+            shuffle=False,
+            class_weight=data.class_weight,
+            callbacks=training.callbacks(trial, None),
+            verbose=0,
+        ).history
+        values = [v for v in history.get(objective.name, []) if math.isfinite(v)]
+        best = (min if objective.direction == "min" else max)(values) if values else math.nan
+        scores[name] = round(float(best), 6)
+        keras.backend.clear_session()
+    finite = {n: s for n, s in scores.items() if math.isfinite(s)}
+    if not finite:
+        raise ValueError(f"Every candidate ({', '.join(found)}) failed to train (NaN losses).")
+    pick = min if objective.direction == "min" else max
+    choice = pick(finite, key=finite.get)
+    shown = ", ".join(f"{n} {s:.4g}" for n, s in scores.items())
+    reason = f"best {objective.name} after {epochs}-epoch fits of each candidate: {shown}"
+    record = {
+        "choice": choice,
+        "scores": scores,
+        "metric": objective.name,
+        "epochs": epochs,
+        "reason": reason,
+    }
+    return dataclasses.replace(config, **found[choice]), record
+
+
+def _default():
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
