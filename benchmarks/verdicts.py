@@ -7,8 +7,8 @@ template with its defaults (`ktemplate train`, only the data source and columns 
 the same classical method again here, independently, straight from scikit-learn, statsmodels,
 scikit-image and bm3d, with its whole grid on the same split, and recomputes the paired test:
 
-- the in-run baseline's test metric must equal the independent one (to 1e-6 for these
-  deterministic methods), and its grid must be whole;
+- the in-run baseline's test metric must equal the independent one (to 1e-6; BM3D, whose
+  library sums in threads, to 1e-4 dB), and its grid must be whole;
 - the run's verdict must equal the verdict of the independent paired test (McNemar from
   statsmodels, Wilcoxon from SciPy; Diebold-Mariano and DeLong from `ktemplate.baselines`,
   which the tests check against a bootstrap and a naive t-test);
@@ -462,7 +462,10 @@ def main() -> None:
             comparison = block["comparison"]
             found = check(template, run_dir)
             theirs = independent_verdict(found)
-            same_figure = abs(comparison["baseline"] - found["baseline"]) <= 1e-6
+            # BM3D's library sums in threads, so its figures move in the 5th decimal from one
+            # process to another; every other method here is deterministic.
+            tolerance = 1e-4 if block["name"] == "BM3D" else 1e-6
+            same_figure = abs(comparison["baseline"] - found["baseline"]) <= tolerance
             same_model = abs(comparison["model"] - found["model"]) <= 1e-6
             grid = len(block["settings"]["tried"]) or 1
             whole = block["settings"]["tried"] == [] or grid == found["grid"]
