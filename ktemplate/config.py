@@ -19,7 +19,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 
 class ConfigError(ValueError):
@@ -229,9 +229,11 @@ def config_help(config_cls: type) -> str:
     lines = []
     hints = _field_hints(config_cls)
     comments = field_comments(config_cls)
+    ranges = field_ranges(config_cls)
     for f in dataclasses.fields(config_cls):
+        allowed = f", {ranges[f.name].describe()}" if f.name in ranges else ""
         lines.append(
-            f"  {f.name} = {f.default!r}  ({describe_type(hints[f.name])})"
+            f"  {f.name} = {f.default!r}  ({describe_type(hints[f.name])}{allowed})"
             f"\n      {comments.get(f.name, '')}"
         )
     return "\n".join(lines)
@@ -239,6 +241,66 @@ def config_help(config_cls: type) -> str:
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A numeric field's allowed range, declared on its type:
+    `filters: Annotated[int, Range(1)] = 32`. `TrainingConfig.__post_init__` checks every such
+    field (an `auto` value is not checked) and `ktemplate show` prints the range."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # `> low` rather than `>= low`
+    high_open: bool = False  # `< high` rather than `<= high`
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+POSITIVE = Range(0, low_open=True)  # > 0
+NON_NEGATIVE = Range(0)  # >= 0
+# The usual ranged types: `units: PositiveInt = 64`, `dropout: Fraction = 0.1`; `| Auto` for
+# a field whose default is resolved from the data.
+Auto = Literal["auto"]
+PositiveInt = Annotated[int, POSITIVE]
+NonNegativeInt = Annotated[int, NON_NEGATIVE]
+PositiveFloat = Annotated[float, POSITIVE]
+NonNegativeFloat = Annotated[float, NON_NEGATIVE]
+Fraction = Annotated[float, Range(0, 1, high_open=True)]  # a rate or share in [0, 1)
+OpenFraction = Annotated[float, Range(0, 1, low_open=True, high_open=True)]  # in (0, 1)
+
+
+def field_ranges(config_cls: type) -> dict[str, Range]:
+    """Field → the `Range` declared on its type (fields without one are left out)."""
+    hints = typing.get_type_hints(config_cls, include_extras=True)
+    ranges = {}
+    for f in dataclasses.fields(config_cls):
+        hint = hints[f.name]
+        for part in (hint, *typing.get_args(hint)):  # `PositiveInt | Literal["auto"]` too
+            for meta in getattr(part, "__metadata__", ()):
+                if isinstance(meta, Range):
+                    ranges[f.name] = meta
+    return ranges
+
+
+def check_ranges(config: Any) -> None:
+    """Raises ValueError naming the first field outside its declared range."""
+    for name, allowed in field_ranges(type(config)).items():
+        value = getattr(config, name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and not allowed.contains(value):
+            raise ValueError(f"Config key '{name}' must be {allowed.describe()}, got {value}.")
 
 
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop", "adagrad"]
@@ -252,61 +314,35 @@ class TrainingConfig:
     """Training options every template shares; a template's `Config` extends it."""
 
     dataset: str = ""  # data source; the template's default, "tfds:NAME" or "dir:PATH"
-    epochs: int = 20  # maximum epochs; early stopping may end training sooner
-    batch_size: int = 64  # per-replica batch; the global batch is this times the replicas
+    epochs: PositiveInt = 20  # maximum epochs; early stopping may end training sooner
+    batch_size: PositiveInt = 64  # per-replica batch; the global batch is this x the replicas
     optimizer: Optimizer = "adam"  # adam, adamw, sgd (with momentum), rmsprop or adagrad
-    learning_rate: float = 1e-3  # peak learning rate
+    learning_rate: PositiveFloat = 1e-3  # peak learning rate
     lr_schedule: Schedule = "cosine"  # constant, cosine decay over all steps, or plateau
-    momentum: float = 0.9  # momentum for sgd and rmsprop
-    weight_decay: float = 1e-4  # decoupled weight decay, used by adamw only
-    clipnorm: float = 0.0  # clip each gradient to this norm; 0 turns clipping off
-    l1: float = 0.0  # L1 penalty on kernels
-    l2: float = 1e-4  # L2 penalty on kernels
-    dropout: float = 0.2  # dropout rate before the head
+    momentum: NonNegativeFloat = 0.9  # momentum for sgd and rmsprop
+    weight_decay: NonNegativeFloat = 1e-4  # decoupled weight decay, used by adamw only
+    clipnorm: NonNegativeFloat = 0.0  # clip each gradient to this norm; 0 turns clipping off
+    l1: NonNegativeFloat = 0.0  # L1 penalty on kernels
+    l2: NonNegativeFloat = 1e-4  # L2 penalty on kernels
+    dropout: Fraction = 0.2  # dropout rate before the head
     batch_norm: bool = True  # batch normalization after each convolution/dense block
     activation: Activation = "relu"  # hidden-layer activation
     mixed_precision: Precision = "float32"  # compute dtype policy; outputs stay float32
     jit_compile: bool = False  # compile train/predict steps with XLA
-    early_stopping_patience: int = 8  # epochs without val_loss improvement; 0 turns it off
-    seed: int = 42  # seeds Python, NumPy and TensorFlow: initialization, shuffling, augmentation
+    early_stopping_patience: NonNegativeInt = 8  # epochs without val_loss improvement; 0: off
+    seed: NonNegativeInt = 42  # seeds Python, NumPy, TensorFlow: initialization, shuffling, ...
     deterministic: bool = True  # op determinism: the same seed on the same machine, same result
-    members: int = 1  # models trained independently (seeds seed, seed+1, ...); outputs averaged
-    max_params: int = 0  # refuse to build a model with more parameters; 0: memory is the limit
+    members: PositiveInt = 1  # models trained alone (seeds seed, seed+1, ...); outputs averaged
+    max_params: NonNegativeInt = 0  # refuse a model with more parameters; 0: memory is the limit
     baseline: bool = True  # fit a classical baseline on the same splits and compare (metrics.json)
-    baseline_max_train: int = 0  # most train examples the baseline fits; 0: the template's bound
+    baseline_max_train: NonNegativeInt = 0  # most train examples the baseline fits; 0: its bound
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"Config key '{f.name}' must be a finite number, got {value}.")
-        if self.max_params < 0:
-            raise ValueError(
-                f"Config key 'max_params' must be >= 0 (0: no limit), got {self.max_params}."
-            )
-        if self.seed < 0:
-            raise ValueError(f"Config key 'seed' must be >= 0, got {self.seed}.")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "members": self.members}
-        for name, value in positive.items():
-            if value != AUTO and value <= 0:
-                raise ValueError(f"Config key '{name}' must be > 0, got {value}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"Config key 'learning_rate' must be > 0, got {self.learning_rate}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Config key 'dropout' must be in [0, 1), got {self.dropout}.")
-        for name in ("l1", "l2", "clipnorm", "weight_decay", "momentum"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"Config key '{name}' must be >= 0, got {getattr(self, name)}.")
-        if self.baseline_max_train < 0:
-            raise ValueError(
-                "Config key 'baseline_max_train' must be >= 0 (0: the template's bound), got "
-                f"{self.baseline_max_train}."
-            )
-        if self.early_stopping_patience != "auto" and self.early_stopping_patience < 0:
-            raise ValueError(
-                "Config key 'early_stopping_patience' must be >= 0, "
-                f"got {self.early_stopping_patience}."
-            )
+        check_ranges(self)
 
 
 AUTO = "auto"

@@ -53,7 +53,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import keras
 import numpy as np
@@ -62,7 +62,17 @@ from ktemplate.pipelines import images
 from ktemplate.pipelines import splits as splits_lib
 
 from ktemplate import baselines, reports, training
-from ktemplate.config import Resolver, TrainingConfig
+from ktemplate.config import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Resolver,
+    TrainingConfig,
+)
 from ktemplate.contract import Data
 
 NAME = "anomaly_autoencoder"
@@ -78,38 +88,29 @@ class Config(TrainingConfig):
     dataset: str = "digits"  # digits, breast_cancer (bundled, offline), dir:PATH or csv:PATH
     normal_class: str = "0"  # digits: the normal digit; csv: the label value that is normal
     label_column: str = "label"  # csv: the label column (evaluation only); "" for none
-    image_size: int = 32  # dir: images are resized to this square size (a multiple of 4)
-    channels: int | Literal["auto"] = "auto"  # dir: 1 gray, 3 RGB; auto: 3 if normals have colour
+    image_size: Annotated[int, Range(8)] = 32  # dir: square size images are resized to (4k)
+    channels: Literal[1, 3, "auto"] = "auto"  # dir: 1 gray, 3 RGB; auto: 3 if normals have colour
     score: Literal["mse", "ssim"] = "mse"  # images: mse of the pixels, or ssim: 1 - SSIM
-    target_fpr: float = 0.05  # threshold: this share of validation normals is flagged
-    epochs: int = 300  # maximum epochs; early stopping usually ends sooner
-    batch_size: int = 32  # per-replica batch size
-    learning_rate: float = 1e-3  # peak learning rate (cosine decay)
-    early_stopping_patience: int = 20  # epochs without val_loss improvement
-    l2: float = 0.0  # L2 penalty on kernels
-    dropout: float = 0.0  # dropout after each hidden layer of the encoder
+    target_fpr: OpenFraction = 0.05  # threshold: this share of validation normals is flagged
+    epochs: PositiveInt = 300  # maximum epochs; early stopping usually ends sooner
+    batch_size: PositiveInt = 32  # per-replica batch size
+    learning_rate: PositiveFloat = 1e-3  # peak learning rate (cosine decay)
+    early_stopping_patience: NonNegativeInt = 20  # epochs without val_loss improvement
+    l2: NonNegativeFloat = 0.0  # L2 penalty on kernels
+    dropout: Fraction = 0.0  # dropout after each hidden layer of the encoder
     batch_norm: bool = False  # off: per-batch statistics blur the normal/anomaly contrast
-    bottleneck: int = 16  # width of the code the decoder reconstructs from
-    hidden: int = 64  # features: units of the first hidden layer (halved per further layer)
-    hidden_layers: int = 2  # features: hidden layers in the encoder (mirrored in the decoder)
-    filters: int = 16  # images: filters of the first strided convolution (doubled after)
-    input_noise: float = 0.0  # train-time Gaussian noise on the normalized input (denoising AE)
+    bottleneck: PositiveInt = 16  # width of the code the decoder reconstructs from
+    hidden: PositiveInt = 64  # features: units of the first hidden layer (halved per further layer)
+    hidden_layers: PositiveInt = 2  # features: encoder hidden layers (mirrored in the decoder)
+    filters: PositiveInt = 16  # images: filters of the first strided convolution (doubled after)
+    input_noise: NonNegativeFloat = 0.0  # train-time Gaussian noise on the normalized input
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0.0 < self.target_fpr < 1.0:
-            raise ValueError(f"Config key 'target_fpr' must be in (0, 1), got {self.target_fpr}.")
-        for name in ("bottleneck", "hidden", "hidden_layers", "filters"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
-        if self.image_size < 8 or self.image_size % 4:
+        if self.image_size % 4:
             raise ValueError(
                 f"Config key 'image_size' must be a multiple of 4 and >= 8, got {self.image_size}."
             )
-        if self.input_noise < 0:
-            raise ValueError(f"Config key 'input_noise' must be >= 0, got {self.input_noise}.")
-        if self.channels not in (1, 3, "auto"):
-            raise ValueError(f"Config key 'channels' must be 1, 3 or auto, got {self.channels}.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import keras
 import numpy as np
@@ -40,7 +40,17 @@ import tensorflow as tf
 from ktemplate.pipelines import denoising
 
 from ktemplate import baselines, convert, reports, training
-from ktemplate.config import Resolver, TrainingConfig
+from ktemplate.config import (
+    Auto,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Resolver,
+    TrainingConfig,
+)
 from ktemplate.contract import Data
 
 NAME = "denoising_autoencoder"
@@ -55,43 +65,36 @@ TUNE_OBJECTIVE = "val_psnr"  # what `ktemplate tune` optimizes by default
 class Config(TrainingConfig):
     dataset: str = "skimage"  # skimage (bundled real images, offline), tfds:NAME or dir:PATH
     channels: Literal[1, 3] = 1  # 1 grayscale, 3 RGB (skimage: colour images only)
-    max_images: int = 2000  # most images per split taken from a tfds: dataset
-    patch_size: int | Literal["auto"] = "auto"  # side of training crops/val tiles; auto: 64 or less
-    patches_per_epoch: int = 2048  # random crops per training epoch
-    epochs: int = 20  # maximum epochs; early stopping may end training sooner
-    batch_size: int = 32  # per-replica batch size
-    learning_rate: float = 1e-3  # peak learning rate (cosine decay to 1% of it)
-    l2: float = 0.0  # L2 penalty on kernels (off: denoisers rarely overfit random crops)
-    dropout: float = 0.0  # spatial dropout at the bottleneck
+    max_images: PositiveInt = 2000  # most images per split taken from a tfds: dataset
+    patch_size: Annotated[int, Range(16)] | Auto = "auto"  # crops/tiles side; auto: 64 or less
+    patches_per_epoch: PositiveInt = 2048  # random crops per training epoch
+    epochs: PositiveInt = 20  # maximum epochs; early stopping may end training sooner
+    batch_size: PositiveInt = 32  # per-replica batch size
+    learning_rate: PositiveFloat = 1e-3  # peak learning rate (cosine decay to 1% of it)
+    l2: NonNegativeFloat = 0.0  # L2 penalty on kernels (off: denoisers rarely overfit random crops)
+    dropout: Fraction = 0.0  # spatial dropout at the bottleneck
     batch_norm: bool = False  # off: moving statistics from short training hurt whole images
-    early_stopping_patience: int = 8  # epochs without val_loss improvement; 0 turns it off
+    early_stopping_patience: NonNegativeInt = 8  # epochs without val_loss improvement; 0: off
     noise: Literal["gaussian", "salt_pepper", "poisson"] = "gaussian"  # synthetic noise kind
     noise_sigma: float = 0.1  # gaussian sigma on a 0..1 scale (the lower end of a range)
     noise_sigma_max: float = 0.0  # > noise_sigma: blind, sigma drawn in [noise_sigma, this]
     noise_amount: float = 0.05  # salt_pepper: fraction of pixels set to black or white
     noise_peak: float = 30.0  # poisson: photon count of a white pixel (lower is noisier)
-    depth: int = 3  # downsampling steps (2x each); inputs are padded to a multiple of 2**depth
-    filters: int = 16  # filters at full resolution, doubled at each deeper level
-    convs_per_level: int = 2  # Conv2D layers per level, in the encoder and the decoder
-    kernel_size: int = 3  # convolution kernel size
+    depth: PositiveInt = 3  # downsampling steps (2x each); inputs padded to a multiple of 2**depth
+    filters: PositiveInt = 16  # filters at full resolution, doubled at each deeper level
+    convs_per_level: PositiveInt = 2  # Conv2D layers per level, in the encoder and the decoder
+    kernel_size: PositiveInt = 3  # convolution kernel size
     residual: bool = True  # predict the noise and subtract it (residual learning)
     loss: Literal["mse", "mae", "ssim"] = "mse"  # ssim: ssim_weight*(1-SSIM) + rest*MAE
-    ssim_weight: float = 0.84  # weight of 1-SSIM in the ssim loss
+    ssim_weight: Annotated[float, Range(0, 1)] = 0.84  # weight of 1-SSIM in the ssim loss
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("depth", "filters", "convs_per_level", "kernel_size", "max_images"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
-        if self.patch_size != "auto" and self.patch_size < 16:
-            raise ValueError(f"Config key 'patch_size' must be >= 16, got {self.patch_size}.")
         if self.patches_per_epoch < self.batch_size:
             raise ValueError(
                 f"Config key 'patches_per_epoch' ({self.patches_per_epoch}) must be at least "
                 f"batch_size ({self.batch_size})."
             )
-        if not 0.0 <= self.ssim_weight <= 1.0:
-            raise ValueError(f"Config key 'ssim_weight' must be in [0, 1], got {self.ssim_weight}.")
         try:
             noise_settings(self)
         except ValueError as e:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import keras
 import numpy as np
@@ -37,7 +37,15 @@ from ktemplate.pipelines import images
 from ktemplate.pipelines import splits as splits_lib
 
 from ktemplate import baselines, convert, reports, serving, training
-from ktemplate.config import Resolver, TrainingConfig
+from ktemplate.config import (
+    Fraction,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Resolver,
+    TrainingConfig,
+)
 from ktemplate.contract import Data
 
 NAME = "image_cnn"
@@ -63,52 +71,41 @@ Backbone = Literal[
 @dataclasses.dataclass(frozen=True)
 class Config(TrainingConfig):
     dataset: str = "digits"  # digits, tfds:NAME or dir:PATH
-    epochs: int = 60  # maximum epochs; early stopping usually ends sooner
-    batch_size: int = 32  # per-replica batch size
-    learning_rate: float = 3e-3  # peak learning rate (cosine decay to 1% of it)
-    early_stopping_patience: int | Literal["auto"] = "auto"  # auto: 30, 8 or 4 by train size
-    members: int | Literal["auto"] = "auto"  # models averaged; auto: 2 below 5,000 train images
-    image_size: int = 0  # square size images are resized to; 0 keeps the dataset's size
+    epochs: PositiveInt = 60  # maximum epochs; early stopping usually ends sooner
+    batch_size: PositiveInt = 32  # per-replica batch size
+    learning_rate: PositiveFloat = 3e-3  # peak learning rate (cosine decay to 1% of it)
+    early_stopping_patience: NonNegativeInt | Literal["auto"] = (
+        "auto"  # auto: 30, 8 or 4 by train size
+    )
+    members: PositiveInt | Literal["auto"] = (
+        "auto"  # models averaged; auto: 2 below 5,000 train images
+    )
+    image_size: NonNegativeInt = 0  # square size images are resized to; 0 keeps the dataset's size
     channels: Literal[1, 3] = 1  # channels dir: images are decoded to (1 gray, 3 RGB)
-    conv_blocks: int = 2  # convolutional blocks; each ends with 2x2 pooling
-    convs_per_block: int = 2  # Conv2D layers per block
-    filters: int = 32  # filters in the first block, doubled in each further block
-    kernel_size: int = 3  # convolution kernel size
+    conv_blocks: PositiveInt = 2  # convolutional blocks; each ends with 2x2 pooling
+    convs_per_block: PositiveInt = 2  # Conv2D layers per block
+    filters: PositiveInt = 32  # filters in the first block, doubled in each further block
+    kernel_size: PositiveInt = 3  # convolution kernel size
     pooling: Literal["max", "avg"] = "max"  # pooling at the end of each block
-    dense_units: int = 128  # units of the hidden dense layer; 0 removes it
+    dense_units: NonNegativeInt = 128  # units of the hidden dense layer; 0 removes it
     augment: bool | Literal["auto"] = "auto"  # train-only augmentation; auto: images >= 16 px
     batch_norm: bool | Literal["auto"] = "auto"  # auto: off below 10 train steps per epoch
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
     cache: str = "auto"  # decoded images: memory, none, or a folder on disk; auto: memory if small
-    translate: float = 0.1  # max random shift, as a fraction of height/width
-    rotate: float = 0.04  # max random rotation, as a fraction of a full turn
-    zoom: float = 0.1  # max random zoom in/out, as a fraction
-    contrast: float = 0.1  # max random contrast change, as a fraction
+    translate: Fraction = 0.1  # max random shift, as a fraction of height/width
+    rotate: Fraction = 0.04  # max random rotation, as a fraction of a full turn
+    zoom: Fraction = 0.1  # max random zoom in/out, as a fraction
+    contrast: Fraction = 0.1  # max random contrast change, as a fraction
     flip: Flip = "none"  # random flips; off because digits are not flip-invariant
     fill_mode: Literal["constant", "reflect", "nearest"] = "constant"  # fill of shifted-in pixels
     backbone: Backbone = "none"  # a keras.applications backbone instead of the conv blocks
     backbone_weights: str = "none"  # none, imagenet (downloads) or a path to a .weights.h5 file
-    backbone_size: int = 96  # square input size the backbone sees (>= 32)
-    fine_tune_epochs: int = 0  # epochs with the backbone unfrozen after the frozen phase
-    fine_tune_lr_factor: float = 0.1  # fine-tuning learning rate = learning_rate * this
+    backbone_size: Annotated[int, Range(32)] = 96  # square input size the backbone sees
+    fine_tune_epochs: NonNegativeInt = 0  # epochs with the backbone unfrozen after the frozen phase
+    fine_tune_lr_factor: PositiveFloat = 0.1  # fine-tuning learning rate = learning_rate * this
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("conv_blocks", "convs_per_block", "filters", "kernel_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
-        if self.image_size < 0 or self.dense_units < 0 or self.fine_tune_epochs < 0:
-            raise ValueError("Config keys image_size, dense_units, fine_tune_epochs must be >= 0.")
-        if self.backbone_size < 32:
-            raise ValueError(f"Config key 'backbone_size' must be >= 32, got {self.backbone_size}.")
-        for name in ("translate", "rotate", "zoom", "contrast"):
-            value = getattr(self, name)
-            if not 0 <= value < 1:
-                raise ValueError(f"Config key '{name}' must be in [0, 1), got {value}.")
-        if self.fine_tune_lr_factor <= 0:
-            raise ValueError(
-                f"Config key 'fine_tune_lr_factor' must be > 0, got {self.fine_tune_lr_factor}."
-            )
         if (
             self.backbone_weights not in ("none", "imagenet")
             and not Path(self.backbone_weights).is_file()

@@ -41,7 +41,14 @@ import numpy as np
 import tensorflow as tf
 
 from ktemplate import baselines, convert, tasks, training
-from ktemplate.config import Resolver, TrainingConfig
+from ktemplate.config import (
+    Fraction,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Resolver,
+    TrainingConfig,
+)
 from ktemplate.contract import Data
 
 NAME = "tabular_mlp"
@@ -58,20 +65,15 @@ class Config(TrainingConfig):
     target_column: str = ""  # the column to predict; wine and diabetes: their target
     task: Literal["auto", "classification", "regression"] = "auto"  # auto: from the target
     categorical_columns: str = ""  # comma-separated numeric columns to treat as categories
-    epochs: int = 200  # maximum epochs; early stopping usually ends much sooner
-    batch_size: int = 32  # per-replica batch size
-    learning_rate: float = 1e-3  # peak learning rate (cosine decay to 1% of it)
-    early_stopping_patience: int = 20  # epochs without val_loss improvement
-    units: int = 64  # units of the first hidden layer (halved in each further layer)
-    hidden_layers: int = 2  # Dense blocks before the head
-    dropout: float = 0.1  # dropout after each hidden layer
+    epochs: PositiveInt = 200  # maximum epochs; early stopping usually ends much sooner
+    batch_size: PositiveInt = 32  # per-replica batch size
+    learning_rate: PositiveFloat = 1e-3  # peak learning rate (cosine decay to 1% of it)
+    early_stopping_patience: NonNegativeInt = 20  # epochs without val_loss improvement
+    units: PositiveInt = 64  # units of the first hidden layer (halved in each further layer)
+    hidden_layers: NonNegativeInt = 2  # Dense blocks before the head
+    dropout: Fraction = 0.1  # dropout after each hidden layer
     batch_norm: bool = False  # off: small tables give noisy batch statistics
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.units <= 0 or self.hidden_layers < 0:
-            raise ValueError("Config keys units must be > 0 and hidden_layers >= 0.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import keras
 import numpy as np
@@ -56,7 +56,17 @@ from ktemplate.pipelines import splits as splits_lib
 from ktemplate.pipelines import text, word_vectors
 
 from ktemplate import baselines, convert, files, reports, serving, training
-from ktemplate.config import ConfigError, Resolver, TrainingConfig
+from ktemplate.config import (
+    Auto,
+    ConfigError,
+    Fraction,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Resolver,
+    TrainingConfig,
+)
 from ktemplate.contract import Data
 
 NAME = "text_transformer"
@@ -75,30 +85,30 @@ class Config(TrainingConfig):
     dataset: str = "vader_movies"  # vader_movies|_tweets|_amazon|_nyt, tfds:, dir: or csv:PATH
     text_column: str = "text"  # csv: the column holding the text
     label_column: str = "label"  # csv: the column holding the class label
-    epochs: int = 12  # maximum epochs; early stopping usually ends sooner
-    batch_size: int = 32  # per-replica batch size
-    learning_rate: float = 1e-3  # peak learning rate (cosine decay to 1% of it)
-    early_stopping_patience: int = 3  # epochs without val_loss improvement
-    dropout: float = 0.4  # dropout in the encoder blocks and before the head
-    vocab_size: int = 20000  # most frequent train-split tokens kept, + padding and OOV
-    sequence_length: int | Literal["auto"] = "auto"  # tokens per text (cut/padded); auto: p90
-    ngrams: int = 2  # 1: word tokens; 2: words, then word pairs ("not good") as extra tokens
-    token_dropout: float = 0.0  # train-time augmentation: chance each token is dropped
+    epochs: PositiveInt = 12  # maximum epochs; early stopping usually ends sooner
+    batch_size: PositiveInt = 32  # per-replica batch size
+    learning_rate: PositiveFloat = 1e-3  # peak learning rate (cosine decay to 1% of it)
+    early_stopping_patience: NonNegativeInt = 3  # epochs without val_loss improvement
+    dropout: Fraction = 0.4  # dropout in the encoder blocks and before the head
+    vocab_size: PositiveInt = 20000  # most frequent train-split tokens kept, + padding and OOV
+    sequence_length: PositiveInt | Auto = "auto"  # tokens per text (cut/padded); auto: p90
+    ngrams: Annotated[int, Range(1, 3)] = 2  # 1: words; 2: + word pairs ("not good"); 3: + triples
+    token_dropout: Fraction = 0.0  # train-time augmentation: chance each token is dropped
     standardize: Standardize = "lower_and_strip_punctuation"  # text clean-up before splitting
-    embed_dim: int | Literal["auto"] = "auto"  # encoder width; auto: 32, or the vectors' width
-    num_heads: int = 2  # attention heads; must divide embed_dim
-    ff_dim: int = 64  # hidden units of each block's feed-forward network
-    transformer_layers: int = 1  # encoder blocks
+    embed_dim: PositiveInt | Auto = "auto"  # encoder width; auto: 32, or the vectors' width
+    num_heads: PositiveInt = 2  # attention heads; must divide embed_dim
+    ff_dim: PositiveInt = 64  # hidden units of each block's feed-forward network
+    transformer_layers: PositiveInt = 1  # encoder blocks
     pooling: Literal["mean", "max"] = "mean"  # how token vectors become one text vector
     wide: bool | Literal["auto"] = "auto"  # + a linear model over the tokens; auto: with vectors
-    members: int = 5  # models trained with seeds seed..seed+4; their probabilities are averaged
+    members: PositiveInt = 5  # models (seeds seed, seed+1, ...); probabilities averaged
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
     embeddings: str = "none"  # pretrained word vectors: a GloVe/word2vec text file or NAME.npy
     embeddings_trainable: bool = True  # fine-tune the pretrained vectors with the model
-    embeddings_extra_words: int = 20000  # the vector file's most frequent words added as tokens
+    embeddings_extra_words: NonNegativeInt = 20000  # the vectors' top words added as tokens
     backbone: str = "none"  # a keras-hub preset name (downloads) or a local preset folder
-    fine_tune_epochs: int = 2  # backbone: epochs with it unfrozen after the frozen-head phase
-    fine_tune_lr_factor: float = 0.1  # backbone: fine-tuning learning rate = learning_rate * this
+    fine_tune_epochs: NonNegativeInt = 2  # backbone: epochs unfrozen after the frozen phase
+    fine_tune_lr_factor: PositiveFloat = 0.1  # backbone: fine-tuning rate = learning_rate * this
 
     def __post_init__(self):
         super().__post_init__()
@@ -123,36 +133,6 @@ class Config(TrainingConfig):
                 "Config key 'token_dropout' works on the from-scratch model only; set it to 0 "
                 "with a backbone."
             )
-        if self.fine_tune_epochs < 0 or self.fine_tune_lr_factor <= 0:
-            raise ValueError(
-                "Config keys 'fine_tune_epochs' must be >= 0 and 'fine_tune_lr_factor' > 0, got "
-                f"{self.fine_tune_epochs} and {self.fine_tune_lr_factor}."
-            )
-        if self.embeddings_extra_words < 0:
-            raise ValueError(
-                "Config key 'embeddings_extra_words' must be >= 0, got "
-                f"{self.embeddings_extra_words}."
-            )
-        if self.embed_dim != "auto" and self.embed_dim <= 0:
-            raise ValueError(f"Config key 'embed_dim' must be > 0 or auto, got {self.embed_dim}.")
-        if self.sequence_length != "auto" and self.sequence_length <= 0:
-            raise ValueError(
-                f"Config key 'sequence_length' must be > 0 or auto, got {self.sequence_length}."
-            )
-        for name in (
-            "vocab_size",
-            "num_heads",
-            "ff_dim",
-            "transformer_layers",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
-        if not 0 <= self.token_dropout < 1:
-            raise ValueError(
-                f"Config key 'token_dropout' must be in [0, 1), got {self.token_dropout}."
-            )
-        if self.ngrams not in (1, 2, 3):
-            raise ValueError(f"Config key 'ngrams' must be 1, 2 or 3, got {self.ngrams}.")
         if self.embed_dim != "auto" and self.embed_dim % self.num_heads:
             raise ValueError(
                 f"Config key 'embed_dim' ({self.embed_dim}) must be a multiple of 'num_heads' "

@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import keras
 import numpy as np
@@ -44,7 +44,17 @@ import tensorflow as tf
 from ktemplate.pipelines import timeseries
 
 from ktemplate import baselines, convert, forecasting, training
-from ktemplate.config import Resolver, TrainingConfig
+from ktemplate.config import (
+    Auto,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Resolver,
+    TrainingConfig,
+)
 from ktemplate.contract import Data
 
 NAME = "timeseries_lstm"
@@ -55,62 +65,47 @@ TUNE_OBJECTIVE = "val_mae"  # what `ktemplate tune` optimizes by default (origin
 # ---------------------------------------------------------------------------------------------
 
 
+Share = Annotated[float, Range(0, 0.5, low_open=True, high_open=True)]  # of the series' steps
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(TrainingConfig):
     dataset: str = "co2"  # co2 or csv:PATH
     time_column: str = ""  # CSV column of time stamps (numbers or dates); "" keeps row order
     feature_columns: str = ""  # comma-separated CSV input columns; the target is always one
     target_column: str = ""  # CSV column to forecast (co2: the co2 column)
-    window: int | Literal["auto"] = "auto"  # past steps seen; auto: window_seasons seasons
-    window_seasons: float = 2.0  # window=auto: seasons it spans (>= 2 horizons; co2: 104 weeks)
-    horizon: int | Literal["auto"] = "auto"  # steps forecast at once; auto: by frequency
-    season: int | Literal["auto"] = "auto"  # steps per season (MASE, baselines); auto: frequency
+    window: PositiveInt | Auto = "auto"  # past steps seen; auto: window_seasons seasons
+    window_seasons: PositiveFloat = 2.0  # window=auto: seasons it spans (>= 2 horizons)
+    horizon: PositiveInt | Auto = "auto"  # steps forecast at once; auto: by frequency
+    season: PositiveInt | Auto = "auto"  # steps per season (MASE, baselines); auto: frequency
     target_transform: Literal["none", "log", "auto"] = "auto"  # log: grows-with-level swings
-    val_fraction: float = 0.15  # share of the steps in the validation part (after train)
-    test_fraction: float = 0.15  # share of the steps in the test tail (the last steps)
-    epochs: int = 40  # maximum epochs; early stopping may end training sooner
-    batch_size: int = 32  # per-replica batch size (windows)
-    learning_rate: float = 3e-3  # peak learning rate (cosine decay to 1% of it)
-    early_stopping_patience: int = 10  # epochs without val_loss improvement
-    l2: float = 0.0  # L2 penalty on kernels
-    dropout: float = 0.1  # dropout between recurrent layers and before the head
+    val_fraction: Share = 0.15  # share of the steps in the validation part (after train)
+    test_fraction: Share = 0.15  # share of the steps in the test tail (the last steps)
+    epochs: PositiveInt = 40  # maximum epochs; early stopping may end training sooner
+    batch_size: PositiveInt = 32  # per-replica batch size (windows)
+    learning_rate: PositiveFloat = 3e-3  # peak learning rate (cosine decay to 1% of it)
+    early_stopping_patience: NonNegativeInt = 10  # epochs without val_loss improvement
+    l2: NonNegativeFloat = 0.0  # L2 penalty on kernels
+    dropout: Fraction = 0.1  # dropout between recurrent layers and before the head
     batch_norm: bool = False  # batch normalization after the Conv1D front end
     cell: Literal["lstm", "gru"] = "lstm"  # recurrent cell type
-    layers: int = 1  # stacked recurrent layers
-    units: int = 64  # units per recurrent layer
-    recurrent_dropout: float = 0.0  # dropout on the recurrent state (slower when > 0)
-    conv_filters: int = 0  # filters of a causal Conv1D front end; 0 removes it
-    conv_kernel: int = 5  # kernel size of the Conv1D front end
-    dense_units: int = 0  # units of a hidden dense layer before the head; 0 removes it
+    layers: PositiveInt = 1  # stacked recurrent layers
+    units: PositiveInt = 64  # units per recurrent layer
+    recurrent_dropout: Fraction = 0.0  # dropout on the recurrent state (slower when > 0)
+    conv_filters: NonNegativeInt = 0  # filters of a causal Conv1D front end; 0 removes it
+    conv_kernel: PositiveInt = 5  # kernel size of the Conv1D front end
+    dense_units: NonNegativeInt = 0  # units of a hidden dense layer before the head; 0 removes it
     relative: bool = True  # forecast changes from a base taken from the window (suits trends)
     forecast_base: Literal["last", "season"] = "last"  # base: last value, or seasonal naive
     loss: Literal["mse", "mae", "huber"] = "mse"  # training loss, in normalized units
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("window", "horizon", "season", "layers", "units", "conv_kernel"):
-            if getattr(self, name) != "auto" and getattr(self, name) <= 0:
-                raise ValueError(f"Config key '{name}' must be > 0, got {getattr(self, name)}.")
         if self.forecast_base == "season" and self.season != "auto" and self.season < 2:
             raise ValueError(
                 "forecast_base=season needs a season of at least 2 steps, got "
                 f"season={self.season}."
             )
-        if not 0 < self.window_seasons < float("inf"):
-            raise ValueError(
-                f"Config key 'window_seasons' must be > 0 and finite, got {self.window_seasons}."
-            )
-        if self.conv_filters < 0 or self.dense_units < 0:
-            raise ValueError("Config keys conv_filters and dense_units must be >= 0.")
-        if not 0.0 <= self.recurrent_dropout < 1.0:
-            raise ValueError(
-                f"Config key 'recurrent_dropout' must be in [0, 1), got {self.recurrent_dropout}."
-            )
-        for name in ("val_fraction", "test_fraction"):
-            if not 0.0 < getattr(self, name) < 0.5:
-                raise ValueError(
-                    f"Config key '{name}' must be in (0, 0.5), got {getattr(self, name)}."
-                )
 
 
 # ---------------------------------------------------------------------------------------------

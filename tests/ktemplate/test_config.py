@@ -132,3 +132,16 @@ def test_every_numeric_field_refuses_negative_values_with_its_range(template, ke
     config_cls = templates.load(template).Config
     with pytest.raises(ConfigError, match=rf"\b{key}\b.* (must be|>)"):
         config_lib.apply_overrides(config_cls(), {key: "-1"}, from_text=True)
+
+
+def test_ranges_are_declared_on_the_fields_and_shown():
+    from ktemplate.templates import image_cnn
+
+    ranges = config_lib.field_ranges(image_cnn.Config)
+    assert ranges["filters"].describe() == "> 0" and ranges["translate"].describe() == "in [0, 1)"
+    assert ranges["members"].describe() == "> 0"  # `PositiveInt | Auto`: auto is not checked
+    assert image_cnn.Config(members="auto").members == "auto"
+    shown = config_lib.config_help(image_cnn.Config)
+    assert "filters = 32  (int, > 0)" in shown and "backbone_size = 96  (int, >= 32)" in shown
+    with pytest.raises(ValueError, match=r"'translate' must be in \[0, 1\), got 1.5"):
+        image_cnn.Config(translate=1.5)
