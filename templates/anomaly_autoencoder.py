@@ -61,8 +61,9 @@ import tensorflow as tf
 from ktemplate.pipelines import images
 from ktemplate.pipelines import splits as splits_lib
 
-from ktemplate import baselines, reports, training
+from ktemplate import baselines, convert, reports, training
 from ktemplate.config import (
+    Auto,
     Fraction,
     NonNegativeFloat,
     NonNegativeInt,
@@ -99,7 +100,7 @@ class Config(TrainingConfig):
     l2: NonNegativeFloat = 0.0  # L2 penalty on kernels
     dropout: Fraction = 0.0  # dropout after each hidden layer of the encoder
     batch_norm: bool = False  # off: per-batch statistics blur the normal/anomaly contrast
-    bottleneck: PositiveInt = 16  # width of the code the decoder reconstructs from
+    bottleneck: PositiveInt | Auto = "auto"  # code width; auto: 16, features: at most half
     hidden: PositiveInt = 64  # features: units of the first hidden layer (halved per further layer)
     hidden_layers: PositiveInt = 2  # features: encoder hidden layers (mirrored in the decoder)
     filters: PositiveInt = 16  # images: filters of the first strided convolution (doubled after)
@@ -118,6 +119,7 @@ class Config(TrainingConfig):
 # ---------------------------------------------------------------------------------------------
 
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test
+DEFAULT_BOTTLENECK = 16  # bottleneck=auto (features: at most half their number)
 
 
 @dataclasses.dataclass
@@ -292,7 +294,26 @@ def load_data(config: Config, batch_size: int) -> Data:
     else:
         mean = train.mean(axis=0).tolist()
         std = np.maximum(train.std(axis=0), 1e-6).tolist()
+    auto = Resolver(config)
+    if examples.kind == "image":
+        auto.pick("bottleneck", DEFAULT_BOTTLENECK, "the default for images")
+    else:
+        width = len(examples.names)
+        code = auto.pick(
+            "bottleneck",
+            min(DEFAULT_BOTTLENECK, max(1, width // 2)),
+            f"at most half the {width} features (a code narrower than the input), at most "
+            f"{DEFAULT_BOTTLENECK}",
+        )
+        if code >= width:
+            auto.warn(
+                f"bottleneck={code} is not narrower than the {width} features: the autoencoder "
+                "can copy its input and score anomalies as normal. Use bottleneck=auto."
+            )
+    found = examples.auto or {"resolved": {}, "warnings": []}
     spec = {
+        "resolved": {**found["resolved"], **auto.resolved},
+        "warnings": found["warnings"] + auto.warnings,
         "kind": examples.kind,
         "input_shape": list(train.shape[1:]),
         "features": examples.names,
@@ -309,7 +330,6 @@ def load_data(config: Config, batch_size: int) -> Data:
         "val_anomalies": int(examples.anomaly["val"].sum()),
         "test_anomalies": int(examples.anomaly["test"].sum()),
         "dataset": config.dataset,
-        **examples.auto,
     }
 
     def pairs(split: str, training_split: bool) -> tf.data.Dataset:
@@ -454,11 +474,10 @@ def calibrate(model: keras.Model, data: Data) -> dict[str, Any]:
 
 def search_space(hp, config: Config) -> Config:
     """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s."""
+    code = DEFAULT_BOTTLENECK if config.bottleneck == "auto" else config.bottleneck
     return dataclasses.replace(
         config,
-        bottleneck=hp.Choice(
-            "bottleneck", sorted({4, 8, 16, 32, config.bottleneck}), default=config.bottleneck
-        ),
+        bottleneck=hp.Choice("bottleneck", sorted({4, 8, 16, 32, code}), default=code),
         hidden=hp.Choice("hidden", sorted({32, 64, 128, config.hidden}), default=config.hidden),
         filters=hp.Choice("filters", sorted({8, 16, 32, config.filters}), default=config.filters),
         input_noise=hp.Choice(
@@ -517,6 +536,36 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
             [tf.TensorSpec([None], tf.string, name="image_bytes")],
         ),
     }
+
+
+def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) -> convert.Portable:
+    """The LiteRT/ONNX function: features, or uint8 pixels at the training size (no resize) →
+    score and is_anomaly (the reconstruction stays in the SavedModel)."""
+    del runtime  # one function serves both
+    threshold = tf.constant(spec["threshold"], tf.float32)
+    rng = np.random.default_rng(0)
+    if spec["kind"] == "features":
+        shape, dtype, name = [len(spec["features"])], tf.float32, "features"
+        sample = rng.normal(spec["mean"], spec["std"], (4, *shape)).astype("float32")
+    else:
+        shape, dtype, name = list(spec["input_shape"]), tf.uint8, "pixels"
+        sample = rng.integers(0, 256, (4, *shape), dtype=np.uint8)
+
+    def detect(x):
+        score = scores(model, spec, tf.cast(x, tf.float32))
+        return {"score": score, "is_anomaly": score > threshold}
+
+    return convert.Portable(
+        fn=detect,
+        signature=[tf.TensorSpec([None, *shape], dtype, name=name)],
+        sample={name: sample},
+        reference="serve",
+        notes={
+            "input": f"{name}: {dtype.name} [batch, {', '.join(map(str, shape))}]"
+            + (" in original units" if name == "features" else " (resize first)"),
+            "outputs": "score float32 [batch]; is_anomaly bool [batch] (score > threshold)",
+        },
+    )
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:

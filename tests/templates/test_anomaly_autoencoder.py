@@ -27,7 +27,7 @@ print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))
 
 
 def test_search_space_defaults_equal_config():
-    config = aa.Config()
+    config = aa.Config(bottleneck=16)  # auto starts the search at its default width
     assert aa.search_space(keras_tuner.HyperParameters(), config) == config
     custom = aa.Config(bottleneck=12, hidden=48, input_noise=0.2)
     assert aa.search_space(keras_tuner.HyperParameters(), custom) == custom
@@ -228,9 +228,37 @@ def test_pca_baseline_keeps_fewer_components_than_features(tmp_path):
         dataset=f"csv:{path}", label_column="y", normal_class="n", **{**FAST, "baseline": True}
     )
     data = run.load_data(aa, config)
+    config = run.resolved_config(config, data.spec)
     model = aa.build_model(config, data.spec)
     data.spec["threshold"] = 1.0
     block = aa.baseline(model, data, config)
     (pca,) = [t for t in block["settings"]["tried"] if t["method"].startswith("PCA")]
     assert pca["val_roc_auc"] > 0.8  # a real score, not round-off
     assert block["settings"]["methods"]["PCA reconstruction error"].startswith("5 of 6 ")
+
+
+def test_bottleneck_auto_is_narrower_than_the_features(tmp_path):
+    spec = aa.load_data(aa.Config(dataset="breast_cancer"), 32).spec
+    assert spec["resolved"]["bottleneck"]["value"] == 15  # half of 30 features
+    rows = np.random.default_rng(0).normal(0, 1, (40, 6))
+    path = tmp_path / "six.csv"
+    path.write_text("a,b,c,d,e,f\n" + "\n".join(",".join(f"{v:.3f}" for v in r) for r in rows))
+    spec = aa.load_data(aa.Config(dataset=f"csv:{path}", label_column=""), 32).spec
+    assert spec["resolved"]["bottleneck"]["value"] == 3
+    wide = aa.load_data(aa.Config(dataset=f"csv:{path}", label_column="", bottleneck=8), 32).spec
+    assert any("not narrower than the 6 features" in w for w in wide["warnings"])
+    assert aa.load_data(aa.Config(), 32).spec["resolved"]["bottleneck"]["value"] == 16  # images
+
+
+def test_litert_and_onnx_files_give_the_saved_models_scores(tmp_path):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("ai_edge_litert")
+    config = aa.Config(dataset="breast_cancer", **FAST)
+    run_dir = run.train(
+        aa, config, output_dir=tmp_path, verbose=0, export_formats=["litert", "onnx"]
+    )
+    formats = files_lib.read_json(run_dir / "export" / "manifest.json")["formats"]
+    for fmt in ("litert", "onnx"):
+        assert formats[fmt]["inputs"][0]["name"] == "features"
+        for found in formats[fmt]["check"].values():  # checked in its runtime at export
+            assert found["max_abs_diff"] <= found["tolerance"]
