@@ -277,7 +277,8 @@ def timeseries_lstm(template, data, config, model) -> dict:
 
 def holt_winters_refit(es, warnings, y, train_end, origins, horizon, season, variant):
     """Holt-Winters fitted on the train part, then re-run from its fitted start at every origin
-    on the values before it (a refit of the fixed model per origin, as a user would do)."""
+    on the values before it (a refit of the fixed model per origin, as a user would do), each
+    forecasting from its last states."""
     from ktemplate import forecasting
 
     first = forecasting.fit_start(train_end, season if variant["seasonal"] else 1)
@@ -294,6 +295,7 @@ def holt_winters_refit(es, warnings, y, train_end, origins, horizon, season, var
             known["initial_seasonal"] = p["initial_seasons"]
             fixed["smoothing_seasonal"] = p["smoothing_seasonal"]
         rows = []
+        ahead = np.arange(1, horizon + 1)
         for o in origins:
             model = es(
                 y[first:o],
@@ -302,7 +304,15 @@ def holt_winters_refit(es, warnings, y, train_end, origins, horizon, season, var
                 **variant,
                 **known,
             ).fit(**fixed, optimized=False)
-            rows.append(model.forecast(horizon))
+            # The textbook forecast from the last states (Hyndman and Athanasopoulos, FPP3
+            # 8.3): level + h trend, with the season s[t + h - m(k + 1)], k = (h - 1) // m.
+            # statsmodels' own forecast() takes the season one cycle further back at h = m.
+            base = model.level[-1] + (ahead * model.trend[-1] if variant["trend"] else 0)
+            if not variant["seasonal"]:
+                rows.append(base + 0 * ahead)
+                continue
+            seasons = model.season[len(model.season) - season + (ahead - 1) % season]
+            rows.append(base * seasons if variant["seasonal"] == "mul" else base + seasons)
     return np.asarray(rows)
 
 

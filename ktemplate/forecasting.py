@@ -144,7 +144,9 @@ def holt_winters(
     `MAX_FIT_STEPS` steps before `train_end` at most); the model is then run with those
     parameters over the rest of the series, and each origin `o` forecasts from its state after
     step `o - 1` (only values before `o`), exactly as refitting the fixed model on `series[:o]`
-    would.
+    would. The forecast is the textbook one (Hyndman and Athanasopoulos, FPP3 section 8.3):
+    season s[t + h - m(k + 1)] with k = (h - 1) // m; statsmodels' own `forecast()` takes the
+    season one cycle further back at h = m.
 
     Args:
         series: the target, [steps].

@@ -195,7 +195,7 @@ def test_holt_winters_rolling_origins_equal_refitting_the_fixed_model():
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     y = elec_equip.load().data.iloc[:, 0].to_numpy(dtype="float64")
-    train_end, starts, horizon = 180, np.array([190, 200, 230]), 6
+    train_end, starts, horizon = 180, np.array([190, 200, 230]), 14  # past one season
     for seasonal in ("add", "mul"):
         fast = forecasting.holt_winters(y, train_end, starts, horizon, 12, "add", seasonal)
         fit = ExponentialSmoothing(
@@ -218,7 +218,14 @@ def test_holt_winters_rolling_origins_equal_refitting_the_fixed_model():
                 smoothing_seasonal=p["smoothing_seasonal"],
                 optimized=False,
             )
-            np.testing.assert_allclose(row, again.forecast(horizon), rtol=1e-8)
+            # The textbook forecast from its last states: season s[t + h - m(k + 1)].
+            ahead = np.arange(1, horizon + 1)
+            level = again.level[-1] + ahead * again.trend[-1]
+            season = again.season[len(again.season) - 12 + (ahead - 1) % 12]
+            expected = level * season if seasonal == "mul" else level + season
+            np.testing.assert_allclose(row, expected, rtol=1e-8)
+            # statsmodels' forecast() agrees up to one season ahead.
+            np.testing.assert_allclose(row[:11], again.forecast(11), rtol=1e-8)
     assert forecasting.holt_winters_candidates(y[:train_end], 12)[1]["seasonal"] == "mul"
     assert forecasting.holt_winters_candidates(y[:20], 12)[0]["seasonal"] is None
 
