@@ -197,17 +197,23 @@ def _choose_and_refit(
     val_y: np.ndarray,
     predict_val: Callable[[Any], np.ndarray],
     refit: bool,
+    regression: bool = False,
 ) -> tuple[Any, str, dict[str, Any], list[dict[str, Any]]]:
-    """Fits every candidate on train, picks on validation accuracy (ties: the later, more
-    flexible one), then refits the pick on train+validation when `refit`. Returns the fitted
-    estimator, its name and settings, and every candidate's validation score."""
+    """Fits every candidate on train, picks on validation accuracy (regression: MAE; ties: the
+    later, more flexible one), then refits the pick on train+validation when `refit`. Returns
+    the fitted estimator, its name and settings, and every candidate's validation score."""
     tried, fitted = [], []
+    key = "val_mae" if regression else "val_accuracy"
     for name, settings, make in candidates:
         estimator = fit(make(), "train")
-        accuracy = float((predict_val(estimator) == val_y).mean())
-        tried.append({"method": name, **settings, "val_accuracy": round(accuracy, 6)})
+        predicted = predict_val(estimator)
+        if regression:
+            score = float(np.mean(np.abs(predicted - val_y)))
+        else:
+            score = float((predicted == val_y).mean())
+        tried.append({"method": name, **settings, key: round(score, 6)})
         fitted.append(estimator)
-    best = pick(tried, "val_accuracy")
+    best = pick(tried, key, higher_is_better=not regression)
     name, settings, make = candidates[best]
     estimator = fit(make(), "train+val") if refit else fitted[best]
     return estimator, name, settings, tried
@@ -341,6 +347,8 @@ def text_features():
 
 
 TEXT_C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+TEXT_RIDGE_ALPHA = (8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.125)  # regression; most regularized first
+TEXT_REGRESSION_BASELINE = "TF-IDF word 1-2-grams + char 2-5-grams, ridge"
 
 
 def tfidf_logistic_regression(
@@ -350,17 +358,19 @@ def tfidf_logistic_regression(
     seed: int = 0,
     refit: bool = False,
     max_train: int = 0,
+    regression: bool = False,
 ) -> dict[str, Any]:
-    """TF-IDF of word 1-2-grams and character 2-5-grams + logistic regression, C on validation.
+    """TF-IDF of word 1-2-grams and character 2-5-grams + logistic regression, C on validation
+    (with `regression`: ridge regression, alpha on validation MAE).
 
-    Every C of `TEXT_C_GRID` is fitted; ties go to the larger C. Texts are cut to their first
-    `MAX_TEXT_CHARS` characters, and a train split above `max_train` (default
-    `MAX_TRAIN_TEXTS`) is subsampled.
+    Every C of `TEXT_C_GRID` (alpha of `TEXT_RIDGE_ALPHA`) is fitted; ties go to the larger C
+    (smaller alpha). Texts are cut to their first `MAX_TEXT_CHARS` characters, and a train split
+    above `max_train` (default `MAX_TRAIN_TEXTS`) is subsampled.
 
     Returns:
-        {"name", "settings", "notes", "predicted" (test labels), "seconds"}.
+        {"name", "settings", "notes", "predicted" (test labels or values), "seconds"}.
     """
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
 
     start = time.perf_counter()
     (train_texts, train_y), (val_texts, val_y) = train, val
@@ -380,6 +390,8 @@ def tfidf_logistic_regression(
         ("logistic regression", {"C": c}, lambda c=c: LogisticRegression(C=c, max_iter=2000))
         for c in TEXT_C_GRID
     ]
+    if regression:
+        candidates = [("ridge", {"alpha": a}, lambda a=a: Ridge(alpha=a)) for a in TEXT_RIDGE_ALPHA]
 
     def fit(estimator, part):
         estimator.fit(matrix[part], labels[part])
@@ -387,7 +399,7 @@ def tfidf_logistic_regression(
         return estimator
 
     estimator, _, settings, tried = _choose_and_refit(
-        candidates, fit, val_y, lambda e: e.predict(val_matrix), refit
+        candidates, fit, val_y, lambda e: e.predict(val_matrix), refit, regression
     )
     used = vectorizers[estimator.fitted_on_]
     size = sum(len(v.vocabulary_) for _, v in used.transformer_list)
@@ -398,10 +410,12 @@ def tfidf_logistic_regression(
     if any(len(t) > MAX_TEXT_CHARS for t in list(train_texts) + list(val_texts) + test_texts):
         notes.append(f"each text read up to its first {MAX_TEXT_CHARS} characters")
     return {
-        "name": TEXT_BASELINE,
+        "name": TEXT_REGRESSION_BASELINE if regression else TEXT_BASELINE,
         "settings": {
             **settings,
-            "picked_on": "validation accuracy; ties to the larger C",
+            "picked_on": "validation MAE; ties to the smaller alpha"
+            if regression
+            else "validation accuracy; ties to the larger C",
             "fitted_on": "train+validation" if refit else "train",
             "tried": tried,
         },

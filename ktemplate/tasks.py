@@ -64,7 +64,20 @@ def head(kind: Kind, x, classes: int, target_mean: float = 0.0, target_std: floa
     if kind == "classification":
         return keras.layers.Dense(classes, activation="softmax", dtype="float32", name="output")(x)
     x = keras.layers.Dense(1, dtype="float32", name="standardized")(x)
+    return to_target_units(x, target_mean, target_std)
+
+
+def to_target_units(x, target_mean: float, target_std: float):
+    """A regression head's standardized output in the target's own units (float32)."""
+    import keras
+
     return keras.layers.Rescaling(target_std, offset=target_mean, dtype="float32", name="output")(x)
+
+
+def target_stats(values: np.ndarray) -> dict[str, float]:
+    """The train split's target mean and standard deviation (the regression head's scale)."""
+    values = np.asarray(values, "float64")
+    return {"target_mean": float(values.mean()), "target_std": float(values.std() or 1.0)}
 
 
 def compile_model(model, kind: Kind, config: Any, train_size: int, target_std: float = 1.0):
@@ -259,6 +272,7 @@ def compare(
     class_names: list[str] | None,
     config: Any,
     tries=(),
+    unit: str = "rows",
 ) -> dict[str, Any]:
     """The baseline block: McNemar on the test rows (classification), or a paired t-test of the
     absolute errors (regression, `ktemplate.baselines.diebold_mariano_p` with horizon 1)."""
@@ -269,7 +283,7 @@ def compare(
             y_true,
             np.asarray(model_output).argmax(-1),
             class_names or [],
-            unit="rows",
+            unit=unit,
             config=config,
             tries=tries,
         )
@@ -289,7 +303,7 @@ def compare(
         test="paired t",
         p_value=baselines.diebold_mariano_p(ours, theirs, 1),
         n=len(y_true),
-        unit="rows",
+        unit=unit,
         config=config,
         tries=tries,
         number_format=".4g",

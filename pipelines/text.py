@@ -68,7 +68,7 @@ class TextSplits:
     train: tf.data.Dataset
     val: tf.data.Dataset
     test: tf.data.Dataset
-    class_names: list[str]
+    class_names: list[str] | None  # None: a numeric target (regression)
     sizes: dict[str, int | None]
 
 
@@ -168,10 +168,11 @@ def read_vader_file(archive: Path, member: str) -> str:
             return decode_utf8(data.read(), f"{archive}:{member}")
 
 
-def parse_ratings(text: str, source: str) -> tuple[list[str], np.ndarray]:
+def parse_ratings(text: str, source: str, numeric: bool = False) -> tuple[list[str], np.ndarray]:
     """Parses `id <TAB> mean rating <TAB> text` lines; label 1 if rating > 0, 0 if < 0.
 
-    Zero ratings (neither positive nor negative) are dropped.
+    Zero ratings (neither positive nor negative) are dropped. With `numeric`, the mean rating
+    itself is the label (float32) and every line is kept.
     """
     texts, labels = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -184,17 +185,21 @@ def parse_ratings(text: str, source: str) -> tuple[list[str], np.ndarray]:
             raise ValueError(
                 f"{source} line {number}: expected 'id<TAB>rating<TAB>text', got {line[:80]!r}."
             ) from None
-        if rating == 0 or len(fields) < 3:
+        if len(fields) < 3 or (rating == 0 and not numeric):
             continue
         texts.append(fields[2].strip())
-        labels.append(1 if rating > 0 else 0)
-    return texts, np.asarray(labels, dtype="int64")
+        labels.append(rating if numeric else (1 if rating > 0 else 0))
+    return texts, np.asarray(labels, dtype="float32" if numeric else "int64")
 
 
-def load_vader(name: str, download=None) -> TextSplits:
-    """One of the vaderSentiment ground-truth sets with a fixed stratified 70/10/20 split."""
+def load_vader(name: str, download=None, numeric: bool = False) -> TextSplits:
+    """One of the vaderSentiment ground-truth sets with a fixed stratified 70/10/20 split: its
+    sentiment classes, or (`numeric`) its mean human rating, -4..4."""
     member = VADER_FILES[name]
-    texts, labels = parse_ratings(read_vader_file(vader_archive(download), member), member)
+    archive = vader_archive(download)
+    texts, labels = parse_ratings(read_vader_file(archive, member), member, numeric)
+    if numeric:
+        return _split_numbers(texts, labels)
     return _split_arrays(texts, labels, SENTIMENT_CLASSES)
 
 
@@ -238,8 +243,27 @@ def _split_arrays(texts: list[str], labels: np.ndarray, class_names: list[str]) 
     )
 
 
-def load_csv(path: str | Path, text_column: str, label_column: str) -> TextSplits:
-    """Loads a UTF-8 CSV file with a header row; class names are the sorted label values.
+def _split_numbers(texts: list[str], values: np.ndarray) -> TextSplits:
+    """A fixed 70/10/20 split of texts with a numeric target, stratified on its quantiles."""
+    from ktemplate import tasks
+
+    index = tasks.split("regression", values, SPLIT_FRACTIONS)
+    texts = np.asarray(texts, dtype=object)
+    datasets = {
+        split: tf.data.Dataset.from_tensor_slices(
+            (tf.constant(texts[idx].tolist(), tf.string), values[idx].astype("float32"))
+        )
+        for split, idx in index.items()
+    }
+    sizes = {split: len(idx) for split, idx in index.items()}
+    return TextSplits(datasets["train"], datasets["val"], datasets["test"], None, sizes)
+
+
+def load_csv(
+    path: str | Path, text_column: str, label_column: str, numeric: bool = False
+) -> TextSplits:
+    """Loads a UTF-8 CSV file with a header row; class names are the sorted label values (with
+    `numeric`, the label column holds the number to predict).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -267,6 +291,15 @@ def load_csv(path: str | Path, text_column: str, label_column: str) -> TextSplit
         raw_labels.append(label)
     if not texts:
         raise ValueError(f"{path} has a header but no rows.")
+    if numeric:
+        try:
+            return _split_numbers(texts, np.asarray([float(v) for v in raw_labels], "float32"))
+        except ValueError:
+            bad = next(v for v in raw_labels if not _is_number(v))
+            raise ValueError(
+                f"{path}: the '{label_column}' column holds {bad!r}, not a number; regression "
+                "needs a numeric label column (or use task=classification)."
+            ) from None
     class_names = sorted(set(raw_labels))
     labels = np.asarray([class_names.index(label) for label in raw_labels], dtype="int64")
     return _split_arrays(texts, labels, class_names)
@@ -357,21 +390,38 @@ def load_tfds(name: str, data_dir: str | None = None) -> TextSplits:
     )
 
 
-def load_text(dataset: str, text_column: str = "text", label_column: str = "label") -> TextSplits:
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def load_text(
+    dataset: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    task: str = "classification",
+) -> TextSplits:
     """Dispatches a `dataset` config value to its source.
 
     Args:
         dataset: a vader_* name, "tfds:NAME", "dir:PATH" or "csv:PATH".
         text_column: the CSV column holding the text.
         label_column: the CSV column holding the label.
+        task: classification, or regression (a number per text: vader_*'s mean rating, or a
+            numeric CSV label column).
     """
-    kind, arg = parse_source(dataset, allowed=SOURCES)
+    numeric = task == "regression"
+    allowed = (*VADER_FILES, "csv") if numeric else SOURCES
+    kind, arg = parse_source(dataset, allowed=allowed)
     if kind in VADER_FILES:
-        return load_vader(kind)
+        return load_vader(kind, numeric=numeric)
     if kind == "tfds":
         return load_tfds(arg)
     if kind == "csv":
-        return load_csv(arg, text_column, label_column)
+        return load_csv(arg, text_column, label_column, numeric)
     return load_directory(arg)
 
 

@@ -55,7 +55,7 @@ import tensorflow as tf
 from ktemplate.pipelines import splits as splits_lib
 from ktemplate.pipelines import text, word_vectors
 
-from ktemplate import baselines, convert, files, reports, serving, training
+from ktemplate import baselines, convert, files, reports, tasks, training
 from ktemplate.config import (
     Auto,
     ConfigError,
@@ -84,7 +84,8 @@ Standardize = Literal["lower_and_strip_punctuation", "lower", "strip_punctuation
 class Config(TrainingConfig):
     dataset: str = "vader_movies"  # vader_movies|_tweets|_amazon|_nyt, tfds:, dir: or csv:PATH
     text_column: str = "text"  # csv: the column holding the text
-    label_column: str = "label"  # csv: the column holding the class label
+    label_column: str = "label"  # csv: the column holding the label (a class, or a number)
+    task: tasks.Kind = "classification"  # regression: a number per text (vader: mean rating)
     epochs: PositiveInt = 12  # maximum epochs; early stopping usually ends sooner
     batch_size: PositiveInt = 32  # per-replica batch size
     learning_rate: PositiveFloat = 1e-3  # peak learning rate (cosine decay to 1% of it)
@@ -160,8 +161,10 @@ def load_data(config: Config, batch_size: int) -> Data:
     to a multiple of 8, 8..256); `class_weight=auto` is balanced when the train split's
     classes are unbalanced.
     """
-    splits = text.load_text(config.dataset, config.text_column, config.label_column)
+    splits = text.load_text(config.dataset, config.text_column, config.label_column, config.task)
     if config.backbone != "none":
+        if config.task != "classification":
+            raise ValueError("backbone= works for task=classification only; use backbone=none.")
         return _backbone_data(config, batch_size, splits)
     vocabulary = text.train_vocabulary(
         splits.train, config.vocab_size, _standardize(config), config.ngrams
@@ -170,6 +173,7 @@ def load_data(config: Config, batch_size: int) -> Data:
     vocabulary = vocabulary + added
     sizes = _sizes(splits)
     spec = {
+        "task": config.task,
         "class_names": splits.class_names,
         "vocabulary": vocabulary,
         "standardize": config.standardize,
@@ -207,7 +211,11 @@ def load_data(config: Config, batch_size: int) -> Data:
             "words_added": len(added),
             **init.summary(),
         }
-    class_weight = _class_weight(splits, auto)
+    class_weight = None
+    if config.task == "classification":
+        class_weight = _class_weight(splits, auto)
+    else:
+        spec.update(tasks.target_stats(np.concatenate([y for _, y in splits.train.batch(8192)])))
     spec.update(auto.spec())
     tokens = vectorizer(spec)
     return Data(
@@ -620,26 +628,28 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         )(x, padding_mask=padding_mask)
     x = MaskedPooling(config.pooling, name="pooling")(x, padding_mask=padding_mask)
     x = keras.layers.Dropout(config.dropout)(x)
-    x = keras.layers.Dense(
-        len(spec["class_names"]), kernel_regularizer=training.regularizer(config)
-    )(x)
+    kind = spec.get("task", "classification")
+    units = len(spec["class_names"]) if kind == "classification" else 1
+    x = keras.layers.Dense(units, kernel_regularizer=training.regularizer(config))(x)
     if wide_default(config) if config.wide == "auto" else config.wide:
-        # One weight per class and token, summed over the text's tokens (logistic regression
-        # on token counts, trained with the encoder); a mean trained too slowly to matter.
+        # One weight per class (or output) and token, summed over the text's tokens (a linear
+        # model on token counts, trained with the encoder); a mean trained too slowly to matter.
         bag = keras.layers.Embedding(
-            vocab_size, len(spec["class_names"]), embeddings_initializer="zeros", name="wide"
+            vocab_size, units, embeddings_initializer="zeros", name="wide"
         )(token_ids)
         bag = MaskedPooling("sum", name="wide_pooling")(bag, padding_mask=padding_mask)
         x = keras.layers.Add(name="wide_and_deep")([x, bag])
-    # float32 softmax: stable probabilities under mixed precision.
-    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    if kind == "classification":  # float32 softmax: stable probabilities in mixed precision
+        outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    else:
+        outputs = tasks.to_target_units(x, spec["target_mean"], spec["target_std"])
     model = keras.Model(token_ids, outputs, name=NAME)
     if config.embeddings != "none":
         token_embedding = model.get_layer("embedding").token_embedding
         init = pretrained_embeddings(config.embeddings, spec["vocabulary"], config.seed)
         token_embedding.embeddings.assign(init.matrix)
         token_embedding.trainable = config.embeddings_trainable
-    training.compile_classifier(model, config, spec["sizes"]["train"])
+    tasks.compile_model(model, kind, config, spec["sizes"]["train"], spec.get("target_std", 1.0))
     return model
 
 
@@ -708,11 +718,11 @@ def search_space(hp, config: Config) -> Config:
 
 def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
     """The SavedModel's endpoint: raw UTF-8 strings [batch] in, decoded predictions out."""
-    class_names = tf.constant(spec["class_names"])
     end_to_end = text_model(model, spec)
+    kind = spec.get("task", "classification")
 
     def serve(texts):
-        return serving.classification_outputs(end_to_end(texts, training=False), class_names)
+        return tasks.serving_outputs(kind, end_to_end(texts, training=False), spec["class_names"])
 
     serve.track = [end_to_end]  # the vocabulary lookup table goes into the SavedModel
     return {"serve": (serve, [tf.TensorSpec([None], tf.string, name="text")])}
@@ -732,8 +742,10 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
     length = spec["sequence_length"]
 
     def classify(token_ids):
-        probabilities = tf.cast(model(token_ids, training=False), tf.float32)
-        return {"probabilities": probabilities, "class_id": tf.argmax(probabilities, axis=-1)}
+        output = tf.cast(model(token_ids, training=False), tf.float32)
+        if spec.get("task") == "regression":
+            return {"prediction": tf.reshape(output, [-1])}
+        return {"probabilities": output, "class_id": tf.argmax(output, axis=-1)}
 
     vocabulary = ["", "[UNK]", *spec["vocabulary"]]
     rng = np.random.default_rng(0)
@@ -757,7 +769,9 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
             + f"map each token to its line number in vocabulary.txt (1 when absent, 0 is "
             f"padding), cut or zero-pad to {length}",
             "vocabulary": "vocabulary.txt",
-            "outputs": "probabilities float32 [batch, classes]; class_id int64 [batch] (the "
+            "outputs": "prediction float32 [batch]"
+            if spec.get("task") == "regression"
+            else "probabilities float32 [batch, classes]; class_id int64 [batch] (the "
             "manifest's class_names[class_id] is its name)",
         },
         assets={"vocabulary.txt": "\n".join(vocabulary) + "\n"},
@@ -778,8 +792,15 @@ def portable_data(
     ids = np.zeros((0, spec["sequence_length"]), np.int64)
     if texts:
         ids = vectorizer(spec)(tf.constant(texts, tf.string)).numpy().astype(np.int64)
+    inputs = {"token_ids": ids, "text": np.array(texts, dtype=object)}
+    if spec.get("task") == "regression":
+        return convert.PortableData(
+            inputs=inputs,
+            metric=f"{split}_mae",
+            score=lambda outputs: float(np.mean(np.abs(outputs["prediction"] - labels))),
+        )
     return convert.PortableData(
-        inputs={"token_ids": ids, "text": np.array(texts, dtype=object)},
+        inputs=inputs,
         metric=f"{split}_accuracy",
         score=lambda outputs: float(np.mean(outputs["class_id"] == labels)),
     )
@@ -806,15 +827,12 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
             "vocabulary_size": len(spec["vocabulary"]) + 2,
         }
         serving = {}
+    kind = spec.get("task", "classification")
     return {
-        "task": "text_classification",
+        "task": f"text_{kind}",
         "input": text_input,
         **({"serving": serving} if serving else {}),
-        "outputs": {
-            "probabilities": "float32 [batch, classes]",
-            "class_id": "int64 [batch]",
-            "class_name": "string [batch]",
-        },
+        "outputs": tasks.describe_outputs(kind, spec["class_names"]),
         "class_names": spec["class_names"],
     }
 
@@ -867,6 +885,12 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
     probabilities = end_to_end.predict(data.test.map(text.texts_only), verbose=0)
     probabilities = probabilities.astype("float64")
     class_names = data.spec["class_names"]
+    if data.spec.get("task") == "regression":
+        metrics = tasks.test_metrics("regression", labels, probabilities)
+        if out_dir is not None:
+            path = Path(out_dir) / "predictions.png"
+            tasks.plot("regression", metrics, labels, probabilities, path)
+        return metrics
     metrics = reports.classification_metrics(labels, probabilities, class_names)
     metrics["confident_mistakes"] = confident_mistakes(
         texts, labels, probabilities, class_names, MISTAKES_SHOWN
@@ -885,9 +909,10 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
 
 
 def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
-    """TF-IDF of word 1-2-grams and character 2-5-grams + logistic regression (C picked on
-    validation) on the same splits, compared with the model on the test texts (McNemar); see
-    `ktemplate.baselines`."""
+    """TF-IDF of word 1-2-grams and character 2-5-grams + logistic regression (regression:
+    ridge), picked on validation, on the same splits, compared with the model on the test
+    texts (McNemar, or a paired t-test of the absolute errors); see `ktemplate.baselines`."""
+    kind = data.spec.get("task", "classification")
     arrays = {name: text.arrays(ds) for name, ds in data.splits.items()}
     test_texts, test_y = arrays["test"]
     fitted = baselines.tfidf_logistic_regression(
@@ -897,22 +922,16 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
         seed=config.seed,
         refit=data.val is None,  # a champion refitted on train+validation
         max_train=config.baseline_max_train,
+        regression=kind == "regression",
     )
-    probabilities = text_model(model, data.spec).predict(tf.constant(test_texts), verbose=0)
-    return baselines.compare_classification(
-        fitted,
-        test_y,
-        probabilities.argmax(axis=-1),
-        data.spec["class_names"],
-        unit="texts",
-        config=config,
-        tries=[
-            baselines.Try("wide", "true", "a linear model over the tokens beside the Transformer"),
-            baselines.Try("members", 2 * config.members, "more models averaged"),
-            baselines.Try(
-                "embeddings", "PATH/glove.6B.50d.txt", "pretrained word vectors (a GloVe file)"
-            ),
-        ],
+    output = text_model(model, data.spec).predict(tf.constant(test_texts), verbose=0)
+    tries = [
+        baselines.Try("wide", "true", "a linear model over the tokens beside the Transformer"),
+        baselines.Try("members", 2 * config.members, "more models averaged"),
+        baselines.Try("embeddings", "PATH/glove.6B.50d.txt", "pretrained word vectors"),
+    ]
+    return tasks.compare(
+        kind, fitted, test_y, output, data.spec["class_names"], config, tries, unit="texts"
     )
 
 
