@@ -30,9 +30,15 @@ def parse_source(dataset: str, allowed: tuple[str, ...]) -> tuple[str, str]:
         or (kind in ("tfds", "dir", "csv") and not arg)
         or (kind not in ("tfds", "dir", "csv") and sep)
     ):
+        examples = {
+            "tfds": "tfds:mnist",
+            "dir": "dir:path/to/folder",
+            "csv": "csv:path/to/file.csv",
+        }
+        shown = " or ".join(examples[a] for a in allowed if a in examples)
         raise ValueError(
-            f"Unknown dataset {dataset!r}. Use one of: {', '.join(named + prefixed)} "
-            "(e.g. tfds:mnist or dir:path/to/folder)."
+            f"Unknown dataset {dataset!r}. Use one of: {', '.join(named + prefixed)}"
+            + (f" (e.g. {shown})." if shown else ".")
         )
     return kind, arg
 

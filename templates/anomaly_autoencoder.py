@@ -37,6 +37,10 @@ features [batch, F] in original units) and returns `score`, `is_anomaly` (score 
 in the manifest) and, for images, the uint8 `reconstruction`; images also get
 `serve_image_bytes` (encoded PNG/JPEG/BMP/GIF).
 
+What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves bottleneck, channels) →
+build_model → fit on normals → calibrate (the threshold) → evaluate → baseline (PCA,
+IsolationForest, One-Class SVM, k-NN) → export.
+
 Adapt it: `ktemplate new my_detector --from anomaly_autoencoder`, then point `dataset` at your
 normal examples and set `target_fpr` to the false alarms you can afford.
 

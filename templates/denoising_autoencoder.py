@@ -19,6 +19,10 @@ is padded (reflect) to a multiple of 2**depth inside the model and cropped back.
 Export: `serve` takes uint8 pixels [batch, H, W, C] (any H, W) and returns uint8 `denoised`;
 `serve_float` takes float32 in 0..1 and returns float32 in 0..1.
 
+What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves patch_size) → build_model
+→ fit on random noisy crops → evaluate on whole test images → baseline (non-local means,
+BM3D) → export.
+
 Adapt it: `ktemplate new my_denoiser --from denoising_autoencoder`, then change the noise in
 `Config` to match your images (or your data in `load_data`); the rest is shared.
 

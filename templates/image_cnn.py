@@ -17,6 +17,10 @@ Export: `serve` takes uint8 pixels [batch, H, W, C]; images of another size are 
 (bilinear) to the training size. `serve_image_bytes` takes encoded PNG/JPEG/BMP/GIF bytes
 [batch]. Both return `probabilities`, `class_id` and `class_name`.
 
+What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves augment, batch_norm,
+patience, members, class_weight) → build_model → fit → fine_tune (a backbone) × members,
+averaged → evaluate → baseline (pixel logistic regression / SVC) → export.
+
 Adapt it: `ktemplate new my_task --from image_cnn`, then change `Config` defaults, the data
 section (`load_data`) and `build_model`; the rest (training, tuning, export) is shared.
 

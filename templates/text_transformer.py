@@ -34,6 +34,10 @@ Export: `serve` takes `tf.string` [batch] and returns `probabilities`, `class_id
 `class_name`. Empty or whitespace-only texts get an answer (the classifier's prior), not an
 error.
 
+What runs, in order (`ktemplate/lifecycle.py`): load_data (vocabulary from train; resolves
+sequence_length, embed_dim, wide, class_weight) → build_model → fit (→ fine_tune a backbone)
+× members, averaged → evaluate → baseline (TF-IDF + a linear model) → export.
+
 Adapt it: `ktemplate new my_task --from text_transformer`, then change `Config` defaults, the
 data section (`load_data`) and `build_model`; the rest (training, tuning, export) is shared.
 

@@ -23,6 +23,10 @@ Export: `serve` takes a raw window in original units, float32 [batch, window, fe
 features in the manifest's order), and returns `forecast`, float32 [batch, horizon], in
 original units.
 
+What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves season, horizon, window,
+target_transform) → build_model → fit → evaluate (rolling origins) → baseline (naive,
+seasonal naive, Holt-Winters) → export.
+
 Adapt it: `ktemplate new my_forecast --from timeseries_lstm`, then change `Config` defaults
 (window, horizon, season), the data section (`load_data`) and `build_model`.
 

@@ -20,3 +20,13 @@ def test_too_small_class_is_named():
     labels = np.array([0, 0, 0, 1, 1])
     with pytest.raises(ValueError, match="Class 'cats' has 2 example"):
         stratified_split(labels, (0.7, 0.1, 0.2), class_names=["dogs", "cats"])
+
+
+def test_an_unknown_dataset_lists_only_what_the_template_accepts():
+    from ktemplate.pipelines import sources
+
+    with pytest.raises(ValueError) as error:
+        sources.parse_source("mnist", allowed=("co2", "csv"))
+    message = str(error.value)
+    assert "co2, csv:..." in message and "csv:path/to/file.csv" in message
+    assert "tfds" not in message and "dir" not in message
