@@ -1,8 +1,8 @@
 """text_transformer on the default movie-review sentences against TF-IDF + logistic regression.
 
 Trains the default config (through the same code path as `ktemplate train text_transformer`)
-for each seed, and fits scikit-learn's TF-IDF (word 1-2-grams) + LogisticRegression on the
-identical train split in the same run. Prints a Markdown table; the figures in
+for each seed, and fits the runs' baseline (TF-IDF of word 1-2-grams and character 2-5-grams +
+logistic regression, C on validation) on the identical train split in the same run. Prints a Markdown table; the figures in
 benchmarks/RESULTS.md come from this script.
 
     python benchmarks/text_transformer_vader.py --seeds 42 43 44
@@ -29,8 +29,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from ktemplate.pipelines import text  # noqa: E402
 from ktemplate.templates import text_transformer  # noqa: E402
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from ktemplate import baselines, files, run  # noqa: E402
 from ktemplate import config as config_lib  # noqa: E402
@@ -45,23 +43,15 @@ def split_arrays(ds) -> tuple[list[str], np.ndarray]:
 
 
 def tfidf_baseline(train, val, test) -> tuple[np.ndarray, float]:
-    """TF-IDF (1-2-grams, sublinear tf) + LogisticRegression, C picked on the validation split.
+    """The runs' own baseline (`ktemplate.baselines.tfidf_logistic_regression`: TF-IDF of word
+    1-2-grams and character 2-5-grams, logistic regression, C picked on the validation split).
 
     Each split is (texts, labels). Returns per test text whether it is classified correctly,
     and the fit seconds.
     """
-    (train_x, train_y), (val_x, val_y), (test_x, test_y) = train, val, test
-    start = time.perf_counter()
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    train_features = vectorizer.fit_transform(train_x)
-    best = None
-    for c in (0.5, 1.0, 2.0, 4.0, 8.0):
-        model = LogisticRegression(C=c, max_iter=2000).fit(train_features, train_y)
-        val_accuracy = float((model.predict(vectorizer.transform(val_x)) == val_y).mean())
-        if best is None or val_accuracy > best[0]:
-            best = (val_accuracy, model)
-    seconds = time.perf_counter() - start
-    return best[1].predict(vectorizer.transform(test_x)) == test_y, seconds
+    (test_x, test_y) = test
+    fitted = baselines.tfidf_logistic_regression(train, val, test_x)
+    return np.asarray(fitted["predicted"]) == test_y, fitted["seconds"]
 
 
 def export_correct(run_dir, *splits: tuple[list[str], np.ndarray]) -> list[np.ndarray]:
@@ -143,7 +133,7 @@ def main() -> None:
     print(
         f"\nTransformer mean val accuracy {val_accuracies.mean():.4f}, "
         f"mean test accuracy {accuracies.mean():.4f} (min {accuracies.min():.4f}, "
-        f"max {accuracies.max():.4f}); TF-IDF 1-2-grams + LogisticRegression "
+        f"max {accuracies.max():.4f}); {baselines.TEXT_BASELINE} "
         f"{baseline_accuracy:.4f} (fit {baseline_seconds:.1f} s)"
     )
     print(
