@@ -2,8 +2,8 @@
 
 Trains the default config (through the same code path as `ktemplate train text_transformer`)
 for each seed, and fits the runs' baseline (TF-IDF of word 1-2-grams and character 2-5-grams +
-logistic regression, C on validation) on the identical train split in the same run. Prints a Markdown table; the figures in
-benchmarks/RESULTS.md come from this script.
+logistic regression, C on validation) on the identical train split in the same run. Prints a
+Markdown table; the figures in benchmarks/RESULTS.md come from this script.
 
     python benchmarks/text_transformer_vader.py --seeds 42 43 44
     python benchmarks/text_transformer_vader.py --set epochs=12 --set dropout=0.3  # a variant
