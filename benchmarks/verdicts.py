@@ -116,15 +116,20 @@ def _train(template, overrides: dict, scenario: str, out: Path) -> Path:
     command = [sys.executable, "-m", "ktemplate", "train", template.NAME, "--run-dir", str(run_dir)]
     for key, value in overrides.items():
         command += ["--set", f"{key}={value}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    history = run_dir / "members" / "0" / "history_train.csv"
-    while not (history.exists() and len(history.read_text().splitlines()) >= 3):
-        if process.poll() is not None:
-            raise RuntimeError(f"training ended before the interruption: {process.stderr.read()}")
-        time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=600)
-    assert files.read_json(run_dir / "run.json")["status"] == "interrupted"
+    log = out / "interrupted.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        history = run_dir / "members" / "0" / "history_train.csv"
+        while not (history.exists() and len(history.read_text().splitlines()) >= 3):
+            if process.poll() is not None:
+                raise RuntimeError(f"training ended before the interruption: see {log}")
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=600)
+    status = files.read_json(run_dir / "run.json")["status"]
+    if status != "interrupted":
+        raise RuntimeError(f"the run is {status}, not interrupted: {log.read_text()[-2000:]}")
     return run.train(template, None, resume=run_dir, verbose=0)
 
 
