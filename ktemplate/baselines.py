@@ -191,7 +191,7 @@ def _subsample(x, y, limit: int, seed: int):
     return (x[index] if isinstance(x, np.ndarray) else [x[i] for i in index]), y[index], True
 
 
-def _choose_and_refit(
+def choose_and_refit(
     candidates: list[tuple[str, dict[str, Any], Callable[[], Any]]],
     fit: Callable[[Any, str], Any],
     val_y: np.ndarray,
@@ -303,7 +303,7 @@ def pixel_classifier(
     def predict(estimator, x):
         return estimator.predict(scalers[estimator.fitted_on_].transform(x))
 
-    estimator, name, settings, tried = _choose_and_refit(
+    estimator, name, settings, tried = choose_and_refit(
         candidates, fit, val_y, lambda e: predict(e, raw["val"]), refit
     )
     notes = ["pixels scaled to 0..1 and standardized with the fitted split's statistics"]
@@ -398,7 +398,7 @@ def tfidf_logistic_regression(
         estimator.fitted_on_ = part
         return estimator
 
-    estimator, _, settings, tried = _choose_and_refit(
+    estimator, _, settings, tried = choose_and_refit(
         candidates, fit, val_y, lambda e: e.predict(val_matrix), refit, regression
     )
     used = vectorizers[estimator.fitted_on_]

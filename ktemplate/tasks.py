@@ -231,23 +231,17 @@ def row_baselines(
         )
         for rate in BOOSTING_RATE
     ]
-    tried, fitted = [], []
-    for name, settings, make in candidates:
-        estimator = make().fit(train_x, train_y)
-        predicted = estimator.predict(val_x)
-        score = (
-            float((predicted == val_y).mean())
-            if classify
-            else float(np.mean(np.abs(predicted - val_y)))
-        )
-        key = "val_accuracy" if classify else "val_mae"
-        tried.append({"method": name, **settings, key: round(score, 6)})
-        fitted.append(estimator)
-    best = baselines.pick(tried, key, higher_is_better=classify)
-    name, settings, make = candidates[best]
-    estimator = fitted[best]
+    parts = {"train": (train_x, train_y)}
     if refit:
-        estimator = make().fit(np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]))
+        parts["train+val"] = (np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]))
+    estimator, name, settings, tried = baselines.choose_and_refit(
+        candidates,
+        lambda estimator, part: estimator.fit(*parts[part]),
+        val_y,
+        lambda estimator: estimator.predict(val_x),
+        refit,
+        regression=not classify,
+    )
     return {
         "name": name,
         "settings": {
