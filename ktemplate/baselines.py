@@ -638,6 +638,8 @@ def console_lines(block: dict[str, Any] | None) -> list[str]:
     if not block:
         return []
     lines = [block["summary"]]
+    if block.get("validation_note"):
+        lines.append(block["validation_note"])
     if block.get("subsampled"):
         lines.append(f"(the baseline was {block['subsampled']}: a large split is subsampled)")
     lines += [f"Try: {line}" for line in block.get("suggestions", [])]

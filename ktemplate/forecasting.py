@@ -209,3 +209,83 @@ def holt_winters_candidates(train: np.ndarray, season: int) -> list[dict[str, st
             variants.append({"trend": "add", "seasonal": "mul"})
         return variants
     return [{"trend": None, "seasonal": None}, {"trend": "add", "seasonal": None}]
+
+
+def holt_winters_weights(
+    window: int,
+    horizon: int,
+    season: int,
+    alpha: float,
+    beta: float | None,
+    gamma: float | None,
+) -> np.ndarray:
+    """Additive Holt-Winters over one window as a fixed linear map: [window, horizon] weights W
+    such that `window_values @ W` is the forecast of the next `horizon` steps.
+
+    The states start from the window itself (the first season's mean as the level, the change
+    between the first two seasons' means as the trend, the first season's deviations as the
+    season; without a season, the first value and the first difference), then the smoothing
+    runs over the window with the given coefficients (statsmodels' parameterization: `beta`
+    on the level's change, `gamma` on the season's error; None leaves the trend or the season
+    out). Everything is linear in the window, so the map is exact; each column sums to 1, so it
+    commutes with shifting and scaling the values (it can run on normalized values).
+    """
+    y = np.eye(window)  # row t: the window value at step t, as a coefficient vector
+    seasonal = gamma is not None and 2 <= season <= window
+    m = season if seasonal else 1
+    if seasonal:
+        level = y[:m].mean(axis=0)
+        trend = (y[m : 2 * m].mean(axis=0) - level) / m if window >= 2 * m else 0 * level
+        seasons = [y[j] - level for j in range(m)]
+    else:
+        level = y[0]
+        trend = y[1] - y[0] if window > 1 else 0 * level
+        seasons = [0 * level]
+    if beta is None:
+        trend = 0 * level
+    for t in range(window):
+        previous_level, previous_trend = level, trend
+        s = seasons[t % m] if seasonal else 0
+        level = alpha * (y[t] - s) + (1 - alpha) * (previous_level + previous_trend)
+        if beta is not None:
+            trend = beta * (level - previous_level) + (1 - beta) * previous_trend
+        if seasonal:
+            seasons[t % m] = gamma * (y[t] - previous_level - previous_trend) + (1 - gamma) * s
+    ahead = np.arange(1, horizon + 1)
+    columns = []
+    for h in ahead:
+        forecast = level + h * trend
+        if seasonal:
+            forecast = forecast + seasons[(window + h - 1) % m]  # the slot of step t + h
+        columns.append(forecast)
+    return np.stack(columns, axis=1)
+
+
+def holt_winters_coefficients(train: np.ndarray, season: int) -> dict[str, Any]:
+    """The smoothing coefficients of additive Holt-Winters fitted on a train part (statsmodels),
+    for `holt_winters_weights`: a season when the part holds two of at most
+    `MAX_SEASONAL_PERIOD` steps, else the trend alone."""
+    import warnings
+
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    seasonal = 2 <= season <= MAX_SEASONAL_PERIOD and len(train) >= 2 * season + 2
+    first = fit_start(len(train), season if seasonal else 1)
+    with warnings.catch_warnings():  # convergence chatter from the optimizer
+        warnings.simplefilter("ignore")
+        params = (
+            ExponentialSmoothing(
+                train[first:],
+                trend="add",
+                seasonal="add" if seasonal else None,
+                seasonal_periods=season if seasonal else None,
+            )
+            .fit()
+            .params
+        )
+    return {
+        "alpha": float(params["smoothing_level"]),
+        "beta": float(params["smoothing_trend"]),
+        "gamma": float(params["smoothing_seasonal"]) if seasonal else None,
+        "season": int(season) if seasonal else 1,
+    }

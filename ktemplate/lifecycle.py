@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any
 
 CANDIDATE_EPOCH_SHARE = 0.25  # a short fit runs this share of `epochs` ...
@@ -62,6 +63,7 @@ def choose(template, config: Any, found: dict[str, dict[str, Any]], strategy=Non
     objective = search.objective_for(template, None)
     epochs = candidate_epochs(config)
     scores = {}
+    start = time.perf_counter()
     for name, fields in found.items():
         trial = dataclasses.replace(config, **fields, epochs=epochs)
         training.set_global_options(trial)
@@ -94,6 +96,7 @@ def choose(template, config: Any, found: dict[str, dict[str, Any]], strategy=Non
         "scores": scores,
         "metric": objective.name,
         "epochs": epochs,
+        "seconds": round(time.perf_counter() - start, 2),
         "reason": reason,
     }
     return dataclasses.replace(config, **found[choice]), record

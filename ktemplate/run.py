@@ -281,7 +281,12 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
     found = lifecycle.variants(template, config, data.spec)
     if found:  # an `auto` choice between variants: short fits, then the winner from scratch
         chosen, record = lifecycle.choose(template, config, found, strategy)
+        first = data.spec  # what the first load resolved from the data stays on record
         data, model, config = _data_and_model(template, chosen, strategy, refit)
+        data.spec["resolved"] = {**first.get("resolved", {}), **data.spec.get("resolved", {})}
+        data.spec["warnings"] = list(
+            dict.fromkeys(first.get("warnings", []) + data.spec.get("warnings", []))
+        )
         for field, value in found[record["choice"]].items():
             data.spec.setdefault("resolved", {})[field] = {
                 "value": value,

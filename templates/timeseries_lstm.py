@@ -82,7 +82,7 @@ class Config(TrainingConfig):
     window_seasons: PositiveFloat = 2.0  # window=auto: seasons it spans (>= 2 horizons)
     horizon: PositiveInt | Auto = "auto"  # steps forecast at once; auto: by frequency
     season: PositiveInt | Auto = "auto"  # steps per season (MASE, baselines); auto: frequency
-    target_transform: Literal["none", "log", "auto"] = "auto"  # log: grows-with-level swings
+    target_transform: Literal["none", "log", "auto"] = "auto"  # auto: the better on validation
     val_fraction: Share = 0.15  # share of the steps in the validation part (after train)
     test_fraction: Share = 0.15  # share of the steps in the test tail (the last steps)
     epochs: PositiveInt = 40  # maximum epochs; early stopping may end training sooner
@@ -100,7 +100,7 @@ class Config(TrainingConfig):
     conv_kernel: PositiveInt = 5  # kernel size of the Conv1D front end
     dense_units: NonNegativeInt = 0  # units of a hidden dense layer before the head; 0 removes it
     relative: bool = True  # forecast changes from a base taken from the window (suits trends)
-    forecast_base: Literal["last", "season"] = "last"  # base: last value, or seasonal naive
+    forecast_base: Literal["auto", "last", "season", "ets"] = "auto"  # auto: best on validation
     loss: Literal["mse", "mae", "huber"] = "mse"  # training loss, in normalized units
 
     def __post_init__(self):
@@ -292,6 +292,11 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
     if transform == "log":
         model_values[:, target] = np.log(model_values[:, target])
     mean, std = timeseries.train_stats(model_values, parts["train"][1])
+    ets = None  # forecast_base=ets: Holt-Winters coefficients fitted on the train part
+    if config.forecast_base == "ets":
+        ets = forecasting.holt_winters_coefficients(
+            model_values[: parts["train"][1], target], config.season
+        )
     forecasting.mase_scale(train_target, config.season)
     spec = {
         "dataset": config.dataset,
@@ -300,6 +305,8 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
         "season": config.season,
         "frequency": series.frequency,
         "target_transform": transform,
+        "target_positive": bool((series.values[:, target] > 0).all()),
+        "ets": ets,
         "features": series.features,
         "target": series.target,
         "target_index": target,
@@ -410,6 +417,42 @@ class AddSeasonalBase(keras.layers.Layer):
         return {**super().get_config(), "feature_index": self.feature_index, "season": self.season}
 
 
+@keras.saving.register_keras_serializable(package=NAME)
+class AddHoltWintersBase(keras.layers.Layer):
+    """Adds the additive Holt-Winters forecast of the window's target to a forecast of changes
+    from it: a fixed linear map of the window (`forecasting.holt_winters_weights`, with the
+    coefficients fitted on the train part), so the export needs nothing but the weights.
+
+    Args:
+        feature_index: the target feature (last axis of the window).
+        window, horizon: the input and forecast lengths.
+        season: steps per season (1: no season); alpha, beta, gamma: smoothing coefficients
+            (gamma None without a season).
+    """
+
+    def __init__(self, feature_index, window, horizon, season, alpha, beta, gamma, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"AddHoltWintersBase expects alpha in [0, 1], got {alpha!r}.")
+        self.feature_index, self.window, self.horizon = feature_index, window, horizon
+        self.season, self.alpha, self.beta, self.gamma = season, alpha, beta, gamma
+        weights = forecasting.holt_winters_weights(window, horizon, season, alpha, beta, gamma)
+        self.weights_matrix = keras.ops.convert_to_tensor(weights.astype("float32"))
+
+    def call(self, inputs, training=False):
+        changes, window = inputs
+        base = keras.ops.matmul(
+            keras.ops.cast(window[:, :, self.feature_index], "float32"), self.weights_matrix
+        )
+        return keras.ops.cast(changes, self.compute_dtype) + keras.ops.cast(
+            base, self.compute_dtype
+        )
+
+    def get_config(self):
+        names = ("feature_index", "window", "horizon", "season", "alpha", "beta", "gamma")
+        return {**super().get_config(), **{n: getattr(self, n) for n in names}}
+
+
 RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber"}
 
@@ -511,9 +554,22 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         x = keras.layers.Activation(config.activation)(x)
     x = keras.layers.Dropout(config.dropout)(x)
     x = keras.layers.Dense(spec["horizon"], dtype="float32")(x)
-    if config.relative and config.forecast_base == "season":
+    base = config.forecast_base if config.forecast_base != "auto" else "last"  # no choice made
+    if config.relative and base == "season":
         season = spec["season"]
         x = AddSeasonalBase(spec["target_index"], season, dtype="float32")([x, normalized])
+    elif config.relative and base == "ets":
+        ets = spec["ets"]
+        x = AddHoltWintersBase(
+            spec["target_index"],
+            spec["window"],
+            spec["horizon"],
+            ets["season"],
+            ets["alpha"],
+            ets["beta"],
+            ets["gamma"],
+            dtype="float32",
+        )([x, normalized])
     elif config.relative:
         x = AddLastValue(spec["target_index"], dtype="float32")([x, normalized])
     outputs = keras.layers.Activation("linear", dtype="float32", name="forecast")(x)
@@ -549,8 +605,28 @@ def search_space(hp, config: Config) -> Config:
         window_seasons=hp.Choice(
             "window_seasons", [1.0, 1.5, 2.0, 3.0], default=config.window_seasons
         ),
-        forecast_base=hp.Choice("forecast_base", ["last", "season"], default=config.forecast_base),
     )
+
+
+def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """forecast_base=auto and target_transform=auto: each base the data allows (the last value;
+    seasonal naive when the window holds a season; Holt-Winters) with each target scale (log
+    only for a positive target), chosen by short fits on validation MAE (`ktemplate.lifecycle`).
+    """
+    bases = [config.forecast_base]
+    if config.forecast_base == "auto":
+        seasonal = 2 <= spec["season"] <= spec["window"]
+        bases = ["last", *(["season"] if seasonal else []), "ets"]
+    scales = [config.target_transform]
+    if "target_transform" in spec.get("resolved", {}):  # it was auto
+        scales = ["none", "log"] if spec["target_positive"] else ["none"]
+    if len(bases) * len(scales) == 1:
+        return None
+    return {
+        f"{base} base, {scale} target": {"forecast_base": base, "target_transform": scale}
+        for base in bases
+        for scale in scales
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -790,11 +866,17 @@ def baseline(model: keras.Model, data: ForecastData, config: Config) -> dict[str
             f"Holt-Winters parameters fitted on the last {forecasting.MAX_FIT_STEPS} steps "
             "(whole seasons) of the fitted part"
         )
-    windows, _ = timeseries.window_arrays(
-        series.values, spec["target_index"], starts["test"], window, horizon
-    )
-    normalized = model.predict(windows.astype("float32"), verbose=0).astype("float64")
-    model_forecast = to_original_units(normalized, spec)
+
+    def model_forecast_at(origins):
+        windows, _ = timeseries.window_arrays(
+            series.values, spec["target_index"], origins, window, horizon
+        )
+        normalized = model.predict(windows.astype("float32"), verbose=0).astype("float64")
+        return to_original_units(normalized, spec)
+
+    model_forecast = model_forecast_at(starts["test"])
+    model_val_mae = float(np.mean(np.abs(model_forecast_at(starts["val"]) - actual["val"])))
+    best_val_mae = min(t["val_mae"] for t in tried)
     model_errors = np.abs(model_forecast - actual["test"]).mean(axis=1)  # per origin
     base_errors = np.abs(test_forecast - actual["test"]).mean(axis=1)
     tries = []
@@ -805,7 +887,7 @@ def baseline(model: keras.Model, data: ForecastData, config: Config) -> dict[str
     if (target > 0).all():
         other = "none" if spec["target_transform"] == "log" else "log"
         tries.append(baselines.Try("target_transform", other, "the other target scale"))
-    return baselines.compare(
+    block = baselines.compare(
         fitted,
         {
             "test_mae": test["mae"],
@@ -830,6 +912,13 @@ def baseline(model: keras.Model, data: ForecastData, config: Config) -> dict[str
         number_format=".4g",
         extra={"ratio": round(float(model_errors.mean() / max(base_errors.mean(), 1e-12)), 4)},
     )
+    block["validation"] = {"model_mae": round(model_val_mae, 6), "baseline_mae": best_val_mae}
+    if best_val_mae <= model_val_mae:
+        block["validation_note"] = (
+            f"On validation {best} (MAE {best_val_mae:.4g}) is as good as or better than the "
+            f"model (MAE {model_val_mae:.4g}): the classical method is the safer choice here."
+        )
+    return block
 
 
 def main(argv: list[str] | None = None) -> int:

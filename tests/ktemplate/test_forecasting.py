@@ -28,3 +28,37 @@ def test_mase_is_scaled_by_the_train_seasonal_naive_error():
         forecasting.mase_scale(train, 20)
     with pytest.raises(ValueError, match="MASE is undefined"):
         forecasting.mase_scale(np.ones(10), 2)
+
+
+def test_holt_winters_weights_are_the_smoothing_as_one_linear_map():
+    import warnings
+
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    rng = np.random.default_rng(0)
+    t, m = np.arange(60), 12
+    y = 10 + 0.3 * t + 3 * np.sin(2 * np.pi * t / m) + rng.normal(0, 0.5, 60)
+    weights = forecasting.holt_winters_weights(60, 14, m, 0.3, 0.1, 0.2)
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0)  # shift and scale commute with it
+    level = y[:m].mean()  # the window's own starting states
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = ExponentialSmoothing(
+            y,
+            trend="add",
+            seasonal="add",
+            seasonal_periods=m,
+            initialization_method="known",
+            initial_level=level,
+            initial_trend=(y[m : 2 * m].mean() - level) / m,
+            initial_seasonal=y[:m] - level,
+        ).fit(smoothing_level=0.3, smoothing_trend=0.1, smoothing_seasonal=0.2, optimized=False)
+    ahead = np.arange(1, 15)
+    expected = (
+        fitted.level[-1]
+        + ahead * fitted.trend[-1]
+        + fitted.season[len(fitted.season) - m + (ahead - 1) % m]
+    )
+    np.testing.assert_allclose(y @ weights, expected, atol=1e-9)
+    flat = forecasting.holt_winters_weights(30, 5, 1, 0.5, 0.2, None)  # no season
+    np.testing.assert_allclose(np.full(30, 7.0) @ flat, 7.0)

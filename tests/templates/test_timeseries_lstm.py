@@ -164,8 +164,8 @@ def test_export_forecasts_in_original_units_in_a_fresh_process(trained_run, tmp_
     )
 
     model = run.load_best_model(trained_run)
-    normalized = model.predict(windows.astype("float32"), verbose=0)
-    expected = normalized * spec["std"][0] + spec["mean"][0]
+    normalized = model.predict(windows.astype("float32"), verbose=0).astype("float64")
+    expected = timeseries_lstm.to_original_units(normalized, spec)  # log target or not
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-3)
     # The served forecasts reproduce the run's test MAE: the export is what was evaluated.
     metrics = files_lib.read_json(trained_run / "metrics.json")
@@ -364,12 +364,14 @@ def test_log_transform_inside_the_model_serves_original_units(tmp_path, capsys):
         "units": 8,
         "time_column": "month",
         "target_column": "passengers",
+        "target_transform": "log",
     }.items():
         args += ["--set", f"{key}={value}"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "auto: season=12 (monthly time stamps" in out
-    assert "auto: target_transform=log (seasonal swing grows with the level" in out
+    # forecast_base=auto: every base with the set log target, by short fits on validation.
+    assert "auto: forecast_base=" in out and "ets base, log target" in out
     (run_dir,) = (tmp_path / "timeseries_lstm").iterdir()
     spec = files_lib.read_json(run_dir / "spec.json")
     config = files_lib.read_json(run_dir / "config.json")
@@ -395,6 +397,8 @@ def test_log_transform_inside_the_model_serves_original_units(tmp_path, capsys):
     assert baseline["comparison"]["model"] == pytest.approx(metrics["test_mae"], abs=1e-4)
     lines = out.strip().splitlines()  # the sentence, then (when it loses) what to try
     after = lines[lines.index(baseline["summary"]) + 1 :]
+    if baseline.get("validation_note"):  # the classical method won on validation too
+        assert after.pop(0) == baseline["validation_note"]
     assert all(line.startswith("Try: --set ") for line in after)
     assert "Try: --set target_transform=log " not in after  # log is in force: never suggested
     assert baseline["comparison"]["test"] == "Diebold-Mariano"
@@ -468,3 +472,38 @@ def test_forecast_baseline_tries_seasonal_naive_at_every_season(tmp_path):
     # An untrained model loses; what to try never repeats a value in force.
     assert block["comparison"]["verdict"] == "worse"
     assert not any("season=336" in line for line in block["suggestions"])
+
+
+def test_holt_winters_base_forecasts_from_the_window_and_serves_it():
+    spec = {**SPEC, "window": 24, "horizon": 5, "season": 12}
+    spec["ets"] = {"alpha": 0.4, "beta": 0.1, "gamma": 0.3, "season": 12}
+    config = timeseries_lstm.Config(units=4, forecast_base="ets", dropout=0.0)
+    model = timeseries_lstm.build_model(config, spec)
+    x = np.random.default_rng(0).normal(100, 10, (3, 24, 2)).astype("float32")
+    for layer in model.layers:  # zero every weight: the changes are 0, the base remains
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    normalized = (x[:, :, 0] - spec["mean"][0]) / spec["std"][0]
+    weights = forecasting.holt_winters_weights(24, 5, 12, 0.4, 0.1, 0.3)
+    np.testing.assert_allclose(model.predict(x, verbose=0), normalized @ weights, atol=1e-4)
+
+
+def test_forecast_base_and_target_scale_are_candidates_chosen_on_validation(tmp_path):
+    csv = write_growing_swing(tmp_path / "p.csv")
+    config = timeseries_lstm.Config(
+        dataset=f"csv:{csv}", time_column="month", target_column="passengers"
+    )
+    spec = timeseries_lstm.load_data(config, 32).spec
+    found = timeseries_lstm.candidates(run.resolved_config(config, spec), spec)
+    assert sorted(found) == sorted(
+        f"{b} base, {t} target" for b in ("last", "season", "ets") for t in ("none", "log")
+    )
+    fixed = timeseries_lstm.Config(
+        dataset=f"csv:{csv}",
+        time_column="month",
+        target_column="passengers",
+        forecast_base="ets",
+        target_transform="none",
+    )
+    spec = timeseries_lstm.load_data(fixed, 32).spec
+    assert timeseries_lstm.candidates(fixed, spec) is None  # both set: nothing to choose
+    assert spec["ets"]["season"] == 12 and 0 <= spec["ets"]["alpha"] <= 1
