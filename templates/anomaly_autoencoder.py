@@ -768,10 +768,8 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
     }
     base_auc = float(roc_auc_score(anomaly, base_values))
     by_name = {  # for reading only: the pick above was made on validation
-        name: round(float(roc_auc_score(anomaly, score((test_x - mean) / std))), 6)
-        if name != best
-        else round(base_auc, 6)
-        for name, (fitted, score, _) in detectors.items()
+        name: round(float(roc_auc_score(anomaly, method(detector, (test_x - mean) / std))), 6)
+        for name, (detector, method, _) in detectors.items()
     }
     return baselines.compare(
         fitted_block,

@@ -131,6 +131,8 @@ def test_tabular_csv_with_labels_trains_and_predicts_rows(tmp_path, capsys):
     assert baseline["name"] == tried[baselines.pick(tried, "val_roc_auc")]["method"]
     assert baseline["comparison"]["test"] == "DeLong"
     assert baseline["comparison"]["n"] == 10  # the test anomalies, the rarer class
+    by_name = baseline["test_roc_auc_by_name"]  # every detector's test figure, for reading
+    assert len(by_name) == 4 and by_name[baseline["name"]] == baseline["test_roc_auc"]
     capsys.readouterr()
     assert cli.main(["predict", str(run_dir / "export"), str(path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
