@@ -99,9 +99,10 @@ def test_cli_rejects_noise_sigma_out_of_range(capsys):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """One tiny real training run on the default scikit-image data."""
+    """One tiny real training run on the default scikit-image data (its baseline is tested on
+    small images below: BM3D on six 512-pixel photographs takes a minute)."""
     out = tmp_path_factory.mktemp("runs")
-    return run.train(dae, dae.Config(**FAST), output_dir=out, verbose=0)
+    return run.train(dae, dae.Config(**FAST, baseline=False), output_dir=out, verbose=0)
 
 
 def test_run_folder_and_metrics(trained_run):
@@ -121,8 +122,15 @@ def test_run_folder_and_metrics(trained_run):
     assert manifest["serving_default"] == "serve"
 
 
-def test_run_compares_with_non_local_means_on_the_same_noisy_images(trained_run):
-    metrics = files_lib.read_json(trained_run / "metrics.json")
+def test_run_compares_with_non_local_means_and_bm3d_on_the_same_noisy_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(16):  # smooth ramps with texture: something to denoise
+        ramp = np.linspace(0, 255, 48)[None, :] * np.ones((48, 1))
+        image = np.clip(ramp + rng.normal(0, 10, (48, 48)), 0, 255).astype("uint8")[..., None]
+        write_png(tmp_path / "clean" / f"{i}.png", image)
+    config = dae.Config(dataset=f"dir:{tmp_path / 'clean'}", **FAST)
+    run_dir = run.train(dae, config, output_dir=tmp_path / "runs", verbose=0)
+    metrics = files_lib.read_json(run_dir / "metrics.json")
     baseline = metrics["baseline"]
     tried = baseline["settings"]["tried"]
     assert [t["method"] for t in tried] == ["non-local means", "BM3D"]  # bm3d: a test extra
@@ -136,7 +144,7 @@ def test_run_compares_with_non_local_means_on_the_same_noisy_images(trained_run)
     assert comparison["difference"] == pytest.approx(
         metrics["test_psnr"] - baseline["test_psnr"], abs=1e-3
     )
-    assert comparison["verdict"] in ("better", "level", "worse")
+    assert comparison["verdict"] in ("better", "level", "worse", "small test set")
 
 
 FRESH_PROCESS = textwrap.dedent(
