@@ -79,7 +79,14 @@ def _inputs(name, spec, run_dir):
     return {"pixels": data.camera()[:size, :size, None][None].astype("uint8")}
 
 
-@pytest.mark.parametrize("name", list(TEMPLATES))
+# image_cnn runs by default; the others, which take about a minute each, with `-m slow`.
+@pytest.mark.parametrize(
+    "name",
+    [
+        name if name == "image_cnn" else pytest.param(name, marks=pytest.mark.slow)
+        for name in TEMPLATES
+    ],
+)
 def test_litert_and_onnx_match_the_saved_model_in_a_fresh_process(name, tmp_path):
     template = TEMPLATES[name]
     run_dir = run.train(
@@ -162,6 +169,7 @@ print(json.dumps({"onnx": onnx.tolist(), "litert": litert.tolist(),
 """
 
 
+@pytest.mark.slow
 def test_text_token_id_files_and_the_vocabulary_recipe_match_the_saved_model(tmp_path):
     csv = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
     config = text_transformer.Config(
@@ -203,6 +211,7 @@ def image_run(tmp_path_factory):
     return run.train(image_cnn, image_cnn.Config(**TINY["image_cnn"]), output_dir=out, verbose=0)
 
 
+@pytest.mark.slow
 def test_quantized_litert_is_smaller_and_close(image_run, tmp_path):
     sizes = {}
     metrics = files_lib.read_json(image_run / "metrics.json")

@@ -430,6 +430,7 @@ def test_members_must_be_positive():
         image_cnn.Config(members=0)
 
 
+@pytest.mark.slow
 def test_transfer_learning_with_local_weights_file(tmp_path):
     weights = tmp_path / "mobilenet.weights.h5"
     source = keras.applications.MobileNetV3Small(

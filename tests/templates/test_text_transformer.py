@@ -707,6 +707,7 @@ def test_search_space_with_a_backbone(tiny_preset):
     assert set(hp.values) == {"learning_rate", "dropout", "fine_tune_epochs"}
 
 
+@pytest.mark.slow
 def test_tuning_with_a_backbone_fine_tunes_in_each_trial(tiny_preset, tmp_path):
     from ktemplate.tuning import report, search
 

@@ -91,6 +91,7 @@ def test_two_local_workers_write_one_run_folder_that_serves(tmp_path):
     assert served["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_two_workers_train_the_time_series_template(tmp_path):
     run_dir = tmp_path / "run"
     ts = ["--set", "epochs=1", "--set", "units=8", "--set", "baseline=false"]
@@ -107,6 +108,7 @@ def test_two_workers_train_the_time_series_template(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.workers"]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_job_resumes_from_the_last_finished_epoch(tmp_path):
     run_dir = tmp_path / "run"
     # Small batches: an epoch is long enough to kill a worker in the middle of one.

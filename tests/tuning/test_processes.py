@@ -63,6 +63,7 @@ def _completed(folder) -> int:
     )
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_rerunning_completed_trials(tmp_path):
     folder = tmp_path / "image_cnn" / "sweeps" / "random"
     command = _tune(tmp_path, "--max-trials", "3", "--no-champion")
