@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ktemplate import signals, templates, tuning
+from ktemplate import files, signals, templates, tuning
 from ktemplate.config import ConfigError
 from ktemplate.locks import FolderInUse
 from ktemplate.pipelines.sources import DataUnavailableError
@@ -256,10 +256,11 @@ def _add_format_options(parser: argparse.ArgumentParser, flag: str) -> None:
         flag,
         dest="formats",
         nargs="+",
-        default=["saved_model"],
+        action="extend",
         metavar="FORMAT",
-        help="saved_model (always written), litert, onnx; each converted file is checked in "
-        "its runtime (needs pip install 'ktemplate[export]')",
+        help="saved_model (always written), litert, onnx (repeatable); each converted file is "
+        "checked in its runtime (needs pip install 'ktemplate[export]'); on an existing export, "
+        "the formats it lacks are added",
     )
     parser.add_argument(
         "--quantize",
@@ -307,7 +308,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             resume=args.resume,
             strategy=strategy,
             run_dir=args.run_dir,
-            export_formats=args.formats,
+            export_formats=args.formats or ["saved_model"],
             quantize=args.quantize,
         )
     except KeyboardInterrupt as e:
@@ -512,17 +513,47 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.run_dir,
         output=args.output,
         overwrite=args.force,
-        formats=args.formats,
+        formats=args.formats or ["saved_model"],
         quantize=args.quantize,
         serving_layout=args.serving_layout,
     )
     print(f"Exported to {path}")
+    for line in export_lines(path):
+        print(f"  {line}")
     if args.serving_layout:
         print(
             f"TF Serving: --model_base_path={path.parent.resolve()} (serves version {path.name}, "
             "the highest); requests: README, 'Serving'"
         )
     return 0
+
+
+def export_lines(path: Path) -> list[str]:
+    """One line per file of an export's manifest: its size and the check it passed."""
+    lines = []
+    for fmt, entry in files.read_json(Path(path) / "manifest.json").get("formats", {}).items():
+        if fmt == "saved_model":
+            lines.append("saved_model.pb: the SavedModel (endpoints in manifest.json)")
+            continue
+        checks = []
+        for output, d in entry.get("check", {}).items():
+            if "mismatch" in d:
+                checks.append(f"{output} differs on {d['mismatch']:.0%}")
+            else:
+                checks.append(
+                    f"{output} max |diff| {d['max_abs_diff']:.2g} (tolerance {d['tolerance']:.2g})"
+                )
+        quantized = entry.get("test_metric")
+        lines.append(
+            f"{entry['path']}: {fmt}, {entry['bytes'] / 1e6:.2f} MB, checked against "
+            f"{entry.get('compared_with', 'the SavedModel')}: {'; '.join(checks)}"
+            + (
+                f"; test {quantized['name']} {quantized['litert']} (float {quantized['float']})"
+                if quantized
+                else ""
+            )
+        )
+    return lines
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

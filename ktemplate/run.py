@@ -681,8 +681,10 @@ def export(
         output: the export folder; `run_dir/export` by default.
         model: the model to export; the run's best checkpoint by default.
         metrics: test metrics for the manifest; the run's metrics.json by default.
-        overwrite: replace an existing export.
-        formats: saved_model (always written), litert, onnx.
+        overwrite: replace an existing export (its SavedModel too).
+        formats: saved_model (always written), litert, onnx. Into an existing export (and
+            without `overwrite`), the formats it lacks are added beside its SavedModel and
+            checked against it.
         quantize: none, dynamic or float16, for the LiteRT file.
         serving_layout: treat `output` (default `run_dir/serving`) as a TF Serving model base
             path and write the next version folder, `output/<n>/`; returns that folder.
@@ -693,10 +695,36 @@ def export(
     run_info = read_run(run_dir)
     if serving_layout:
         output = serving.next_version(output or run_dir / "serving")
+    output = Path(output or run_dir / "export")
     with locks.hold(run_dir, "run"):
+        if output.exists() and not overwrite and (output / serving.MANIFEST).is_file():
+            return _add_formats(template, run_dir, output, model, formats, quantize)
         return _export(
             template, run_dir, run_info, output, model, metrics, overwrite, formats, quantize
         )
+
+
+def _add_formats(template, run_dir, output: Path, model, formats, quantize) -> Path:
+    """LiteRT/ONNX files added to an existing export, checked against its SavedModel."""
+    missing = serving.missing_formats(output, formats, quantize)
+    if not missing:
+        has = [f for f in formats if f != "saved_model"]
+        raise FileExistsError(
+            f"{output} already exists"
+            + (f" with {' and '.join(has)}" if has else "")
+            + ". Add formats with --format litert onnx, export elsewhere with --output, or "
+            "pass --force to replace it."
+        )
+    spec = files.read_json(run_dir / "spec.json")
+    config = files.read_json(run_dir / "config.json")
+    model = model if model is not None else load_best_model(run_dir)
+    return serving.add_formats(
+        output,
+        lambda folder: convert.write_formats(
+            folder, template, model, spec, ["saved_model", *missing], quantize,
+            data=_quantize_data(template, config, quantize),
+        ),
+    )  # fmt: skip
 
 
 def _export(
@@ -726,7 +754,7 @@ def _export(
         "config": config,
     }
     return serving.write_export(
-        output or run_dir / "export",
+        output,
         model,
         endpoints,
         manifest,

@@ -111,6 +111,33 @@ def write_export(
     return export_dir
 
 
+def add_formats(export_dir: str | Path, convert: Callable[[Path], dict[str, Any]]) -> Path:
+    """Adds converted files to an existing export, atomically: `convert` is called with a copy
+    of the export (its SavedModel is what the new files are checked against), and the entries
+    it returns join the manifest's `formats`. When it raises, the export is left as it was."""
+    import shutil
+
+    export_dir = Path(export_dir)
+    manifest = files.read_json(export_dir / MANIFEST)
+    with files.atomic_directory(export_dir, overwrite=True) as tmp:
+        shutil.copytree(export_dir, tmp, dirs_exist_ok=True)
+        manifest["formats"] = {**manifest.get("formats", {}), **convert(tmp)}
+        files.write_json(tmp / MANIFEST, manifest)
+    return export_dir
+
+
+def missing_formats(export_dir: str | Path, formats: list[str], quantize: str) -> list[str]:
+    """Of `formats`, those an existing export lacks (a LiteRT file quantized otherwise counts
+    as missing); [] when it has them all."""
+    have = files.read_json(Path(export_dir) / MANIFEST).get("formats", {})
+    return [
+        fmt
+        for fmt in formats
+        if fmt != "saved_model"
+        and (fmt not in have or (fmt == "litert" and have[fmt].get("quantize") != quantize))
+    ]
+
+
 def versions(base: str | Path) -> list[int]:
     """The version folders of a TF Serving model base path (`base/<integer>/`), ascending."""
     base = Path(base)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -100,8 +101,18 @@ def test_a_regular_install_writes_new_templates_into_the_users_project(tmp_path)
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, source / name)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     python, ktemplate_cli = venv / "bin" / "python", venv / "bin" / "ktemplate"
+    # The new environment sees this interpreter's packages, whether it is a system interpreter
+    # or itself a virtual environment (whose packages a --system-site-packages venv would not
+    # see): plain path lines, so this environment's own .pth files (an editable install of the
+    # checkout among them) stay out.
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    outer = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    (Path(purelib) / "outer_site_packages.pth").write_text("\n".join(outer) + "\n")
     install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run([*install, "--no-index", source], check=True, capture_output=True)
     where = subprocess.run(

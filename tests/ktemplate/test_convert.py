@@ -240,6 +240,26 @@ def test_quantized_litert_is_smaller_and_close(image_run, tmp_path):
     assert sizes["dynamic"] < sizes["float16"]
 
 
+def test_export_adds_the_formats_an_existing_export_lacks(image_run, capsys):
+    export = image_run / "export"
+    saved_model = (export / "saved_model.pb").read_bytes()
+    # No new format: refused, with what to do.
+    assert cli.main(["export", str(image_run)]) == 2
+    assert "Add formats with --format litert onnx" in capsys.readouterr().err
+    # A repeated --format appends; both files are added beside the SavedModel it had.
+    assert cli.main(["export", str(image_run), "--format", "onnx", "--format", "litert"]) == 0
+    out = capsys.readouterr().out
+    assert "model.onnx: onnx" in out and "model.tflite: litert" in out and "max |diff|" in out
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert set(manifest["formats"]) == {"saved_model", "onnx", "litert"}
+    assert (export / "saved_model.pb").read_bytes() == saved_model  # not re-exported
+    assert (export / "model.onnx").is_file() and (export / "model.tflite").is_file()
+    assert not [p for p in image_run.iterdir() if p.name.endswith(".tmp")]
+    # Asked again: nothing to add.
+    assert cli.main(["export", str(image_run), "--format", "onnx"]) == 2
+    assert "already exists with onnx" in capsys.readouterr().err
+
+
 def test_int8_calibrates_on_train_examples_and_checks_on_validation(image_run, monkeypatch):
     seen = {}
     real = convert.to_litert
