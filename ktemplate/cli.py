@@ -7,6 +7,7 @@ arguments are checked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -241,13 +242,31 @@ def cmd_list() -> int:
     return 0
 
 
-def cmd_show(name: str) -> int:
+def cmd_show(name: str, verbose: bool = False) -> int:
     from ktemplate.config import config_help
 
-    template = templates.load(name)
+    config = templates.config_class(name)  # from the source alone, without TensorFlow
+    if config is None:
+        _quiet_tensorflow(verbose)
+        config = templates.load(name).Config
     print(f"{name}.Config fields (set with --set KEY=VALUE or --config FILE):")
-    print(config_help(template.Config))
+    print(config_help(config))
     return 0
+
+
+def _load_checked(args: argparse.Namespace):
+    """The template, loaded after its config (--config file, --dataset, --set values) has been
+    checked against its Config section alone, so that a user error comes before TensorFlow's
+    import (`templates.config_class`)."""
+    import types
+
+    light = templates.config_class(args.name)
+    if light is not None:
+        # A check that needs the whole module runs after the load.
+        with contextlib.suppress(NameError, AttributeError, ImportError):
+            _config_and_fixed(types.SimpleNamespace(Config=light), args)
+    _quiet_tensorflow(args.verbose)
+    return templates.load(args.name)
 
 
 def _add_format_options(parser: argparse.ArgumentParser, flag: str) -> None:
@@ -275,7 +294,7 @@ def _add_format_options(parser: argparse.ArgumentParser, flag: str) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from ktemplate import check
 
-    template = templates.load(args.name)
+    template = _load_checked(args)
     config, _ = _config_and_fixed(template, args)
     print(f"Checking {args.name} ({template.file}) on a few examples ...", flush=True)
     steps = check.check(template, config)
@@ -289,7 +308,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     if args.smoke:
         return cmd_check(args)
-    template = templates.load(args.name)
+    template = _load_checked(args)
     config, fixed = _config_and_fixed(template, args)
     if args.resume and fixed:
         raise ValueError("--resume continues a run with its recorded config; drop --set/--config.")
@@ -400,7 +419,7 @@ def _without_option(argv: list[str], option: str, takes_value: bool) -> list[str
 def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
     from ktemplate.tuning import launch, report
 
-    template = templates.load(args.name)
+    template = _load_checked(args)
     config, fixed = _config_and_fixed(template, args)
     for option in ("max_trials", "executions_per_trial", "max_epochs"):
         value = getattr(args, option)
@@ -591,7 +610,8 @@ def main_for(template_file: str, argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.command not in ("list", "new", "report", "runs"):
+    # The template commands import TensorFlow once their user errors are found (_load_checked).
+    if args.command not in ("list", "new", "report", "runs", "show", "train", "tune", "check"):
         _quiet_tensorflow(args.verbose)
     try:
         with signals.sigterm_as_interrupt():
@@ -610,7 +630,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "list":
         return cmd_list()
     if args.command == "show":
-        return cmd_show(args.name)
+        return cmd_show(args.name, args.verbose)
     if args.command == "train":
         return cmd_train(args, argv)
     if args.command == "check":

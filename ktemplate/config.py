@@ -273,6 +273,7 @@ NON_NEGATIVE = Range(0)  # >= 0
 # The usual ranged types: `units: PositiveInt = 64`, `dropout: Fraction = 0.1`; `| Auto` for
 # a field whose default is resolved from the data.
 Auto = Literal["auto"]
+TaskKind = Literal["classification", "regression"]  # the task kinds of `ktemplate.tasks`
 PositiveInt = Annotated[int, POSITIVE]
 NonNegativeInt = Annotated[int, NON_NEGATIVE]
 PositiveFloat = Annotated[float, POSITIVE]

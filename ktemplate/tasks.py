@@ -18,13 +18,14 @@ their paired test.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ktemplate import baselines, reports, training
+from ktemplate.config import TaskKind
 
-Kind = Literal["classification", "regression"]
+Kind = TaskKind
 KINDS = ("classification", "regression")
 MAX_CLASSES_OF_NUMBERS = 20  # task=auto: integer targets with at most this many values are classes
 REGRESSION_STRATA = 5  # a numeric target is split stratified on this many quantile bins

@@ -97,6 +97,57 @@ def describe(name: str, templates_dir: Path | None = None) -> dict[str, str]:
     }
 
 
+# Modules a template's Config section may use that import no TensorFlow.
+_LIGHT_MODULES = {"__future__", "dataclasses", "pathlib", "typing", "ktemplate.config", "math"}
+
+
+def config_class(name: str) -> type | None:
+    """A template's `Config` class, built from its source without importing the template (so
+    without TensorFlow): the light imports, the module-level assignments its fields use and the
+    class itself run in a module of their own. None when that is not enough (a Config that needs
+    more of its module); then load the template.
+
+    `ktemplate show`, `--help` and the config checks of `train`/`tune` use it, so a bad value or
+    config file is reported before TensorFlow's import."""
+    import types
+
+    check_name(name)
+    path = _files()[name]
+    source = path.read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+
+    def light(node: ast.stmt) -> bool:
+        if isinstance(node, ast.ImportFrom):
+            return node.module in _LIGHT_MODULES
+        if isinstance(node, ast.Import):
+            return all(alias.name in _LIGHT_MODULES for alias in node.names)
+        # Assignments and classes run one by one below: one that needs more is skipped.
+        return isinstance(node, ast.Assign | ast.AnnAssign | ast.ClassDef)
+
+    keep = [node for node in tree.body if light(node)]
+    module = types.ModuleType(f"_ktemplate_config_{name}")
+    module.__file__ = str(path)
+    sys.modules[module.__name__] = module  # dataclasses and inspect look classes up here
+    for node in keep:
+        code = compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec")
+        try:
+            exec(code, module.__dict__)
+        except Exception:
+            if isinstance(node, ast.ClassDef) and node.name == "Config":
+                return None
+    config = module.__dict__.get("Config")
+    try:
+        import typing
+
+        typing.get_type_hints(config, include_extras=True)  # every annotation resolves
+    except Exception:
+        return None
+    return config
+
+
 def load(name: str):
     """Imports a template by name and binds it to the contract (`ktemplate.contract.bind`).
 

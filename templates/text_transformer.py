@@ -69,6 +69,7 @@ from ktemplate.config import (
     PositiveInt,
     Range,
     Resolver,
+    TaskKind,
     TrainingConfig,
 )
 from ktemplate.contract import Data
@@ -89,7 +90,7 @@ class Config(TrainingConfig):
     dataset: str = "vader_movies"  # vader_movies|_tweets|_amazon|_nyt, tfds:, dir: or csv:PATH
     text_column: str = "text"  # csv: the column holding the text
     label_column: str = "label"  # csv: the column holding the label (a class, or a number)
-    task: tasks.Kind = "classification"  # regression: a number per text (vader: mean rating)
+    task: TaskKind = "classification"  # regression: a number per text (vader: mean rating)
     epochs: PositiveInt = 12  # maximum epochs; early stopping usually ends sooner
     batch_size: PositiveInt = 32  # per-replica batch size
     learning_rate: PositiveFloat = 1e-3  # peak learning rate (cosine decay to 1% of it)

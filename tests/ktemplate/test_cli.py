@@ -72,6 +72,37 @@ def test_missing_dataset_directory_leaves_nothing(capsys, tmp_path):
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.json"))
 
 
+@pytest.mark.parametrize("name", templates.BUILTIN)
+def test_show_reads_every_builtin_config_without_tensorflow(name):
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TENSORFLOW.format(argv=["show", name])],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dataset = " in result.stdout and "seed = " in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["train", "image_cnn", "--set", "epochs=0"], "'epochs' must be > 0"),
+        (["tune", "tabular_mlp", "--set", "nope=1"], "nope"),
+        (["check", "text_transformer", "--set", "embeddings=/nope"], "'embeddings' is '/nope'"),
+        (["train", "timeseries_lstm", "--config", "CONFIG"], "'horizon' must be > 0"),
+    ],
+)
+def test_config_errors_come_before_tensorflow_is_imported(argv, error, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text('{"horizon": 0}')
+    argv = [str(config) if a == "CONFIG" else a for a in argv]
+    script = NO_TENSORFLOW.format(argv=argv)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert error in result.stderr and "ktemplate: error:" in result.stderr
+
+
 def test_show_prints_fields_with_comments(capsys):
     assert cli.main(["show", "image_cnn"]) == 0
     out = capsys.readouterr().out
