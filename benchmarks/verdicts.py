@@ -119,7 +119,14 @@ def _train(template, overrides: dict, scenario: str, out: Path) -> Path:
     log = out / "interrupted.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        # Ctrl-C's SIGINT back to its default first: a benchmark started in the background
+        # (`nohup ... &`) inherits it ignored, and Python then never raises KeyboardInterrupt.
+        process = subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         history = run_dir / "members" / "0" / "history_train.csv"
         while not (history.exists() and len(history.read_text().splitlines()) >= 3):
             if process.poll() is not None:
