@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -102,17 +103,48 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
         yield tmp
-        if target.exists():
+        if overwrite and target.exists():
             # Move the old folder aside first so the swap itself is one rename.
             old = tmp.with_name(tmp.name + ".old")
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old)
         else:
-            os.replace(tmp, target)
+            try:  # a folder is never renamed onto an existing one: two writers, one wins
+                os.rename(tmp, target)
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
+                    raise
+                raise FileExistsError(
+                    f"{target} was written by another process while this one was writing it; "
+                    "it is kept as that process left it and nothing of this one's is. Choose "
+                    "another output path, or pass --force to replace it."
+                ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+LEFTOVER_PATTERNS = (".partial.*", ".*.tmp", ".*.tmp.old")  # what `replacing`/`atomic_directory`
+# leave behind when their process is killed
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Removes the partial files and temporary folders that a killed process left in `folder`
+    (at any depth). Call it only while holding the folder's lock (`ktemplate.locks`): then no
+    live process is writing them. Returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    for pattern in LEFTOVER_PATTERNS:
+        for path in sorted(folder.rglob(pattern)):
+            if not path.exists():  # inside a folder removed already
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def clear_folder(folder: str | Path, keep: str | None = None) -> None:

@@ -477,6 +477,7 @@ def _train_here(
         run_dir = Path(resume)
         run_info = read_run(run_dir)
         held.enter_context(locks.hold(run_dir, "run"))
+        _remove_leftovers(run_dir)
         refit = run_info.get("refit", False)
         extra_info = run_info.get("extra")
         export_options = run_info.get("export", export_options)
@@ -693,15 +694,45 @@ def export(
     formats = convert.check_formats(formats or ["saved_model"], quantize, template)
     run_dir = Path(run_dir)
     run_info = read_run(run_dir)
-    if serving_layout:
-        output = serving.next_version(output or run_dir / "serving")
-    output = Path(output or run_dir / "export")
     with locks.hold(run_dir, "run"):
+        status = read_run(run_dir).get("status")
+        if model is None and status != "finished" and not overwrite:  # not the run's own
+            raise ValueError(
+                f"{run_dir} is {status} ({run_info.get('reason', 'no reason recorded')}): its "
+                "best checkpoint has no test metrics yet. Finish it with --resume, or export it "
+                "as it is with --force (the manifest records its status)."
+            )
+        _remove_leftovers(run_dir)
+        if model is not None and status != "finished":
+            overwrite = True  # the run's own export replaces one forced before it finished
+        if serving_layout:
+            base = Path(output or run_dir / "serving")
+            for _ in range(SERVING_VERSION_TRIES):
+                try:  # another export may take the same version first: then the next one
+                    return _export(template, run_dir, run_info, serving.next_version(base),
+                                   model, metrics, False, formats, quantize)  # fmt: skip
+                except FileExistsError:
+                    continue
+            raise FileExistsError(f"{base}: other exports kept taking each next version.")
+        output = Path(output or run_dir / "export")
         if output.exists() and not overwrite and (output / serving.MANIFEST).is_file():
             return _add_formats(template, run_dir, output, model, formats, quantize)
         return _export(
             template, run_dir, run_info, output, model, metrics, overwrite, formats, quantize
         )
+
+
+SERVING_VERSION_TRIES = 5
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Partial checkpoints and temporary exports a killed process left in the run folder
+    (called while holding its lock, so no live process is writing them)."""
+    removed = files.remove_leftovers(run_dir)
+    if removed:
+        names = ", ".join(str(p.relative_to(run_dir)) for p in removed[:3])
+        more = f" and {len(removed) - 3} more" if len(removed) > 3 else ""
+        print(f"Removed what a killed process left in {run_dir}: {names}{more}", flush=True)
 
 
 def _add_formats(template, run_dir, output: Path, model, formats, quantize) -> Path:
@@ -732,6 +763,7 @@ def _export(
 ) -> Path:
     spec = files.read_json(run_dir / "spec.json")
     config = files.read_json(run_dir / "config.json")
+    model_given = model is not None  # by the run itself, at its end
     if model is None:
         model = load_best_model(run_dir)
     if metrics is None:
@@ -750,6 +782,7 @@ def _export(
         "replicas": run_info.get("replicas"),
         "batch_size_note": "config.batch_size is per replica; global = batch_size * replicas",
         **run_info.get("extra", {}),
+        **({"run_status": run_info.get("status")} if model_given is False else {}),
         "metrics": metrics,
         "config": config,
     }

@@ -167,6 +167,37 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.model.save(partial, overwrite=True)
 
 
+class EpochHistory(keras.callbacks.Callback):
+    """Per-epoch metrics in a CSV file (epoch, then the metrics sorted, like Keras' CSVLogger),
+    one row per epoch: an epoch run again after a resume replaces its row (a process killed
+    between writing a row and saving its backup runs that epoch twice)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+
+        rows: dict[int, dict[str, str]] = {}
+        if self.path.is_file():
+            with open(self.path, newline="", encoding="utf-8") as f:
+                rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+        rows[epoch] = {"epoch": str(epoch), **{k: _cell(v) for k, v in (logs or {}).items()}}
+        names = ["epoch", *sorted({k for row in rows.values() for k in row} - {"epoch"})]
+        with files.replacing(self.path) as partial, open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=names, restval="")
+            writer.writeheader()
+            writer.writerows(rows[e] for e in sorted(rows))
+
+
+def _cell(value: Any) -> str:
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
 class Backup(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` whose weights and epoch are written whole or not at all (temporary
     files and renames, Ctrl-C and SIGTERM held until both are in place): a run killed or
@@ -246,7 +277,7 @@ def callbacks(
                 initial_best=best_val_loss if validation else None,
             ),
             keras.callbacks.TensorBoard(str(run_dir / "logs" / phase)),
-            keras.callbacks.CSVLogger(str(run_dir / f"history_{phase}.csv"), append=True),
+            EpochHistory(run_dir / f"history_{phase}.csv"),
             Backup(str(run_dir / "backup" / phase))
             if restore_from is None
             else RestoreOnlyBackup(str(Path(restore_from) / "backup" / phase)),

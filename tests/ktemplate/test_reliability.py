@@ -2,6 +2,7 @@
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,6 +149,11 @@ def test_second_process_on_a_run_is_refused_and_sigterm_interrupts(tmp_path, cap
     assert info["epochs_done"]["train"] >= 1
     assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
     assert locks.holder(run_dir) is None
+    # An unfinished run exports only when asked to, and its manifest says what it was.
+    assert cli.main(["export", str(run_dir)]) == 2
+    assert "is interrupted" in capsys.readouterr().err
+    assert cli.main(["export", str(run_dir), "--force"]) == 0
+    assert files.read_json(run_dir / "export" / "manifest.json")["run_status"] == "interrupted"
 
     # A resume killed outright (SIGKILL, the machine going down) leaves no lock behind, and
     # `ktemplate runs` tells it from a run that is still training.
@@ -372,3 +378,47 @@ def test_a_checkpoint_or_backup_cut_short_leaves_the_previous_one_whole(tmp_path
     _tiny_model().load_weights(backup / "latest.weights.h5")
     keras.models.load_model(checkpoint)
     assert files.read_json(backup / "training_metadata.json")["epoch"] == 2
+
+
+def test_epoch_history_keeps_one_row_per_epoch(tmp_path):
+    history = training.EpochHistory(tmp_path / "history_train.csv")
+    history.on_epoch_end(0, {"loss": 2.0, "val_loss": 2.5})
+    history.on_epoch_end(1, {"loss": 1.0, "val_loss": 1.5})
+    history.on_epoch_end(1, {"loss": 0.9, "val_loss": 1.4})  # epoch 1 again, after a resume
+    lines = (tmp_path / "history_train.csv").read_text().splitlines()
+    assert lines == ["epoch,loss,val_loss", "0,2.0,2.5", "1,0.9,1.4"]
+
+
+def _export_process(run_dir, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "ktemplate", "export", str(run_dir), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+    )  # fmt: skip
+
+
+def test_killed_and_racing_exports_leave_one_whole_export(tmp_path, capsys):
+    config = image_cnn.Config(epochs=1, members=1, conv_blocks=1, filters=8, baseline=False)
+    run_dir = run.train(image_cnn, config, output_dir=tmp_path / "runs", verbose=0)
+    # Two runs exported at once into one new folder: one wins, the other says so; nothing else
+    # is left. (Two exports of one run take turns: the run's lock.)
+    twin = run_dir.with_name(run_dir.name + "-twin")
+    shutil.copytree(run_dir, twin)
+    target = tmp_path / "shipped"
+    racers = [_export_process(folder, "--output", str(target)) for folder in (run_dir, twin)]
+    codes = sorted(racer.wait(timeout=TIMEOUT) for racer in racers)
+    errors = "".join(racer.stderr.read() for racer in racers)
+    assert codes == [0, 2], errors
+    assert "another process" in errors or "already exists" in errors
+    assert (target / "saved_model.pb").is_file() and (target / "manifest.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # An export killed outright leaves its temporary folder; the next export removes it.
+    killed = _export_process(run_dir, "--force")
+    try:
+        _wait_for(lambda: list(run_dir.glob(".export.*.tmp")), killed, "the temporary export")
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    assert list(run_dir.glob(".export.*.tmp"))
+    assert cli.main(["export", str(run_dir), "--force"]) == 0
+    assert "Removed what a killed process left" in capsys.readouterr().out
+    assert not list(run_dir.glob(".export.*")) and (run_dir / "export" / "saved_model.pb").is_file()
