@@ -386,6 +386,7 @@ def print_run_summary(run_dir: Path) -> None:
     headline = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     print(json.dumps(headline, indent=2))
     print(f"Run folder: {run_dir}\nExport: {run_dir / 'export'}")
+    print(f"TensorBoard: tensorboard --logdir {run_dir}")
     for line in baselines.console_lines(metrics.get("baseline")):
         print(line)
 
@@ -488,7 +489,7 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
     if args.role == "worker":
         return 0
     print((folder / "leaderboard.md").read_text())
-    print(f"Sweep folder: {folder}")
+    print(f"Sweep folder: {folder}\nTensorBoard: tensorboard --logdir {folder}")
     if sweep.champion:
         champion = folder / "champion"
         print(f"Champion: {champion}\nExport: {champion / 'export'}")

@@ -78,6 +78,7 @@ def test_two_local_workers_write_one_run_folder_that_serves(tmp_path):
     assert run_info["global_batch_size"] == 2 * per_replica  # the batch scales with replicas
     metrics = files.read_json(run_dir / "metrics.json")
     assert f"Run folder: {run_dir}" in result.stdout
+    assert f"TensorBoard: tensorboard --logdir {run_dir}" in result.stdout
     log = (out / "image_cnn" / f"{run_dir.name}.workers" / "worker1.log").read_text()
     assert "worker1: done; the chief wrote the run folder" in log
 
