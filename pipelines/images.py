@@ -130,12 +130,23 @@ def load_directory(path: str | Path, image_size: int, channels: int) -> ImageSpl
             f"Dataset folder not found: {root}. Pass dir:PATH, a folder with one sub-folder of "
             "images per class."
         )
-    class_files = {d.name: _image_files(d) for d in sorted(root.iterdir()) if d.is_dir()}
+    class_files = {
+        d.name: _image_files(d)
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    }
+    empty = [name for name, found in class_files.items() if not found]
     class_files = {name: found for name, found in class_files.items() if found}
     if not class_files:
         raise ValueError(
             f"No images found in {root}: expected one sub-folder per class holding "
             f"{', '.join(IMAGE_EXTENSIONS)} files."
+        )
+    if empty:
+        raise ValueError(
+            f"Class folder(s) {', '.join(map(repr, empty))} in {root} hold no "
+            f"{', '.join(IMAGE_EXTENSIONS)} files, so the model would not know those classes: "
+            "add images to them, or move them out of the dataset folder."
         )
     if len(class_files) < 2:
         only = next(iter(class_files))

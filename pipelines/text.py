@@ -70,6 +70,7 @@ class TextSplits:
     test: tf.data.Dataset
     class_names: list[str] | None  # None: a numeric target (regression)
     sizes: dict[str, int | None]
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about data left out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,31 +321,48 @@ def load_directory(path: str | Path) -> TextSplits:
             f"Dataset folder not found: {root}. Pass dir:PATH, a folder with one sub-folder of "
             ".txt files per class."
         )
-    class_files = {d.name: sorted(d.rglob("*.txt")) for d in sorted(root.iterdir()) if d.is_dir()}
+    class_files = {
+        d.name: sorted(d.rglob("*.txt"))
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    }
+    empty_folders = [name for name, found in class_files.items() if not found]
     class_names = [name for name, found in class_files.items() if found]
     if not class_names:
         raise ValueError(f"No .txt files found in {root}: expected one sub-folder per class.")
-    for name in class_names:
+    if empty_folders:
+        raise ValueError(
+            f"Class folder(s) {', '.join(map(repr, empty_folders))} in {root} hold no .txt files: "
+            "add texts to them, or move them out of the dataset folder."
+        )
+    texts, labels, blank = [], [], {}
+    for label, name in enumerate(class_names):
         for file in class_files[name]:
-            decode_utf8(file.read_bytes(), str(file))
+            content = decode_utf8(file.read_bytes(), str(file))
+            if not content.strip():
+                blank[name] = blank.get(name, 0) + 1
+                continue
+            texts.append(content)
+            labels.append(label)
     if len(class_names) < 2:
         raise ValueError(
             f"{root} has .txt files for one class only ('{class_names[0]}'); classification "
             "needs at least two class sub-folders."
         )
-    loaded = keras.utils.text_dataset_from_directory(
-        root,
-        labels="inferred",
-        label_mode="int",
-        class_names=class_names,
-        batch_size=None,
-        shuffle=False,
-        verbose=False,
-    )
-    texts, labels = [], []
-    for text, label in loaded.as_numpy_iterator():
-        texts.append(text.decode("utf-8-sig"))
-        labels.append(label)
+    emptied = [name for name in class_names if blank.get(name, 0) == len(class_files[name])]
+    if emptied:
+        raise ValueError(
+            f"Every .txt file of class(es) {', '.join(map(repr, emptied))} in {root} is empty: "
+            "add texts to them, or move them out of the dataset folder."
+        )
+    splits = _split_arrays(texts, np.asarray(labels, dtype="int64"), class_names)
+    if blank:
+        counts = ", ".join(f"{name!r} {n}" for name, n in blank.items())
+        splits.warnings.append(
+            f"{sum(blank.values())} empty (or whitespace-only) .txt file(s) in {root} were left "
+            f"out ({counts})"
+        )
+    return splits
     return _split_arrays(texts, np.asarray(labels, dtype="int64"), class_names)
 
 

@@ -187,6 +187,8 @@ def load_data(config: Config, batch_size: int) -> Data:
         "dataset": config.dataset,
     }
     auto = Resolver(config)
+    for warning in splits.warnings:
+        auto.warn(warning)
     if auto.is_auto("sequence_length"):
         counts = text.token_counts(splits.train, vectorizer({**spec, "sequence_length": None}))
         high = float(np.percentile(counts, SEQUENCE_PERCENTILE))
@@ -261,6 +263,8 @@ def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> 
     """load_data with a keras-hub backbone: its own tokenizer and packer in the pipeline."""
     sizes = _sizes(splits)
     auto = Resolver(config)
+    for warning in splits.warnings:
+        auto.warn(warning)
     if auto.is_auto("sequence_length"):
         tokenizer = hub_preprocessor(config.backbone, None).tokenizer
         counts = []

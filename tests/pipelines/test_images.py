@@ -67,6 +67,12 @@ def test_directory_errors(tmp_path):
     one = make_image_folder(tmp_path / "one", classes=("only",))
     with pytest.raises(ValueError, match="one class only \\('only'\\)"):
         images.load_images(f"dir:{one}")
+    # An empty class folder would silently give a model that does not know that class.
+    missing_class = make_image_folder(tmp_path / "three", classes=("cat", "dog"))
+    (missing_class / "bird").mkdir()
+    (missing_class / ".ipynb_checkpoints").mkdir()  # hidden folders are not classes
+    with pytest.raises(ValueError, match="Class folder\\(s\\) 'bird' in .* hold no"):
+        images.load_images(f"dir:{missing_class}")
     corrupt = make_image_folder(tmp_path / "corrupt")
     (corrupt / "dog" / "broken.png").write_bytes(b"not a png at all")
     with pytest.raises(ValueError, match="Could not decode 1 image file.*broken.png"):
