@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="denoising: convert images whose channels differ from the model's (auto: to the "
         "model's, with a notice; none: refuse them)",
     )
+    predict.add_argument(
+        "--force",
+        action="store_true",
+        help="denoising: replace existing <name>.denoised.png files",
+    )
 
     new = sub.add_parser("new", help="copy a template to start a new task")
     new.add_argument("new_name", help="the new template's name (a Python identifier)")
@@ -579,11 +584,24 @@ def export_lines(path: Path) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ktemplate import predict
 
-    rows = predict.predict(
-        Path(args.export_dir), args.inputs, per_line=args.per_line, convert=args.convert
+    rows, failures = predict.predict_each(
+        Path(args.export_dir),
+        args.inputs,
+        per_line=args.per_line,
+        convert=args.convert,
+        force=args.force,
     )
     for row in rows:
         print(json.dumps(row))
+    for _, message in failures:  # one line per input that could not be read
+        print(f"ktemplate: error: {message}", file=sys.stderr)
+    if failures:
+        print(
+            f"ktemplate: {len(failures)} of {len(args.inputs)} input(s) failed; the others' "
+            "results are above.",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -173,9 +173,10 @@ COLOR_NAMES = {1: "grayscale", 3: "RGB"}
 
 
 def _denoise_images(
-    loaded, inputs: list[str], manifest: dict, convert: str = "auto", **_
+    loaded, inputs: list[str], manifest: dict, convert: str = "auto", force: bool = False, **_
 ) -> list[dict[str, Any]]:
-    """Denoises each image file; writes `<name>.denoised.png` next to it.
+    """Denoises each image file; writes `<name>.denoised.png` next to it (an existing one only
+    with `force`).
 
     An image whose channel count differs from the model's is converted to the model's (with a
     notice on stderr); `convert` "gray"/"rgb" states the conversion (it must match the
@@ -192,6 +193,9 @@ def _denoise_images(
         )
     result = []
     for path in _existing_files(inputs):
+        output = path.with_name(f"{path.stem}.denoised.png")
+        if output.exists() and not force:
+            raise FileExistsError(f"{output} exists: pass --force to replace it.")
         try:
             image = tf.io.decode_image(path.read_bytes(), dtype=tf.uint8, expand_animations=False)
         except tf.errors.InvalidArgumentError:
@@ -216,7 +220,6 @@ def _denoise_images(
                     file=sys.stderr,
                 )
         denoised = loaded.serve(image[tf.newaxis])["denoised"][0]
-        output = path.with_name(f"{path.stem}.denoised.png")
         files.write_bytes(output, tf.io.encode_png(denoised).numpy())
         height, width = image.shape[:2]
         result.append({"input": str(path), "output": str(output), "height": height, "width": width})
@@ -261,12 +264,43 @@ def predict(export_dir: Path, inputs: list[str], **options: Any) -> list[dict[st
     """Predicts one row of outputs per input.
 
     Options: `per_line` (texts: a .txt file holds one text per line), `convert` (denoising:
-    "auto", "gray", "rgb" or "none").
+    "auto", "gray", "rgb" or "none"), `force` (denoising: replace existing outputs).
 
     Raises:
         FileNotFoundError: the export or an input file is missing.
         ValueError: an input cannot be read as the export expects.
     """
+    rows, failures = predict_each(export_dir, inputs, **options)
+    if failures:
+        raise failures[0][1]
+    return rows
+
+
+INPUT_ERRORS = (FileNotFoundError, FileExistsError, ValueError, OSError, tf.errors.OpError)
+
+
+def predict_each(
+    export_dir: Path, inputs: list[str], **options: Any
+) -> tuple[list[dict[str, Any]], list[tuple[str, Exception]]]:
+    """`predict` input by input: the rows of every input that could be read, and (input,
+    error) for each that could not; every error names its input."""
+    loaded, manifest = _load(export_dir)
+    reader = READERS[manifest["input"]["kind"]]
+    rows, failures = [], []
+    for item in inputs:
+        try:
+            rows += reader(loaded, [item], manifest, **options)
+        except INPUT_ERRORS as e:
+            text = e.message if isinstance(e, tf.errors.OpError) else str(e)
+            message = text if item in text else f"{item}: {text}"
+            kind = next(
+                (k for k in (FileNotFoundError, FileExistsError) if isinstance(e, k)), ValueError
+            )
+            failures.append((item, kind(message)))
+    return rows, failures
+
+
+def _load(export_dir: Path):
     export_dir = resolve_export_dir(export_dir)  # a serving base path: its newest version
     manifest = read_manifest(export_dir)
     kind = manifest.get("input", {}).get("kind")
@@ -275,5 +309,18 @@ def predict(export_dir: Path, inputs: list[str], **options: Any) -> list[dict[st
             f"This version of ktemplate cannot feed inputs of kind {kind!r}; "
             f"known kinds: {', '.join(sorted(READERS))}."
         )
-    loaded = tf.saved_model.load(str(export_dir))
-    return READERS[kind](loaded, inputs, manifest, **options)
+    for needed in ("saved_model.pb", "variables/variables.index"):
+        if not (export_dir / needed).is_file():
+            raise FileNotFoundError(
+                f"{export_dir / needed} is missing: the export is incomplete. Export the run "
+                "again (ktemplate export RUN_DIR --force)."
+            )
+    try:
+        return tf.saved_model.load(str(export_dir)), manifest
+    except (tf.errors.OpError, OSError, ValueError) as e:
+        first = (getattr(e, "message", None) or str(e)).strip().splitlines()
+        raise ValueError(
+            f"{export_dir} could not be loaded as a SavedModel ({first[0] if first else e}): "
+            "saved_model.pb or its variables are damaged. Export the run again "
+            "(ktemplate export RUN_DIR --force)."
+        ) from None

@@ -169,4 +169,10 @@ def read_manifest(export_dir: str | Path) -> dict[str, Any]:
             f"{export_dir} is not a ktemplate export: {MANIFEST} is missing. "
             "Pass the 'export' folder of a run (saved_models/<template>/<run-id>/export)."
         )
-    return files.read_json(path)
+    try:
+        return files.read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{path} is not valid JSON ({e}): the export is damaged. Export the run again "
+            "(ktemplate export RUN_DIR --force)."
+        ) from None

@@ -203,7 +203,11 @@ def test_cli_predict_writes_denoised_images_and_refuses_bad_input(trained_run, t
     assert "converted to grayscale for this model" in captured.err
     converted = tf.io.decode_png((tmp_path / "rgb.denoised.png").read_bytes()).numpy()
     np.testing.assert_allclose(converted.astype(int), denoised.astype(int), atol=1)
-    assert cli.main(["predict", export, str(tmp_path / "rgb.png"), "--convert", "gray"]) == 0
+    # An existing result is never replaced silently.
+    assert cli.main(["predict", export, str(tmp_path / "rgb.png"), "--convert", "gray"]) == 2
+    assert "rgb.denoised.png exists: pass --force" in capsys.readouterr().err
+    argv = ["predict", export, str(tmp_path / "rgb.png"), "--convert", "gray", "--force"]
+    assert cli.main(argv) == 0
     assert "converted" not in capsys.readouterr().err  # asked for: no notice
     assert cli.main(["predict", export, str(tmp_path / "rgb.png"), "--convert", "rgb"]) == 2
     assert "does not match this model" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 import textwrap
 
 import keras
@@ -276,6 +277,30 @@ def test_cli_predict_export_and_refusals(trained_run, tmp_path, capsys):
     (tmp_path / "bad.png").write_bytes(b"garbage")
     assert cli.main(["predict", str(trained_run / "export"), str(tmp_path / "bad.png")]) == 2
     assert "Could not decode" in capsys.readouterr().err
+    # One bad or missing input among good ones: the good ones still get their rows, each
+    # failure its own line naming the input, and the exit status says something failed.
+    inputs = [tmp_path / "0.png", tmp_path / "bad.png", tmp_path / "gone.png", tmp_path / "1.png"]
+    assert cli.main(["predict", str(trained_run / "export"), *map(str, inputs)]) == 2
+    captured = capsys.readouterr()
+    assert [json.loads(line)["input"] for line in captured.out.splitlines()] == [
+        str(inputs[0]), str(inputs[3])
+    ]  # fmt: skip
+    errors = [line for line in captured.err.splitlines() if line.startswith("ktemplate: error:")]
+    assert len(errors) == 2 and "bad.png" in errors[0] and "gone.png" in errors[1]
+    assert "2 of 4 input(s) failed" in captured.err
+
+    # A damaged export is one line naming what is wrong.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained_run / "export", damaged)
+    (damaged / "saved_model.pb").write_bytes((damaged / "saved_model.pb").read_bytes()[:100])
+    assert cli.main(["predict", str(damaged), str(inputs[0])]) == 2
+    assert "could not be loaded as a SavedModel" in capsys.readouterr().err
+    shutil.rmtree(damaged / "variables")
+    assert cli.main(["predict", str(damaged), str(inputs[0])]) == 2
+    assert "variables.index is missing" in capsys.readouterr().err
+    (damaged / "manifest.json").write_text("{not json")
+    assert cli.main(["predict", str(damaged), str(inputs[0])]) == 2
+    assert "manifest.json is not valid JSON" in capsys.readouterr().err
 
     # An existing export is never replaced silently.
     before = (trained_run / "export" / "manifest.json").read_text()
