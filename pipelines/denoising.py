@@ -316,8 +316,12 @@ def smallest_side(clean: CleanImages) -> int:
     return min(min(image.shape[:2]) for image in clean.train + clean.val)
 
 
-def check_patch_size(clean: CleanImages, patch_size: int, dataset: str) -> None:
-    """Raises ValueError naming the train/validation images smaller than `patch_size`."""
+def check_patch_size(
+    clean: CleanImages, patch_size: int, dataset: str, multiple: int = 1, smallest: int = 1
+) -> None:
+    """Raises ValueError naming the train/validation images smaller than `patch_size`, with a
+    patch size that fits them all (a multiple of `multiple`, at least `smallest`) when there
+    is one."""
     small = [
         f"{name} ({image.shape[0]}x{image.shape[1]})"
         for split in ("train", "val")
@@ -325,10 +329,16 @@ def check_patch_size(clean: CleanImages, patch_size: int, dataset: str) -> None:
         if min(image.shape[:2]) < patch_size
     ]
     if small:
+        fits = smallest_side(clean) // multiple * multiple
+        advice = (
+            f"Set patch_size={fits} (--set patch_size={fits}: the largest that fits every "
+            "image) or remove those images."
+            if smallest <= fits < patch_size
+            else f"Remove those images (no patch_size of at least {smallest} fits them)."
+        )
         raise ValueError(
             f"{len(small)} train/validation image(s) of {dataset} are smaller than patch_size "
-            f"{patch_size}: {', '.join(small[:5])}{' ...' if len(small) > 5 else ''}. Lower "
-            "patch_size (e.g. --set patch_size=16) or remove those images."
+            f"{patch_size}: {', '.join(small[:5])}{' ...' if len(small) > 5 else ''}. {advice}"
         )
 
 

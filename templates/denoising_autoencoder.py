@@ -150,7 +150,9 @@ def load_data(config: Config, batch_size: int) -> Data:
     )
     auto = resolve_patch_size(config, clean)
     config = auto.config
-    denoising.check_patch_size(clean, config.patch_size, config.dataset)
+    denoising.check_patch_size(
+        clean, config.patch_size, config.dataset, 2**config.depth, MIN_PATCH_SIZE
+    )
     noise = noise_settings(config)
     val = denoising.validation_tiles(clean.val, config.patch_size, batch_size, noise)
     spec = {

@@ -267,5 +267,10 @@ def test_patch_size_auto_fits_small_images(tmp_path):
     noisy, clean = next(iter(data.train))
     assert noisy.shape[1:] == (24, 24, 1)
     # A patch_size the user sets is checked as before.
-    with pytest.raises(ValueError, match="smaller than patch_size 32"):
+    with pytest.raises(ValueError, match="smaller than patch_size 32.*Set patch_size=24"):
         dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", patch_size=32), 8)
+    # ... and the advice is never the value already in force.
+    for i in range(12):
+        write_png(tmp_path / "tiny" / f"{i}.png", rng.integers(0, 256, (14, 14, 1), dtype="uint8"))
+    with pytest.raises(ValueError, match="smaller than patch_size 16.*Remove those images"):
+        dae.load_data(dae.Config(dataset=f"dir:{tmp_path / 'tiny'}", patch_size=16), 8)
