@@ -19,6 +19,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,8 @@ def train(
         output_dir: parent of the `<template>/<run-id>` folders.
         resume: an interrupted run folder to continue (its recorded config is used).
         strategy: auto, default, mirrored, tpu or multi_worker (see README).
-        verbose: Keras' progress: "auto" (a bar), 1, 2 (a line per epoch) or 0.
+        verbose: Keras' progress: "auto" (a bar on a terminal, else a line per epoch), 1 (a
+            bar), 2 (a line per epoch) or 0.
         export_formats: litert and/or onnx beside the SavedModel.
         quantize: none, dynamic or float16, for the LiteRT file.
         **overrides: Config fields, e.g. `epochs=5, filters=16` (checked like `--set`).
@@ -263,7 +265,8 @@ def tune(
             name=sweep_name,
             strategy_name=strategy,
             restart=restart,
-            verbose=1 if verbose == "auto" else verbose,  # keras-tuner's display wants a number
+            # keras-tuner's display wants a number; a progress bar only on a terminal
+            verbose=(1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose,
         )
     return load_run(folder / "champion")
 

@@ -638,6 +638,11 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"ktemplate: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the disk: full, read-only or not ours to write
+        if files.disk_error(e) is None and not isinstance(e, NotADirectoryError):
+            raise
+        print(f"ktemplate: error: {e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:  # outside train/tune, which say how to continue
         return signals.exit_code(e)
     except BrokenPipeError:  # `ktemplate list | head`: the reader has gone; nothing to report

@@ -159,3 +159,46 @@ def clear_folder(folder: str | Path, keep: str | None = None) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+
+
+def disk_error(error: BaseException) -> OSError | None:
+    """`error` (or what it was raised from) when it is a disk fault: full, read-only, or not
+    ours to write; else None."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def check_writable(folder: str | Path, needed_bytes: int, what: str) -> None:
+    """Raises OSError (a one-line message) when `folder` (or the nearest folder above it that
+    exists, where it will be created) cannot be written or has less than `needed_bytes` free."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OSError(
+            e.errno,
+            f"{existing} cannot be written ({os.strerror(e.errno or 0)}), so {what} cannot go "
+            f"into {folder}: choose a writable --output-dir",
+        ) from None
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise OSError(
+            errno.ENOSPC,
+            f"{existing} has {_mib(free)} free, and {what} needs about {_mib(needed_bytes)} "
+            "(checkpoints, backups and the export): free some space or choose another "
+            "--output-dir",
+        )
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n / 1024:,.0f} KiB"

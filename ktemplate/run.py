@@ -36,6 +36,7 @@ import contextlib
 import contextvars
 import dataclasses
 import importlib
+import os
 import shutil
 import sys
 import tempfile
@@ -432,7 +433,7 @@ def train(
         finally:
             _CHECKING.reset(token)
     formats = convert.check_formats(export_formats or ["saved_model"], quantize, template)
-    if verbose is None:
+    if verbose in (None, "auto"):  # a progress bar only on a terminal (no ANSI in log files)
         verbose = 1 if sys.stdout.isatty() else 2
     strategy = strategy or tf.distribute.get_strategy()
     if resume is None and run_dir is not None and (Path(run_dir) / "run.json").is_file():
@@ -493,6 +494,8 @@ def _train_here(
 
     batch_size = global_batch_size(config, strategy)
     data, model, config = _data_and_model(template, config, strategy, refit)
+    destination = Path(run_dir if run_dir is not None else Path(output_dir) / template.NAME)
+    files.check_writable(destination, run_bytes(model, config), "this run")
     if resume is None:
         print_resolved(data.spec)
         if run_dir is None:
@@ -538,16 +541,38 @@ def _train_here(
         _set_status(run_dir, run_info, "failed", message)
         raise resources.TooLarge(message) from None
     except Exception as e:
+        fault = files.disk_error(e)
+        if fault is not None:  # full, read-only, not ours: one line, the status says it
+            where = f" ({fault.filename})" if fault.filename else ""
+            message = f"writing the run failed: {os.strerror(fault.errno)}{where}"
+            _set_status(run_dir, run_info, "failed", message)
+            raise OSError(fault.errno, f"{message}. The run folder is {run_dir}.") from None
         if files.read_json(run_dir / "run.json").get("status") == "training":
             _set_status(run_dir, run_info, "failed", f"{type(e).__name__}: {str(e)[:500]}")
         raise
 
 
+def run_bytes(model: keras.Model, config: Any) -> int:
+    """About the disk a run needs: per member, a best checkpoint and a backup with the
+    optimizer's two moments (3 copies of the weights each) and the export (one more)."""
+    members = config.members if isinstance(config.members, int) else 1
+    return int(model.count_params() * 4 * 7 * max(1, members) + 16 * 2**20)
+
+
 def _set_status(run_dir: Path, run_info: dict[str, Any], status: str, reason: str) -> None:
     """Records why a run stopped, and after how many finished epochs, so that a failed run is
-    not mistaken for a running one."""
+    not mistaken for a running one. When even that cannot be written (a full disk), says so on
+    stderr instead."""
     record = {**run_info, "status": status, "reason": reason, "epochs_done": epochs_done(run_dir)}
-    files.write_json(run_dir / "run.json", record)
+    try:
+        files.write_json(run_dir / "run.json", record)
+    except OSError as e:
+        print(
+            f"ktemplate: warning: could not record status {status!r} in {run_dir / 'run.json'} "
+            f"({os.strerror(e.errno or 0)}): {reason}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def epochs_done(run_dir: Path) -> dict[str, int]:

@@ -422,3 +422,45 @@ def test_killed_and_racing_exports_leave_one_whole_export(tmp_path, capsys):
     assert cli.main(["export", str(run_dir), "--force"]) == 0
     assert "Removed what a killed process left" in capsys.readouterr().out
     assert not list(run_dir.glob(".export.*")) and (run_dir / "export" / "saved_model.pb").is_file()
+
+
+def test_an_output_folder_that_cannot_take_the_run_is_one_line_before_any_folder(
+    tmp_path, monkeypatch, capsys
+):
+    argv = ["train", "image_cnn", "--set", "epochs=1", "--set", "members=1"]
+    argv += ["--set", "baseline=false", "--output-dir", str(tmp_path / "out")]
+    # Read-only (what a read-only mount answers).
+    real = files.tempfile.TemporaryFile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", read_only)
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be written (Read-only file system)" in err[0]
+    assert not (tmp_path / "out").exists()
+    # Full: the free space is checked against the run's estimated checkpoints and export.
+    monkeypatch.setattr(files.tempfile, "TemporaryFile", real)
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 1))
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has 0 KiB free, and this run needs about" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_disk_fault_while_training_is_one_line_and_the_status_says_it(
+    tmp_path, monkeypatch, capsys
+):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "best.keras")
+
+    monkeypatch.setattr(training.BestCheckpoint, "on_epoch_end", full)
+    argv = ["train", "image_cnn", "--set", "epochs=1", "--set", "members=1"]
+    argv += ["--set", "baseline=false", "--output-dir", str(tmp_path)]
+    assert cli.main(argv) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ktemplate")]
+    assert err == [line for line in err if "No space left on device" in line] and len(err) == 1
+    (run_dir,) = (tmp_path / "image_cnn").iterdir()
+    info = files.read_json(run_dir / "run.json")
+    assert info["status"] == "failed" and "No space left on device" in info["reason"]
