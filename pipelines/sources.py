@@ -115,3 +115,28 @@ def _network_reachable(timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
+
+
+# Larger magnitudes overflow float32 arithmetic (a square above about 3.4e38): a loss or a
+# variance of such a column is infinite, and training fails with misleading advice.
+LARGEST_VALUE = 1e18
+
+
+def check_numbers(values, names: list[str], source: str) -> None:
+    """Raises ValueError naming the first row and column of `values` ([rows, columns], NaN
+    allowed: missing) that is infinite or beyond `LARGEST_VALUE` in magnitude."""
+    import numpy as np
+
+    values = np.asarray(values, dtype="float64").reshape(len(values), -1)
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(values) | (np.abs(values) > LARGEST_VALUE)
+    if not bad.any():
+        return
+    row, column = (int(i[0]) for i in np.nonzero(bad))
+    count = int(bad.sum())
+    raise ValueError(
+        f"{source}: data row {row + 1}, column {names[column]!r} holds {values[row, column]:g} "
+        f"({count} value(s) in all are infinite or beyond ±{LARGEST_VALUE:g}, which overflow "
+        "float32 arithmetic). Fix or drop those rows, or rescale the column (e.g. to thousands "
+        "or a log scale)."
+    )

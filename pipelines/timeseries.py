@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from ktemplate.pipelines.sources import parse_source
+from ktemplate.pipelines.sources import check_numbers, parse_source
 
 CO2_COLUMNS = ("date", "co2")
 
@@ -111,6 +111,7 @@ def _numeric_column(frame, name: str, source: str) -> np.ndarray:
         raise ValueError(
             f"Column '{name}' of {source} has no values at all (every cell is empty or NaN)."
         )
+    check_numbers(numbers, [name], source)
     return numbers
 
 

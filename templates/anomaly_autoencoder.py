@@ -62,7 +62,7 @@ from typing import Annotated, Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
-from ktemplate.pipelines import images
+from ktemplate.pipelines import images, sources
 from ktemplate.pipelines import splits as splits_lib
 
 from ktemplate import baselines, convert, reports, training
@@ -223,6 +223,7 @@ def _csv_examples(config: Config, path: Path) -> Examples:
         )
     if numeric.isna().any().any():
         raise ValueError(f"{path} has empty cells: fill or drop them first.")
+    sources.check_numbers(numeric.to_numpy("float64"), list(numeric.columns), str(path))
     normal = np.ones(len(frame), bool)
     if label:
         normal = frame[label].astype(str).to_numpy() == config.normal_class

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
+from ktemplate.pipelines import sources
 
 from ktemplate import baselines, convert, tasks, training
 from ktemplate.config import (
@@ -135,6 +136,10 @@ def load_data(config: Config, batch_size: int) -> Data:
         if numeric and values.isna().any():
             raise ValueError(f"Column {column!r} has empty cells: fill or drop them first.")
         columns[str(column)] = "numeric" if numeric else "categorical"
+    numbers = [c for c in frame.columns if columns[str(c)] == "numeric"]
+    sources.check_numbers(frame[numbers].to_numpy("float64"), numbers, config.dataset)
+    if kind == "regression":
+        sources.check_numbers(target.astype("float64"), [target_name], config.dataset)
     if kind == "classification":
         class_names = sorted(map(str, set(target)))
         y = np.searchsorted(class_names, target.astype(str))

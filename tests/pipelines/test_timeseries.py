@@ -147,6 +147,8 @@ date,price,sales,promo
         ("t,y\n1,\n2,\n3,", ("t", "", "y"), r"'y' .* no values at all"),
         ("t,y\nmon,1\ntue,2", ("t", "", "y"), r"neither numbers nor dates"),
         ("t,y\n1,1\n2,2", ("t", "", ""), r"Set target_column"),
+        ("t,y\n1,1\n2,inf\n3,3", ("t", "", "y"), r"data row 2, column 'y' holds inf"),
+        ("t,y\n1,1e308\n2,2\n3,3", ("t", "", "y"), r"row 1, column 'y' holds 1e\+308"),
     ],
 )
 def test_bad_csv_columns(tmp_path, text, options, message):

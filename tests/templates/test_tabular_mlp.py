@@ -94,3 +94,10 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         )
     with pytest.raises(ValueError, match="use wine, diabetes or csv:PATH"):
         tm.load_data(tm.Config(dataset="iris"), 32)
+    # Values that overflow float32 are named by row and column, before anything trains.
+    lines = csv.read_text().splitlines()
+    lines[5] = "1e308," + lines[5].split(",", 1)[1]
+    lines[7] = "inf," + lines[7].split(",", 1)[1]
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="data row 5, column 'age' holds 1e\\+308 \\(2 value"):
+        tm.load_data(tm.Config(dataset=f"csv:{csv}", target_column="score"), 32)
