@@ -112,3 +112,54 @@ def plot_image_predictions(
     fig.suptitle("Test predictions (mistakes first, in red)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def detection_metrics(anomaly: np.ndarray, values: np.ndarray, threshold: float) -> dict:
+    """ROC AUC and average precision of `values` (None without both classes), and recall and
+    false-positive rate of `values > threshold`."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    both = 0 < anomaly.sum() < len(anomaly)
+    flagged = values > threshold
+    return {
+        "roc_auc": round(float(roc_auc_score(anomaly, values)), 4) if both else None,
+        "average_precision": (
+            round(float(average_precision_score(anomaly, values)), 4) if both else None
+        ),
+        "recall": round(float(flagged[anomaly == 1].mean()), 4) if anomaly.any() else None,
+        "fpr": round(float(flagged[anomaly == 0].mean()), 4) if (anomaly == 0).any() else None,
+    }
+
+
+def plot_anomaly_scores(values, anomaly, threshold: float, score: str, path: Path) -> None:
+    """Histograms of the test scores of normal examples and anomalies, with the threshold."""
+    fig, ax = subplots(figsize=(6, 3.5))
+    bins = np.linspace(values.min(), np.quantile(values, 0.99), 40)
+    ax.hist(values[anomaly == 0], bins=bins, alpha=0.6, label="normal")
+    if anomaly.any():
+        ax.hist(values[anomaly == 1], bins=bins, alpha=0.6, label="anomaly")
+    ax.axvline(threshold, color="black", linestyle="--", label="threshold")
+    ax.set_xlabel("1 - SSIM (score)" if score == "ssim" else "reconstruction error (score)")
+    ax.set_ylabel("test examples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_reconstructions(x, reconstruction, values, anomaly, out_dir) -> None:
+    """The given images (top) over their reconstructions, titled with score and label:
+    most_anomalous.png in `out_dir`."""
+    fig, axes = subplots(2, len(x), figsize=(1.5 * len(x), 3.4), squeeze=False)
+    for i in range(len(x)):
+        for row, image in ((0, x[i]), (1, reconstruction[i])):
+            pixels = np.clip(image, 0, 255).astype("uint8")
+            if pixels.shape[-1] == 1:
+                axes[row][i].imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=255)
+            else:
+                axes[row][i].imshow(pixels)
+            axes[row][i].axis("off")
+        kind = "anomaly" if anomaly[i] else "normal"
+        axes[0][i].set_title(f"{values[i]:.3g}\n{kind}", fontsize=7)
+    fig.suptitle("Most anomalous test examples (top) and their reconstructions", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.savefig(Path(out_dir) / "most_anomalous.png", dpi=100)

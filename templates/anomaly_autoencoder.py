@@ -55,15 +55,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
-from ktemplate.pipelines import images, sources
-from ktemplate.pipelines import splits as splits_lib
+from ktemplate.pipelines import images, novelty
 
 from ktemplate import baselines, convert, reports, training
 from ktemplate.config import (
@@ -122,167 +120,17 @@ class Config(TrainingConfig):
 # Data
 # ---------------------------------------------------------------------------------------------
 
-SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test
 DEFAULT_BOTTLENECK = 16  # bottleneck=auto (features: at most half their number)
+SPLIT_FRACTIONS = novelty.SPLIT_FRACTIONS
 
 
-@dataclasses.dataclass
-class Examples:
-    """Inputs in original units with anomaly labels (1 = anomaly), split into train/val/test;
-    train holds normal examples only; val holds normal examples and, where the source has them,
-    labelled anomalies, which only pick the classical baseline (training, early stopping and
-    the threshold see the validation normals only)."""
-
-    x: dict[str, np.ndarray]
-    anomaly: dict[str, np.ndarray]
-    kind: Literal["image", "features"]
-    names: list[str]  # feature names, or ["pixels"]
-    description: str
-    auto: dict[str, Any] = dataclasses.field(default_factory=dict)  # Resolver.spec() of dir:
-
-
-def _one_class(x: np.ndarray, normal: np.ndarray, index: dict[str, np.ndarray]) -> tuple:
-    """Train keeps its normal examples; val and test keep every example of their split."""
-    out_x, out_y = {}, {}
-    for split, idx in index.items():
-        if split == "train":
-            idx = idx[normal[idx]]
-        out_x[split], out_y[split] = x[idx], (~normal[idx]).astype("int64")
-    return out_x, out_y
-
-
-def load_examples(config: Config) -> Examples:
-    """The configured source as `Examples`. Raises ValueError with what to fix."""
-    source = config.dataset
-    if source == "digits":
-        pixels, labels = images.digits_arrays()
-        if config.normal_class not in [str(d) for d in range(10)]:
-            raise ValueError(
-                f"Config key 'normal_class' is {config.normal_class!r}: the digits' classes "
-                "are 0..9."
-            )
-        index = splits_lib.stratified_split(labels, SPLIT_FRACTIONS)
-        x, y = _one_class(pixels, labels == int(config.normal_class), index)
-        return Examples(x, y, "image", ["pixels"], f"digit {config.normal_class} is normal")
-    if source == "breast_cancer":
-        from sklearn.datasets import load_breast_cancer
-
-        data = load_breast_cancer()
-        benign = data.target == list(data.target_names).index("benign")
-        index = splits_lib.stratified_split(data.target, SPLIT_FRACTIONS)
-        x, y = _one_class(data.data.astype("float32"), benign, index)
-        names = [str(n) for n in data.feature_names]
-        return Examples(x, y, "features", names, "benign tumours are normal, malignant anomalies")
-    if source.startswith("csv:"):
-        return _csv_examples(config, Path(source[4:]))
-    if source.startswith("dir:"):
-        return _dir_examples(config, Path(source[4:]))
-    raise ValueError(
-        f"Unknown dataset {source!r}: use digits, breast_cancer, dir:PATH (normal/ and anomaly/ "
-        "folders of images) or csv:PATH (numeric feature columns)."
-    )
-
-
-def _normal_first_split(normal: np.ndarray) -> dict[str, np.ndarray]:
-    """Normal examples split 70/10/20 (fixed seed); anomalies split between validation and
-    test in the same 1:2 ratio (a third to validation, rounded down)."""
-    rng = np.random.default_rng(splits_lib.SPLIT_SEED)
-    idx = rng.permutation(np.flatnonzero(normal))
-    n_val = max(1, round(SPLIT_FRACTIONS[1] * len(idx)))
-    n_test = max(1, round(SPLIT_FRACTIONS[2] * len(idx)))
-    anomalies = rng.permutation(np.flatnonzero(~normal))
-    share = SPLIT_FRACTIONS[1] / (SPLIT_FRACTIONS[1] + SPLIT_FRACTIONS[2])
-    n_val_anomalies = int(share * len(anomalies))
-    return {
-        "train": np.sort(idx[n_val + n_test :]),
-        "val": np.sort(np.concatenate([idx[:n_val], anomalies[:n_val_anomalies]])),
-        "test": np.sort(np.concatenate([idx[n_val : n_val + n_test], anomalies[n_val_anomalies:]])),
-    }
-
-
-def _csv_examples(config: Config, path: Path) -> Examples:
-    import pandas as pd
-
-    if not path.is_file():
-        raise FileNotFoundError(f"CSV file not found: {path}.")
-    frame = pd.read_csv(path)
-    label = config.label_column if config.label_column in frame.columns else None
-    if config.label_column and label is None and config.label_column != "label":
-        raise ValueError(
-            f"Column {config.label_column!r} (label_column) is not in {path}; its columns are "
-            f"{', '.join(map(str, frame.columns))}. Set label_column to one of them, or to '' "
-            "when the file has no labels."
-        )
-    features = frame.drop(columns=[label] if label else [])
-    numeric = features.select_dtypes("number")
-    if numeric.shape[1] != features.shape[1]:
-        other = [c for c in features.columns if c not in numeric.columns]
-        raise ValueError(
-            f"{path}: columns {', '.join(map(str, other[:5]))} are not numeric. Encode them as "
-            "numbers or drop them; only numeric feature columns (and the label) are allowed."
-        )
-    if numeric.isna().any().any():
-        raise ValueError(f"{path} has empty cells: fill or drop them first.")
-    sources.check_numbers(numeric.to_numpy("float64"), list(numeric.columns), str(path))
-    normal = np.ones(len(frame), bool)
-    if label:
-        normal = frame[label].astype(str).to_numpy() == config.normal_class
-        if not normal.any():
-            raise ValueError(
-                f"No row of {path} has {label} == {config.normal_class!r} (normal_class); its "
-                f"values are {', '.join(map(str, sorted(frame[label].astype(str).unique())[:10]))}."
-            )
-    if normal.sum() < 10:
-        raise ValueError(f"{path} has {normal.sum()} normal rows; at least 10 are needed.")
-    index = _normal_first_split(normal)
-    x, y = _one_class(numeric.to_numpy("float32"), normal, index)
-    what = f"{label} == {config.normal_class!r} is normal" if label else "every row is normal"
-    return Examples(x, y, "features", [str(c) for c in numeric.columns], what)
-
-
-def _dir_examples(config: Config, path: Path) -> Examples:
-    from PIL import Image
-
-    normal_dir, anomaly_dir = path / "normal", path / "anomaly"
-    if not normal_dir.is_dir():
-        raise FileNotFoundError(
-            f"{normal_dir} is missing: dir: needs a normal/ folder of images (and, to evaluate, "
-            "an anomaly/ folder)."
-        )
-    arrays, normal = [], []
-    for folder, is_normal in ((normal_dir, True), (anomaly_dir, False)):
-        files = sorted(
-            p
-            for p in (folder.rglob("*") if folder.is_dir() else [])
-            if p.suffix.lower() in images.IMAGE_EXTENSIONS
-        )
-        for file in files:
-            with Image.open(file) as image:
-                rgb = image.convert("RGB").resize((config.image_size, config.image_size))
-            arrays.append(np.asarray(rgb, dtype="uint8"))
-            normal.append(is_normal)
-    normal = np.asarray(normal, bool)
-    if normal.sum() < 10:
-        raise ValueError(f"{normal_dir} has {normal.sum()} images; at least 10 are needed.")
-    pixels = np.stack(arrays)
-    auto = Resolver(config)
-    colour = bool((pixels[normal].max(axis=-1) != pixels[normal].min(axis=-1)).any())
-    channels = auto.pick(
-        "channels",
-        3 if colour else 1,
-        "the normal images have colour" if colour else "the normal images are gray",
-    )
-    if channels == 1 and colour:
-        auto.warn(
-            "channels=1 turns the colour normal images gray: an anomaly that shows only in "
-            "colour is not seen. Use channels=3 (or auto) to keep colour."
-        )
-    if channels == 1:  # ITU-R 601-2 luma, as PIL's convert("L")
-        luma = pixels.astype("float32") @ np.asarray([0.299, 0.587, 0.114], "float32")
-        pixels = np.round(luma).astype("uint8")[..., None]
-    index = _normal_first_split(normal)
-    x, y = _one_class(pixels, normal, index)
-    return Examples(x, y, "image", ["pixels"], f"{normal_dir.name}/ is normal", auto.spec())
+def load_examples(config: Config) -> novelty.Examples:
+    """The configured source as `novelty.Examples` (normal examples to learn from, labelled
+    anomalies to evaluate on). Raises ValueError with what to fix."""
+    return novelty.load_examples(
+        config.dataset, config.normal_class, config.label_column, config.image_size,
+        Resolver(config),
+    )  # fmt: skip
 
 
 def load_data(config: Config, batch_size: int) -> Data:
@@ -574,65 +422,32 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
-    what = (
-        "1 - SSIM of the image and its reconstruction"
-        if spec.get("score") == "ssim"
-        else "mean squared reconstruction error"
-    )
+    what = "1 - SSIM of the image and its reconstruction" if spec.get("score") == "ssim" else (
+        "mean squared reconstruction error"
+    )  # fmt: skip
     outputs = {
         "score": f"float32 [batch]: {what} (higher: more anomalous)",
         "is_anomaly": f"bool [batch]: score > threshold ({spec['threshold']:.6g})",
     }
     if spec["kind"] == "features":
         names = spec["features"]
-        return {
-            "task": "anomaly_detection",
-            "input": {
-                "kind": "features",
-                "features": names,
-                "serve": f"float32 [batch, {len(names)}]: {', '.join(names[:8])}"
-                + (", ..." if len(names) > 8 else "")
-                + " (in this order), original units",
-            },
-            "outputs": outputs,
-            "threshold": spec["threshold"],
-            "target_fpr": spec["target_fpr"],
-            "normal": spec["normal"],
-        }
-    height, width, channels = spec["input_shape"]
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        serve = f"float32 [batch, {len(names)}]: {shown} (in this order), original units"
+        given = {"kind": "features", "features": names, "serve": serve}
+    else:
+        given = images.manifest_input(spec["input_shape"])
+        outputs["reconstruction"] = f"uint8 [batch, {', '.join(map(str, spec['input_shape']))}]"
     return {
         "task": "anomaly_detection",
-        "input": images.manifest_input(spec["input_shape"]),
-        "outputs": {
-            **outputs,
-            "reconstruction": f"uint8 [batch, {height}, {width}, {channels}]",
-        },
-        "threshold": spec["threshold"],
-        "target_fpr": spec["target_fpr"],
-        "normal": spec["normal"],
+        "input": given,
+        "outputs": outputs,
+        **{key: spec[key] for key in ("threshold", "target_fpr", "normal")},
     }
 
 
 # ---------------------------------------------------------------------------------------------
 # Metrics and plots
 # ---------------------------------------------------------------------------------------------
-
-
-def detection_metrics(anomaly: np.ndarray, values: np.ndarray, threshold: float) -> dict:
-    """ROC AUC and average precision of `values` (None without both classes), and recall and
-    false-positive rate of `values > threshold`."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    both = 0 < anomaly.sum() < len(anomaly)
-    flagged = values > threshold
-    return {
-        "roc_auc": round(float(roc_auc_score(anomaly, values)), 4) if both else None,
-        "average_precision": (
-            round(float(average_precision_score(anomaly, values)), 4) if both else None
-        ),
-        "recall": round(float(flagged[anomaly == 1].mean()), 4) if anomaly.any() else None,
-        "fpr": round(float(flagged[anomaly == 0].mean()), 4) if (anomaly == 0).any() else None,
-    }
 
 
 def _test_arrays(data: Data) -> tuple[np.ndarray, np.ndarray]:
@@ -646,7 +461,7 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
     spec = data.spec
     x, anomaly = _test_arrays(data)
     values = scores(model, spec, x).numpy()
-    found = detection_metrics(anomaly, values, spec["threshold"])
+    found = reports.detection_metrics(anomaly, values, spec["threshold"])
     metrics = {
         "test_roc_auc": found["roc_auc"],
         "test_average_precision": found["average_precision"],
@@ -659,11 +474,15 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
     }
     if out_dir is not None:
         score = spec.get("score", "mse")
-        _plot_scores(values, anomaly, spec["threshold"], score, Path(out_dir) / "scores.png")
+        reports.plot_anomaly_scores(
+            values, anomaly, spec["threshold"], score, Path(out_dir) / "scores.png"
+        )
         if spec["kind"] == "image":
             worst = np.argsort(-values)[:8]
             reconstruction = model(x[worst], training=False).numpy() * spec["std"][0]
-            _plot_worst(x[worst], reconstruction, values[worst], anomaly[worst], out_dir)
+            reports.plot_reconstructions(
+                x[worst], reconstruction, values[worst], anomaly[worst], out_dir
+            )
     return metrics
 
 
@@ -672,113 +491,33 @@ BASELINE_MAX_TRAIN = 5000  # train normals the classical detectors fit (a random
 
 def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
     """PCA reconstruction error (fewer components than features), IsolationForest, One-Class
-    SVM and k-nearest-neighbour distance, fitted on the same standardized train normals; the
-    best on validation ROC AUC (validation normals against the validation anomalies) is
-    compared with the autoencoder on the test split (DeLong); see `ktemplate.baselines`.
-    Without labelled validation anomalies there is nothing to pick on, and IsolationForest, the
-    usual first choice, is compared."""
-    from sklearn.decomposition import PCA
-    from sklearn.ensemble import IsolationForest
-    from sklearn.metrics import roc_auc_score
-    from sklearn.neighbors import NearestNeighbors
-    from sklearn.svm import OneClassSVM
-
-    start = time.perf_counter()
+    SVM and k-nearest-neighbour distance on the same standardized train normals, the best on
+    validation ROC AUC compared with the autoencoder on the test split (DeLong); see
+    `ktemplate.baselines.novelty_detector`."""
     flat = {}
     for split, ds in data.splits.items():
         xs, ys = zip(*ds.batch(4096).as_numpy_iterator(), strict=True)
-        x = np.concatenate(xs).reshape(sum(len(a) for a in xs), -1)
-        flat[split] = (x, np.concatenate(ys))
-    train = flat["train"][0]
-    n_train = len(train)
-    limit = config.baseline_max_train or BASELINE_MAX_TRAIN
-    if n_train > limit:
-        keep = np.random.default_rng(config.seed).choice(n_train, limit, replace=False)
-        train = train[np.sort(keep)]
-    mean, std = train.mean(axis=0), np.maximum(train.std(axis=0), 1e-6)
-    fit_x = (train - mean) / std
-    features = fit_x.shape[1]
-    explained = np.cumsum(PCA(svd_solver="full").fit(fit_x).explained_variance_ratio_)
-    components = max(1, min(int(np.searchsorted(explained, 0.9) + 1), features - 1))
-    k = min(5, len(fit_x) - 1)
-
-    def pca_error(fitted, x):
-        return ((fitted.inverse_transform(fitted.transform(x)) - x) ** 2).mean(axis=1)
-
-    def knn_distance(fitted, x):
-        return fitted.kneighbors(x, n_neighbors=k)[0].mean(axis=1)
-
-    detectors = {  # least to most flexible: a tie on validation goes to the later one
-        "PCA reconstruction error": (
-            PCA(n_components=components, svd_solver="full").fit(fit_x),
-            pca_error,
-            f"{components} of {features} components (90% of the variance, fewer than features)",
-        ),
-        "IsolationForest": (
-            IsolationForest(n_estimators=200, random_state=config.seed).fit(fit_x),
-            lambda f, x: -f.score_samples(x),
-            "200 trees",
-        ),
-        "One-Class SVM": (
-            OneClassSVM(kernel="rbf", gamma="scale", nu=config.target_fpr).fit(fit_x),
-            lambda f, x: -f.score_samples(x),
-            f"RBF, gamma=scale, nu={config.target_fpr}",
-        ),
-        f"{k}-nearest-neighbour distance": (
-            NearestNeighbors().fit(fit_x),
-            knn_distance,
-            f"mean distance to the {k} nearest train normals",
-        ),
-    }
-    val_x, val_anomaly = flat["val"]
-    tried = []
-    if 0 < val_anomaly.sum() < len(val_anomaly):
-        for name, (fitted, score, _) in detectors.items():
-            auc = roc_auc_score(val_anomaly, score(fitted, (val_x - mean) / std))
-            tried.append({"method": name, "val_roc_auc": round(float(auc), 6)})
-        best = tried[baselines.pick(tried, "val_roc_auc")]["method"]
-        picked_on = "validation ROC AUC (validation normals against validation anomalies)"
-    else:
-        best = "IsolationForest"
-        picked_on = "no labelled validation anomalies to pick on: IsolationForest, the usual first"
-    test_x, anomaly = flat["test"]
-    fitted, score, _ = detectors[best]
-    base_values = score(fitted, (test_x - mean) / std)
-    model_values = scores(model, data.spec, _test_arrays(data)[0]).numpy()
+        flat[split] = (np.concatenate(xs).reshape(sum(len(a) for a in xs), -1), np.concatenate(ys))
+    anomaly = flat["test"][1]
     if not 0 < anomaly.sum() < len(anomaly):
         return {
-            "name": best,
+            "name": "classical novelty detector",
             "notes": ["the test split has no anomalies (or only anomalies): no ROC AUC"],
             "comparison": {"verdict": "no verdict"},
             "summary": "no verdict: the test split needs normal and anomalous examples",
-            "seconds": round(time.perf_counter() - start, 2),
         }
-    fitted_block = {
-        "name": best,
-        "settings": {
-            "methods": {name: description for name, (_, _, description) in detectors.items()},
-            "picked_on": picked_on + "; ties to the more flexible method",
-            "tried": tried,
-            "fitted_on": "the standardized train normals",
-        },
-        "notes": [],
-        "subsampled": f"fitted on a random {limit} of the {n_train} train normals"
-        if n_train > limit
-        else "",
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    base_auc = float(roc_auc_score(anomaly, base_values))
-    by_name = {  # for reading only: the pick above was made on validation
-        name: round(float(roc_auc_score(anomaly, method(detector, (test_x - mean) / std))), 6)
-        for name, (detector, method, _) in detectors.items()
-    }
+    fitted, base_values, results = baselines.novelty_detector(
+        flat["train"][0], *flat["val"], flat["test"][0], anomaly, seed=config.seed,
+        nu=config.target_fpr, max_train=config.baseline_max_train or BASELINE_MAX_TRAIN,
+    )  # fmt: skip
+    model_values = scores(model, data.spec, _test_arrays(data)[0]).numpy()
     return baselines.compare(
-        fitted_block,
-        {"test_roc_auc": round(base_auc, 6), "test_roc_auc_by_name": by_name},
+        fitted,
+        results,
         metric="test_roc_auc",
         label="test ROC AUC",
-        model_value=float(roc_auc_score(anomaly, model_values)),
-        base_value=base_auc,
+        model_value=baselines.roc_auc(anomaly, model_values),
+        base_value=baselines.roc_auc(anomaly, base_values),
         higher_is_better=True,
         test="DeLong",
         p_value=baselines.delong_p(anomaly, model_values, base_values),
@@ -791,37 +530,6 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
         ],
         number_format=".4f",
     )
-
-
-def _plot_scores(values, anomaly, threshold: float, score: str, path: Path) -> None:
-    fig, ax = reports.subplots(figsize=(6, 3.5))
-    bins = np.linspace(values.min(), np.quantile(values, 0.99), 40)
-    ax.hist(values[anomaly == 0], bins=bins, alpha=0.6, label="normal")
-    if anomaly.any():
-        ax.hist(values[anomaly == 1], bins=bins, alpha=0.6, label="anomaly")
-    ax.axvline(threshold, color="black", linestyle="--", label="threshold")
-    ax.set_xlabel("1 - SSIM (score)" if score == "ssim" else "reconstruction error (score)")
-    ax.set_ylabel("test examples")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def _plot_worst(x, reconstruction, values, anomaly, out_dir) -> None:
-    fig, axes = reports.subplots(2, len(x), figsize=(1.5 * len(x), 3.4), squeeze=False)
-    for i in range(len(x)):
-        for row, image in ((0, x[i]), (1, reconstruction[i])):
-            pixels = np.clip(image, 0, 255).astype("uint8")
-            if pixels.shape[-1] == 1:
-                axes[row][i].imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=255)
-            else:
-                axes[row][i].imshow(pixels)
-            axes[row][i].axis("off")
-        kind = "anomaly" if anomaly[i] else "normal"
-        axes[0][i].set_title(f"{values[i]:.3g}\n{kind}", fontsize=7)
-    fig.suptitle("Most anomalous test examples (top) and their reconstructions", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
-    fig.savefig(Path(out_dir) / "most_anomalous.png", dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
