@@ -176,6 +176,11 @@ class EpochHistory(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(path)
 
+    def on_train_begin(self, logs=None):
+        if not self.path.is_file():  # the header first: a run that stops now did 0 epochs
+            with files.replacing(self.path) as partial:
+                partial.write_text("epoch\n")
+
     def on_epoch_end(self, epoch, logs=None):
         import csv
 

@@ -1,7 +1,12 @@
 import os
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# A suite started in the background (`nohup ... &`) inherits Ctrl-C ignored, and Python then
+# installs no KeyboardInterrupt handler; the interruption tests need the usual one.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest  # noqa: E402
 
