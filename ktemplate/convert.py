@@ -371,9 +371,14 @@ def quantized_metric(path: Path, portable: Portable, test: PortableData) -> dict
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(model_path=str(path)).get_signature_runner("serve")
+    from ktemplate import startup
+
     names = [spec.name for spec in portable.signature]
-    quantized = test.score(_outputs(lambda rows: runner(**{n: rows[n] for n in names}), test, 1))
+    with startup.filtered_stderr():  # the interpreter's XNNPACK note
+        runner = Interpreter(model_path=str(path)).get_signature_runner("serve")
+        quantized = test.score(
+            _outputs(lambda rows: runner(**{n: rows[n] for n in names}), test, 1)
+        )
 
     def reference(rows):
         outputs = portable.fn(*[tf.constant(rows[n]) for n in names])

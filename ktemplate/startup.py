@@ -25,6 +25,9 @@ _NOISE = (
     re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
     re.compile(r"^[IW]\d{4} "),  # absl INFO and WARNING lines
     re.compile(r"^To enable the following instructions: "),  # the CPU feature guard's 2nd line
+    re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$"),  # LiteRT's note
+    # tf.data's graphs name an attribute this TensorFlow's own op definition lacks (harmless).
+    re.compile(r"^E\d{4} .*NodeDef mentions attribute use_unbounded_threadpool"),
 )
 _CUINIT = re.compile(r"^E\d{4} .*failed call to cuInit")
 

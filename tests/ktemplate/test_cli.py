@@ -189,6 +189,13 @@ def test_startup_noise_is_told_from_real_errors():
     assert not startup.is_noise(CUINIT, has_nvidia_driver=True)  # a GPU machine: a real problem
     assert not startup.is_noise("E0000 00:00:1.0 1 op_kernel.cc:1] Not found: libfoo.so", False)
     assert not startup.is_noise("Traceback (most recent call last):", False)
+    assert startup.is_noise("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", False)
+    nodedef = (
+        "E0000 00:00:1796540313.462283   16734 node_def_util.cc:682] NodeDef mentions attribute "
+        "use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset; ...>"
+    )
+    assert startup.is_noise(nodedef, False)
+    assert not startup.is_noise("E0000 00:00:1.0 1 node_def_util.cc:1] NodeDef missing", False)
 
 
 def test_tensorflow_startup_banners_are_hidden_unless_verbose(tmp_path):
