@@ -29,3 +29,42 @@ def test_quickstart_notebook_runs_cleanly(tmp_path, monkeypatch):
     texts = json.dumps([o.get("data", {}).get("text/plain", "") for o in outputs])
     assert "Run(image_cnn, finished" in texts
     assert (tmp_path / "saved_models" / "image_cnn" / "sweeps" / "random" / "champion").is_dir()
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands() -> list[str]:
+    """Every `ktemplate ...` command line of README's shell blocks, comments dropped."""
+    commands, in_shell = [], False
+    text = README.read_text(encoding="utf-8").replace("\\\n", " ")  # continued lines joined
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_shell = line.strip() in ("```bash", "```sh", "```console")
+            continue
+        for text in line.split("  #")[0].split("&&"):
+            text = text.strip()
+            if in_shell and text.startswith(("ktemplate ", "python -m ktemplate ")):
+                commands.append(text)
+    return commands
+
+
+def test_readme_commands_are_valid_cli_commands():
+    """Each README command parses with the CLI's own parser, with its placeholders filled: a
+    renamed option or command in the CLI fails here until README follows."""
+    import re
+    import shlex
+
+    from ktemplate import cli
+
+    commands = readme_commands()
+    assert len(commands) >= 30
+    parser = cli.build_parser()
+    for command in commands:
+        filled = re.sub(r"\[[^\]]*\]", "", command.replace("<run-id>", "20260101-000000"))
+        words = shlex.split(filled)  # [optional parts] dropped
+        words = words[3:] if words[0] == "python" else words[1:]
+        try:
+            parser.parse_args(words)
+        except SystemExit as e:  # argparse's way of refusing
+            raise AssertionError(f"README command does not parse: {command}") from e
