@@ -41,6 +41,7 @@ class ImageSplits:
     class_names: list[str]
     image_shape: tuple[int, int, int]
     sizes: dict[str, int]
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)  # what decoding found
 
 
 def _from_arrays(images: np.ndarray, labels: np.ndarray, index: dict[str, np.ndarray]) -> dict:
@@ -83,33 +84,76 @@ def _image_files(class_dir: Path) -> list[Path]:
 CHECK_THREADS = 8  # parallel decodes in the up-front check of a dir: folder
 
 
-def _undecodable(files: list[Path], channels: int) -> tuple[list[str], tuple[int, int] | None]:
-    """The files that do not decode, and the first file's (height, width); nothing is kept."""
+BACKGROUND = 255  # transparent pixels are composited onto white
 
-    def check(file: Path) -> tuple[int, int] | None:
+
+def decode_composited(data: tf.Tensor, channels: int) -> tf.Tensor:
+    """Encoded image bytes (PNG, JPEG, BMP, GIF; gray, gray+alpha, palette, RGB, RGBA, 16-bit,
+    CMYK JPEG) → uint8 [height, width, channels]: alpha is composited onto a white background
+    (so transparent pixels do not keep whatever colour they hold), then colour is kept
+    (`channels=3`) or turned into luminance (`channels=1`). Training and the exports decode
+    with this one function."""
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+
+    def jpeg():  # libjpeg converts CMYK (and gray) to RGB itself
+        return tf.io.decode_jpeg(data, channels=3)
+
+    def other():
+        image = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+        count = tf.shape(image)[-1]
+        opaque = tf.fill(tf.concat([tf.shape(image)[:-1], [1]], 0), tf.constant(255, tf.uint8))
+        padded = tf.concat([image, opaque], axis=-1)  # a last channel of 255: no alpha
+        rgb = tf.gather(padded, tf.where(count >= 3, [0, 1, 2], [0, 0, 0]), axis=-1)
+        alpha = tf.gather(padded, tf.where(tf.equal(count % 2, 0), count - 1, count), axis=-1)
+        weight = tf.cast(alpha, tf.float32)[..., tf.newaxis] / 255.0
+        mixed = tf.cast(rgb, tf.float32) * weight + BACKGROUND * (1.0 - weight)
+        return tf.cast(tf.round(mixed), tf.uint8)
+
+    image = tf.cond(is_jpeg, jpeg, other)
+    image = tf.ensure_shape(image, [None, None, 3])
+    if channels == 1:
+        luma = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+        image = tf.cast(tf.round(luma), tf.uint8)
+    return image
+
+
+CHECK_THREADS = 8  # parallel decodes in the up-front check of a dir: folder
+
+
+@dataclasses.dataclass
+class _Checked:
+    shape: tuple[int, int] | None  # None: the file does not decode
+    colour: bool = False
+    alpha: bool = False
+
+
+def _check_files(files: list[Path]) -> list[_Checked]:
+    """Decodes every file once (nothing is kept): its size, whether it has colour after
+    compositing, and whether it has an alpha channel."""
+
+    def check(file: Path) -> _Checked:
         try:
-            image = tf.io.decode_image(
-                tf.io.read_file(str(file)), channels=channels, expand_animations=False
-            )
+            data = tf.io.read_file(str(file))
+            raw = tf.io.decode_image(data, channels=0, expand_animations=False)
+            image = decode_composited(data, 3).numpy()
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-            return None
-        return int(image.shape[0]), int(image.shape[1])
+            return _Checked(None)
+        colour = bool(
+            (image[..., 0] != image[..., 1]).any() or (image[..., 1] != image[..., 2]).any()
+        )
+        return _Checked(image.shape[:2], colour, int(raw.shape[-1]) in (2, 4))
 
     with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
-        shapes = list(pool.map(check, files))
-    corrupt = [str(f) for f, shape in zip(files, shapes, strict=True) if shape is None]
-    first = next((shape for shape in shapes if shape is not None), None)
-    return corrupt, first
+        return list(pool.map(check, files))
 
 
 def decode_file(path: tf.Tensor, channels: int, size: tuple[int, int]) -> tf.Tensor:
-    """One image file → uint8 [height, width, channels], resized (bilinear) to `size`."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-    image = tf.ensure_shape(image, [None, None, channels])
-    return resize_uint8(image, size)
+    """One image file → uint8 [height, width, channels] (`decode_composited`), resized
+    (bilinear) to `size`."""
+    return resize_uint8(decode_composited(tf.io.read_file(path), channels), size)
 
 
-def load_directory(path: str | Path, image_size: int, channels: int) -> ImageSplits:
+def load_directory(path: str | Path, image_size: int, channels: int | str) -> ImageSplits:
     """Lists a folder of class sub-folders and splits its files 70/10/20, stratified and fixed.
 
     Images stream from disk: the splits are datasets of file paths, decoded and resized in
@@ -158,13 +202,28 @@ def load_directory(path: str | Path, image_size: int, channels: int) -> ImageSpl
     labels = np.concatenate(
         [np.full(len(found), i, "int64") for i, found in enumerate(class_files.values())]
     )
-    corrupt, first_shape = _undecodable(files, channels)
+    checked = _check_files(files)
+    corrupt = [str(f) for f, c in zip(files, checked, strict=True) if c.shape is None]
     if corrupt:
         raise ValueError(
             f"Could not decode {len(corrupt)} image file(s) in {root}: {', '.join(corrupt[:5])}"
             f"{' ...' if len(corrupt) > 5 else ''}. Remove or re-save them and try again."
         )
-    height, width = (image_size, image_size) if image_size else first_shape
+    colour = sum(c.colour for c in checked)
+    notes = {
+        "channels": f"{colour} of {len(files)} images have colour"
+        if colour
+        else f"all {len(files)} images are gray",
+    }
+    if channels == "auto":
+        channels = 3 if colour else 1
+    alpha = sum(c.alpha for c in checked)
+    if alpha:
+        notes["alpha"] = (
+            f"{alpha} of {len(files)} images have transparency: composited onto white (so are "
+            "the images the export decodes)"
+        )
+    height, width = (image_size, image_size) if image_size else checked[0].shape
     index = splits_lib.stratified_split(labels, SPLIT_FRACTIONS, class_names=list(class_files))
     paths = np.array([str(f) for f in files])
 
@@ -182,6 +241,7 @@ def load_directory(path: str | Path, image_size: int, channels: int) -> ImageSpl
         class_names=list(class_files),
         image_shape=(height, width, channels),
         sizes={name: len(idx) for name, idx in index.items()},
+        notes=notes,
     )
 
 
@@ -234,13 +294,14 @@ def load_tfds(name: str, image_size: int = 0, data_dir: str | None = None) -> Im
     )
 
 
-def load_images(dataset: str, image_size: int = 0, channels: int = 1) -> ImageSplits:
+def load_images(dataset: str, image_size: int = 0, channels: int | str = "auto") -> ImageSplits:
     """Dispatches a `dataset` config value to its source.
 
     Args:
         dataset: "digits", "tfds:NAME" or "dir:PATH".
         image_size: square size to resize to; 0 keeps the source's size.
-        channels: channels to decode `dir:` images to (1 grayscale, 3 RGB).
+        channels: channels to decode `dir:` images to (1 grayscale, 3 RGB; auto: 3 when any
+            image has colour). The other sources keep their own.
     """
     kind, arg = parse_source(dataset, allowed=("digits", "tfds", "dir"))
     if kind == "digits":
@@ -388,7 +449,7 @@ def decode_images(encoded: tf.Tensor, channels: int, size: tuple[int, int]) -> t
     """
 
     def decode_one(data):
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        image = decode_composited(data, channels)
         return resize_float(tf.cast(image, tf.float32)[tf.newaxis], size)[0]
 
     return tf.map_fn(

@@ -85,7 +85,7 @@ class Config(TrainingConfig):
         "auto"  # models averaged; auto: 2 below 5,000 train images
     )
     image_size: NonNegativeInt = 0  # square size images are resized to; 0 keeps the dataset's size
-    channels: Literal[1, 3] = 1  # channels dir: images are decoded to (1 gray, 3 RGB)
+    channels: Literal[1, 3, "auto"] = "auto"  # dir: 1 gray, 3 RGB; auto: 3 if any has colour
     conv_blocks: PositiveInt = 2  # convolutional blocks; each ends with 2x2 pooling
     convs_per_block: PositiveInt = 2  # Conv2D layers per block
     filters: PositiveInt = 32  # filters in the first block, doubled in each further block
@@ -157,7 +157,7 @@ def resolve_cache(
 
 
 def resolve_auto(
-    config: Config, train_size: int, side: int, batch_size: int | None = None
+    config: Config | Resolver, train_size: int, side: int, batch_size: int | None = None
 ) -> Resolver:
     """augment, batch_norm and early_stopping_patience from the image size and the train
     split's size.
@@ -169,7 +169,8 @@ def resolve_auto(
     accuracy fell from 0.72 to 0.17 within 12 epochs while train accuracy was 1.0
     (benchmarks/RESULTS.md), so below MIN_BATCH_NORM_STEPS steps it is off.
     """
-    auto = Resolver(config)
+    auto = config if isinstance(config, Resolver) else Resolver(config)
+    config = auto.config
     batch_size = batch_size or config.batch_size  # the global batch under a strategy
     steps = training.steps_per_epoch(train_size, batch_size)
     auto.pick(
@@ -216,12 +217,16 @@ def load_data(config: Config, batch_size: int) -> Data:
     """
     splits = images.load_images(config.dataset, config.image_size, config.channels)
     height, width, channels = splits.image_shape
+    auto = Resolver(config)
+    auto.pick("channels", channels, splits.notes.get("channels", "the source's own"))
+    if "alpha" in splits.notes:
+        auto.warn(splits.notes["alpha"])
     sizes = {
         split: n if n is not None else images.count_examples(getattr(splits, split))
         for split, n in splits.sizes.items()
     }
     mean, variance = images.channel_stats(splits.train, channels, sizes["train"])
-    auto = resolve_auto(config, sizes["train"], min(height, width), batch_size)
+    auto = resolve_auto(auto, sizes["train"], min(height, width), batch_size)
     resolve_cache(config, sizes, splits.image_shape, auto)
     class_weight = training.class_weights(
         splits_lib.label_counts(splits.train, len(splits.class_names)),

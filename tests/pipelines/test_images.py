@@ -155,3 +155,32 @@ def test_channel_stats_read_a_bounded_spread_sample(monkeypatch):
     mean, _ = images.channel_stats(ds, 1, size=100)
     assert mean == [pytest.approx(105.0)]  # both classes in the sample, not the first 10 only
     assert len(list(images.spread_sample(ds, 100, 10))) == 10
+
+
+def test_channels_auto_and_transparency_are_read_as_the_export_reads_them(tmp_path):
+    from tests.helpers.images import write_png
+
+    gray = make_image_folder(tmp_path / "gray")
+    splits = images.load_images(f"dir:{gray}", channels="auto")
+    assert splits.image_shape[-1] == 1 and "all 10 images are gray" in splits.notes["channels"]
+    # Colour with an alpha channel (RGBA PNGs, as icons are saved): colour is kept, and
+    # transparent pixels become white, whatever RGB they hold.
+    colour = make_image_folder(tmp_path / "colour", channels=3)
+    rgba = np.zeros((12, 10, 4), np.uint8)
+    rgba[..., 0], rgba[:6, :, 3] = 200, 255  # red on the top half; the bottom half transparent
+    write_png(colour / "cat" / "icon.png", rgba)
+    splits = images.load_images(f"dir:{colour}", channels="auto")
+    assert splits.image_shape[-1] == 3
+    assert "1 of 11 images have transparency: composited onto white" in splits.notes["alpha"]
+    decoded = images.decode_composited(tf.io.read_file(str(colour / "cat" / "icon.png")), 3)
+    np.testing.assert_array_equal(decoded[0, 0], [200, 0, 0])
+    np.testing.assert_array_equal(decoded[-1, 0], [255, 255, 255])
+    # Gray + alpha to one channel, and the serving decode agrees with the training decode.
+    la = np.stack([np.full((4, 4), 50, np.uint8), np.full((4, 4), 0, np.uint8)], axis=-1)
+    la[0, 0, 1] = 255
+    write_png(tmp_path / "la.png", la)
+    data = tf.io.read_file(str(tmp_path / "la.png"))
+    one = images.decode_composited(data, 1).numpy()[..., 0]
+    assert one[0, 0] == 50 and one[1, 1] == 255
+    served = images.decode_images(tf.stack([data]), 1, (4, 4)).numpy()[0, ..., 0]
+    np.testing.assert_array_equal(served, one)

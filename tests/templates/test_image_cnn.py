@@ -179,7 +179,7 @@ def test_baseline_can_be_turned_off_and_unbalanced_folders_are_weighted(tmp_path
     assert "auto: augment=True (images are 16 px >= 16 px)" in out
     (run_dir,) = (tmp_path / "image_cnn").iterdir()
     assert "baseline" not in files_lib.read_json(run_dir / "metrics.json")
-    assert out.strip().splitlines()[-1].startswith("Export: ")
+    assert out.strip().splitlines()[-1].startswith("TensorBoard: tensorboard --logdir ")
 
 
 def test_manifest(trained_run):
