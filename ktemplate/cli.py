@@ -180,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list run folders: status, dataset, key metric, age")
     runs.add_argument("name", nargs="?", help="only this template's runs")
     runs.add_argument("--output-dir", default="saved_models", help="parent of run folders")
+    runs.add_argument(
+        "--clean",
+        action="store_true",
+        help="first remove what killed processes left in the run folders (partial checkpoints, "
+        "temporary exports); folders a live process holds are skipped",
+    )
 
     export = sub.add_parser("export", help="export a run's best model as a SavedModel")
     export.add_argument("run_dir", help="a run folder, saved_models/<template>/<run-id>")
@@ -512,6 +518,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     if args.name is not None:
         templates.check_name(args.name)
+    if args.clean:
+        removed = listing.clean(args.output_dir, args.name)
+        for path in removed:
+            print(f"removed {path}")
+        print(f"Removed {len(removed)} leftover(s) of killed processes (folders in use skipped).")
     rows = listing.runs(args.output_dir, args.name)
     if not rows:
         where = f"{args.output_dir}/{args.name}" if args.name else args.output_dir

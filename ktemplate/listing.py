@@ -94,3 +94,23 @@ def format_table(rows: list[dict[str, str]]) -> str:
     for row in rows:
         lines.append("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
     return "\n".join(lines)
+
+
+def clean(output_dir: str | Path, template: str | None = None) -> list[Path]:
+    """Removes what killed processes left in the run folders under `output_dir` (partial
+    checkpoints, temporary exports: `files.remove_leftovers`), skipping every folder a live
+    process holds. Returns what was removed."""
+    from ktemplate import files
+
+    root = Path(output_dir)
+    removed: list[Path] = []
+    for record in sorted(root.glob(f"{template}/**/run.json" if template else "**/run.json")):
+        folder = record.parent
+        if locks.holder(folder) is not None:
+            continue
+        try:
+            with locks.hold(folder, "run"):
+                removed += files.remove_leftovers(folder)
+        except locks.FolderInUse:  # taken in the meantime: its process owns those files
+            continue
+    return removed

@@ -228,6 +228,27 @@ def test_runs_lists_status_metric_and_age(tmp_path, capsys):
     assert "Unknown template 'imag_cnn'" in capsys.readouterr().err
 
 
+def test_runs_clean_removes_what_killed_processes_left_but_not_a_live_ones(tmp_path, capsys):
+    for name in ("dead", "live"):
+        folder = tmp_path / "image_cnn" / name
+        _write_run(folder, "training")
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / ".partial.best.keras").write_bytes(b"half")
+        (folder / ".export.abc123.tmp").mkdir()
+    live = _holding(tmp_path / "image_cnn" / "live")
+    try:
+        assert cli.main(["runs", "--clean", "--output-dir", str(tmp_path)]) == 0
+        assert "Removed 2 leftover(s)" in capsys.readouterr().out
+        dead, held = tmp_path / "image_cnn" / "dead", tmp_path / "image_cnn" / "live"
+        assert not (dead / "checkpoints" / ".partial.best.keras").exists()
+        assert not (dead / ".export.abc123.tmp").exists() and (dead / "run.json").is_file()
+        assert (held / "checkpoints" / ".partial.best.keras").exists()  # its process writes it
+        assert (held / ".export.abc123.tmp").is_dir()
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_runs_does_not_import_tensorflow(tmp_path):
     code = (
         "import sys; from ktemplate import cli; code = cli.main(['runs', '--output-dir', "
