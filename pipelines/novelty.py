@@ -156,7 +156,10 @@ def _dir_examples(path: Path, image_size: int, auto: Resolver) -> Examples:
         )
         for file in files:
             with Image.open(file) as image:
-                rgb = image.convert("RGB").resize((image_size, image_size))
+                rgba = image.convert("RGBA")  # alpha onto white, as the export decodes
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                rgb = Image.alpha_composite(white, rgba).convert("RGB")
+                rgb = rgb.resize((image_size, image_size))
             arrays.append(np.asarray(rgb, dtype="uint8"))
             normal.append(is_normal)
     normal = np.asarray(normal, bool)

@@ -375,8 +375,8 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
         return result
 
     def serve_image_bytes(image_bytes):
-        def decode(data):
-            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        def decode(data):  # alpha onto white, as the dir: loader reads the images
+            image = images.decode_composited(data, channels)
             return tf.image.resize(tf.cast(image, tf.float32), [height, width])
 
         pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32)
