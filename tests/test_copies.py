@@ -75,7 +75,7 @@ def test_text_regression_is_a_config_edit_of_text_transformer(project, monkeypat
         path,
         {
             r"^TUNE_OBJECTIVE = .*$": 'TUNE_OBJECTIVE = "val_mae"',
-            r"^    task: tasks.Kind = .*$": '    task: tasks.Kind = "regression"  # mean rating',
+            r"^    task: TaskKind = .*$": '    task: TaskKind = "regression"  # mean rating',
         },
     )
     small = ["epochs=2", "members=1", "embed_dim=16", "ff_dim=16", "vocab_size=200"]
