@@ -807,7 +807,7 @@ def _export(
         "replicas": run_info.get("replicas"),
         "batch_size_note": "config.batch_size is per replica; global = batch_size * replicas",
         **run_info.get("extra", {}),
-        **({"run_status": run_info.get("status")} if model_given is False else {}),
+        **({"run_status": run_info.get("status")} if not model_given else {}),
         "metrics": metrics,
         "config": config,
     }

@@ -87,16 +87,14 @@ CHECK_THREADS = 8  # parallel decodes in the up-front check of a dir: folder
 BACKGROUND = 255  # transparent pixels are composited onto white
 
 
-def decode_composited(data: tf.Tensor, channels: int) -> tf.Tensor:
-    """Encoded image bytes (PNG, JPEG, BMP, GIF; gray, gray+alpha, palette, RGB, RGBA, 16-bit,
-    CMYK JPEG) → uint8 [height, width, channels]: alpha is composited onto a white background
-    (so transparent pixels do not keep whatever colour they hold), then colour is kept
-    (`channels=3`) or turned into luminance (`channels=1`). Training and the exports decode
-    with this one function."""
+def _rgb_and_alpha(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encoded image bytes → uint8 RGB [height, width, 3] and alpha [height, width] (255 where
+    the image has none). JPEGs go through libjpeg, which turns CMYK (and gray) into RGB."""
     is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
 
-    def jpeg():  # libjpeg converts CMYK (and gray) to RGB itself
-        return tf.io.decode_jpeg(data, channels=3)
+    def jpeg():
+        rgb = tf.io.decode_jpeg(data, channels=3)
+        return rgb, tf.fill(tf.shape(rgb)[:-1], tf.constant(255, tf.uint8))
 
     def other():
         image = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
@@ -105,16 +103,27 @@ def decode_composited(data: tf.Tensor, channels: int) -> tf.Tensor:
         padded = tf.concat([image, opaque], axis=-1)  # a last channel of 255: no alpha
         rgb = tf.gather(padded, tf.where(count >= 3, [0, 1, 2], [0, 0, 0]), axis=-1)
         alpha = tf.gather(padded, tf.where(tf.equal(count % 2, 0), count - 1, count), axis=-1)
-        weight = tf.cast(alpha, tf.float32)[..., tf.newaxis] / 255.0
-        mixed = tf.cast(rgb, tf.float32) * weight + BACKGROUND * (1.0 - weight)
-        return tf.cast(tf.round(mixed), tf.uint8)
+        return rgb, alpha
 
-    image = tf.cond(is_jpeg, jpeg, other)
-    image = tf.ensure_shape(image, [None, None, 3])
+    rgb, alpha = tf.cond(is_jpeg, jpeg, other)
+    return tf.ensure_shape(rgb, [None, None, 3]), alpha
+
+
+def _composited(rgb: tf.Tensor, alpha: tf.Tensor, channels: int) -> tf.Tensor:
+    weight = tf.cast(alpha, tf.float32)[..., tf.newaxis] / 255.0
+    image = tf.cast(rgb, tf.float32) * weight + BACKGROUND * (1.0 - weight)
     if channels == 1:
-        luma = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
-        image = tf.cast(tf.round(luma), tf.uint8)
-    return image
+        image = tf.image.rgb_to_grayscale(tf.round(image))
+    return tf.cast(tf.round(image), tf.uint8)
+
+
+def decode_composited(data: tf.Tensor, channels: int) -> tf.Tensor:
+    """Encoded image bytes (PNG, JPEG, BMP, GIF; gray, gray+alpha, palette, RGB, RGBA, 16-bit,
+    CMYK JPEG) → uint8 [height, width, channels]: alpha is composited onto a white background
+    (so transparent pixels do not keep whatever colour they hold), then colour is kept
+    (`channels=3`) or turned into luminance (`channels=1`). Training and the exports decode
+    with this one function."""
+    return _composited(*_rgb_and_alpha(data), channels)
 
 
 CHECK_THREADS = 8  # parallel decodes in the up-front check of a dir: folder
@@ -129,19 +138,16 @@ class _Checked:
 
 def _check_files(files: list[Path]) -> list[_Checked]:
     """Decodes every file once (nothing is kept): its size, whether it has colour after
-    compositing, and whether it has an alpha channel."""
+    compositing, and whether any pixel is transparent."""
 
     def check(file: Path) -> _Checked:
         try:
-            data = tf.io.read_file(str(file))
-            raw = tf.io.decode_image(data, channels=0, expand_animations=False)
-            image = decode_composited(data, 3).numpy()
+            rgb, alpha = _rgb_and_alpha(tf.io.read_file(str(file)))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
             return _Checked(None)
-        colour = bool(
-            (image[..., 0] != image[..., 1]).any() or (image[..., 1] != image[..., 2]).any()
-        )
-        return _Checked(image.shape[:2], colour, int(raw.shape[-1]) in (2, 4))
+        image = _composited(rgb, alpha, 3).numpy()
+        colour = bool(np.ptp(image.astype("int16"), axis=-1).any())  # channels differ somewhere
+        return _Checked(image.shape[:2], colour, bool((alpha.numpy() < 255).any()))
 
     with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
         return list(pool.map(check, files))
