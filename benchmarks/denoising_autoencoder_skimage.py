@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from ktemplate.pipelines import denoising  # noqa: E402
 from ktemplate.templates import denoising_autoencoder as dae  # noqa: E402
 
-from ktemplate import baselines, files, run  # noqa: E402
+from ktemplate import baselines, files, reports, run  # noqa: E402
 from ktemplate import config as config_lib  # noqa: E402
 
 
@@ -51,8 +51,8 @@ def classical_baselines(config: dae.Config) -> dict[str, dict[str, tuple[float, 
         seconds["nl_means"] += time.perf_counter() - start
         if gray:
             tv = tv[..., np.newaxis]
-        results["tv_chambolle"][name] = dae.image_quality(reference, tv)
-        results["nl_means"][name] = dae.image_quality(reference, nlm)
+        results["tv_chambolle"][name] = reports.image_quality(reference, tv)
+        results["nl_means"][name] = reports.image_quality(reference, nlm)
     results["seconds"] = seconds
     return results
 

@@ -261,7 +261,7 @@ def timeseries_lstm(template, data, config, model) -> dict:
         return np.stack([y[o + ahead - 1 - period * ((ahead - 1) // period + 1)] for o in origins])
 
     methods = {"naive": lambda origins: np.repeat(y[origins - 1][:, None], horizon, axis=1)}
-    periods = sorted({*template.season_candidates(spec["frequency"], train_end), season} - {1})
+    periods = sorted({*forecasting.season_candidates(spec["frequency"], train_end), season} - {1})
     for p in periods:
         methods[f"seasonal naive (season {p})"] = lambda origins, p=p: seasonal(origins, p)
     for variant in forecasting.holt_winters_candidates(y[:train_end], season):

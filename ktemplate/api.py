@@ -8,7 +8,8 @@
     champion = ktemplate.tune("image_cnn", max_trials=4, max_epochs=3)
     again = ktemplate.load_run("saved_models/image_cnn/20261202-101500")
 
-The same code runs as for `ktemplate train/tune/export`; nothing global changes for the caller:
+`ktemplate train/tune/export` call these functions (with a template and a Config already checked
+before TensorFlow's import); nothing global changes for the caller:
 plots are drawn on their own figures (matplotlib's backend is left alone), TensorFlow's INFO
 logs are kept out of the output while a call runs, and progress shows as Keras shows it.
 """
@@ -19,6 +20,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,40 +157,52 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _config(name: str, dataset: str | None, config_file, overrides: dict[str, Any]):
+def _config(name, dataset: str | None, config_file, overrides: dict[str, Any], config=None):
+    """(template, config, the fields set): `name` is a template's name or a loaded template;
+    `config` an already resolved Config, which excludes the other ways of setting fields."""
     _import_tensorflow()
     from ktemplate import config as config_lib
     from ktemplate import templates
 
-    template = templates.load(name)
-    config = config_lib.resolve_config(template.Config, config_file)
+    template = templates.load(name) if isinstance(name, str) else name
     fixed = {**({"dataset": dataset} if dataset is not None else {}), **overrides}
+    if config is not None:
+        if fixed or config_file:
+            raise ValueError("config= is the whole Config: drop dataset, config_file and fields.")
+        return template, config, {}
+    config = config_lib.resolve_config(template.Config, config_file)
     return template, config_lib.apply_overrides(config, fixed), fixed
 
 
 def train(
-    name: str,
+    name: Any,
     dataset: str | None = None,
     *,
+    config: Any = None,
     config_file: str | Path | None = None,
     output_dir: str | Path = "saved_models",
     resume: str | Path | None = None,
-    strategy: str = "auto",
+    run_dir: str | Path | None = None,
+    strategy: Any = "auto",
     verbose: int | str = "auto",
     export_formats: list[str] | None = None,
     quantize: str = "none",
     **overrides: Any,
-) -> Run:
+) -> Run | None:
     """Trains, evaluates and exports template `name`, like `ktemplate train`.
 
     Args:
-        name: a template (`ktemplate list`), built in or made with `ktemplate new`.
+        name: a template (`ktemplate list`), built in or made with `ktemplate new`, or the
+            template as `ktemplate.templates.load` returns it.
         dataset: the data source (`digits`, `tfds:NAME`, `dir:PATH`, `csv:PATH`, ...); the
             template's default when None.
+        config: a whole resolved Config instead of dataset/config_file/overrides.
         config_file: a JSON/TOML/YAML file of Config fields, applied before `overrides`.
         output_dir: parent of the `<template>/<run-id>` folders.
         resume: an interrupted run folder to continue (its recorded config is used).
-        strategy: auto, default, mirrored, tpu or multi_worker (see README).
+        run_dir: the run folder to write (default: a new dated one under `output_dir`).
+        strategy: auto, default, mirrored, tpu or multi_worker (see README), or a
+            `tf.distribute.Strategy`.
         verbose: Keras' progress: "auto" (a bar on a terminal, else a line per epoch), 1 (a
             bar), 2 (a line per epoch) or 0.
         export_formats: litert and/or onnx beside the SavedModel.
@@ -196,37 +210,52 @@ def train(
         **overrides: Config fields, e.g. `epochs=5, filters=16` (checked like `--set`).
 
     Returns:
-        The finished run, with its model, metrics, history and export.
+        The finished run, with its model, metrics, history and export; None in a worker of a
+        multi-worker run that is not the chief (the chief writes the run folder).
     """
     _import_tensorflow()
     from ktemplate import run
     from ktemplate.tuning import strategies
 
-    template, config, _ = _config(name, dataset, config_file, overrides)
     if resume is not None and (overrides or dataset or config_file):
         raise ValueError("resume= continues a run with its recorded config; drop the overrides.")
+    template, config, _ = _config(name, dataset, config_file, overrides, config)
+    if isinstance(strategy, str):
+        strategy = strategies.make_strategy(strategy)
     with _quiet():
-        run_dir = run.train(
+        folder = run.train(
             template,
             config,
             output_dir=output_dir,
             resume=resume,
-            strategy=strategies.make_strategy(strategy),
+            strategy=strategy,
+            run_dir=run_dir,
             verbose=verbose,
             export_formats=export_formats,
             quantize=quantize,
         )
-    return load_run(run_dir)
+    role = run.worker_role(strategy)
+    return None if role is not None and not role.chief else load_run(folder)
+
+
+SWEEP_OPTIONS = (
+    "executions_per_trial",
+    "max_retries_per_trial",
+    "max_consecutive_failed_trials",
+    "champion",
+)
 
 
 def tune(
-    name: str,
+    name: Any,
     dataset: str | None = None,
     *,
     tuner: str = "random",
     max_trials: int = 10,
     max_epochs: int | None = None,
     objective: str | None = None,
+    config: Any = None,
+    fixed: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
     output_dir: str | Path = "saved_models",
     sweep_name: str | None = None,
@@ -234,32 +263,38 @@ def tune(
     min_score: float | None = None,
     strategy: str = "auto",
     verbose: int | str = "auto",
-    **overrides: Any,
-) -> Run:
+    trials_per_process: int | None = None,
+    **sweep_or_fields: Any,
+) -> Run | Path | None:
     """Runs a keras-tuner sweep in this process, like `ktemplate tune`, then retrains the best
-    hyperparameters and exports the champion. Fields given in `overrides` (and `dataset`) are
-    fixed in the sweep, as `--set` is.
+    hyperparameters and exports the champion. Fields given as keywords (and `dataset`) are
+    fixed in the sweep, as `--set` is; with `config=` (a resolved Config) `fixed` names them.
+    Keywords that are `search.Sweep` fields (executions_per_trial, max_retries_per_trial,
+    max_consecutive_failed_trials, champion) set the sweep.
 
     Returns:
-        The champion run (`run.sweep_dir` is the sweep folder with the leaderboard).
+        The champion run (`run.sweep_dir` is the sweep folder with the leaderboard); the sweep
+        folder with champion=False; None in a keras-tuner worker process.
     """
     _import_tensorflow()
     from ktemplate.tuning import search
 
-    template, config, fixed = _config(name, dataset, config_file, overrides)
+    options = {k: sweep_or_fields.pop(k) for k in list(sweep_or_fields) if k in SWEEP_OPTIONS}
+    template, config, set_fields = _config(name, dataset, config_file, sweep_or_fields, config)
     sweep = search.Sweep(
-        template=name,
+        template=template.NAME,
         tuner=tuner,
         max_trials=max_trials,
         max_epochs=max_epochs,
         objective=objective,
         min_score=min_score,
+        **options,
     )
     with _quiet():
         folder = search.tune(
             template,
             config,
-            fixed,
+            set_fields if fixed is None else fixed,
             sweep,
             output_dir=output_dir,
             name=sweep_name,
@@ -267,8 +302,11 @@ def tune(
             restart=restart,
             # keras-tuner's display wants a number; a progress bar only on a terminal
             verbose=(1 if sys.stdout.isatty() else 2) if verbose == "auto" else verbose,
+            trials_per_process=trials_per_process,
         )
-    return load_run(folder / "champion")
+    if os.environ.get("KERASTUNER_TUNER_ID") not in (None, "chief"):  # a worker runs trials
+        return None
+    return load_run(folder / "champion") if sweep.champion else folder
 
 
 def export(

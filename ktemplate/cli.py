@@ -326,18 +326,18 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     if args.workers is not None:
         return _train_workers(args, argv)
 
-    from ktemplate import run
+    from ktemplate import api, run
     from ktemplate.tuning import strategies
 
     strategy = strategies.make_strategy(args.strategy)
     try:
-        run_dir = run.train(
+        result = api.train(
             template,
-            config,
+            config=config,
             output_dir=args.output_dir,
             resume=args.resume,
-            strategy=strategy,
             run_dir=args.run_dir,
+            strategy=strategy,
             export_formats=args.formats or ["saved_model"],
             quantize=args.quantize,
         )
@@ -356,11 +356,10 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
                 file=sys.stderr,
             )
         return signals.exit_code(e)
-    role = run.worker_role(strategy)
-    if role is not None and not role.chief:
-        print(f"{role.name}: done; the chief wrote the run folder ({run_dir}).")
+    if result is None:
+        print(f"{run.worker_role(strategy).name}: done; the chief wrote the run folder.")
         return 0
-    print_run_summary(run_dir)
+    print_run_summary(result.path)
     return 0
 
 
@@ -460,32 +459,28 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
             raise ValueError("--role needs --oracle HOST:PORT (the chief's address).")
         os.environ.update(launch.role_environment(args.role, args.oracle, args.worker_id))
 
+    from ktemplate import api
     from ktemplate.tuning import search
 
-    sweep = search.Sweep(
-        template=args.name,
-        tuner=args.tuner,
-        max_trials=args.max_trials,
-        max_epochs=args.max_epochs,
-        executions_per_trial=args.executions_per_trial,
-        objective=args.objective,
-        max_retries_per_trial=args.max_retries_per_trial,
-        max_consecutive_failed_trials=args.max_consecutive_failed_trials,
-        min_score=args.min_score,
-        champion=not args.no_champion,
-    )
     try:
-        folder = search.tune(
+        result = api.tune(
             template,
-            config,
-            fixed,
-            sweep,
+            config=config,
+            fixed=fixed,
+            tuner=args.tuner,
+            max_trials=args.max_trials,
+            max_epochs=args.max_epochs,
+            objective=args.objective,
+            min_score=args.min_score,
             output_dir=args.output_dir,
-            name=args.sweep_name,
-            strategy_name=args.strategy,
+            sweep_name=args.sweep_name,
             restart=args.restart,
-            verbose=1 if sys.stdout.isatty() else 2,
+            strategy=args.strategy,
             trials_per_process=args.trials_per_process,
+            champion=not args.no_champion,
+            executions_per_trial=args.executions_per_trial,
+            max_retries_per_trial=args.max_retries_per_trial,
+            max_consecutive_failed_trials=args.max_consecutive_failed_trials,
         )
     except search.Recycle as e:
         print(f"Worker {args.worker_id}: {e}; exiting for a fresh process.", file=sys.stderr)
@@ -497,11 +492,12 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
             file=sys.stderr,
         )
         return signals.exit_code(e)
-    if args.role == "worker":
+    if result is None:  # a worker: the chief reports
         return 0
+    folder = result if isinstance(result, Path) else result.sweep_dir
     print((folder / "leaderboard.md").read_text())
     print(f"Sweep folder: {folder}\nTensorBoard: tensorboard --logdir {folder}")
-    if sweep.champion:
+    if not isinstance(result, Path):
         champion = folder / "champion"
         print(f"Champion: {champion}\nExport: {champion / 'export'}")
         from ktemplate import baselines
@@ -540,14 +536,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ktemplate import run
+    from ktemplate import api
 
-    info = run.read_run(args.run_dir)
-    template = templates.load(info["template"])
-    path = run.export(
-        template,
+    path = api.export(
         args.run_dir,
-        output=args.output,
+        args.output,
         overwrite=args.force,
         formats=args.formats or ["saved_model"],
         quantize=args.quantize,

@@ -88,6 +88,46 @@ class PortableData:
         return {name: values[start:stop] for name, values in self.inputs.items()}
 
 
+def unrolled(model):
+    """A copy of `model` whose LSTM/GRU layers unroll over their (fixed) length, same weights:
+    LiteRT needs a static batch for the loop's TensorList ops, and int8 calibration cannot
+    quantize the loop at all."""
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def examples(ds, limit: int | None = None) -> tuple[list, np.ndarray]:
+    """The (x, y) pairs of an unbatched split (at most `limit`): the xs as a list, the ys as an
+    array (what a template's `portable_data` starts from)."""
+    xs, ys = [], []
+    for x, y in ds.take(-1 if limit is None else limit).as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    return xs, np.asarray(ys)
+
+
+def scored(inputs: dict[str, np.ndarray], labels, split: str, kind: str = "classification"):
+    """PortableData scored as the task kind's test metric: accuracy of `class_id`
+    (classification) or the mean absolute error of `prediction` (regression)."""
+    labels = np.asarray(labels)
+    if kind == "regression":
+        return PortableData(
+            inputs, f"{split}_mae", lambda out: float(np.mean(np.abs(out["prediction"] - labels)))
+        )
+    return PortableData(
+        inputs, f"{split}_accuracy", lambda out: float(np.mean(out["class_id"] == labels))
+    )
+
+
 def check_formats(formats: list[str], quantize: str, template: Any | None = None) -> list[str]:
     """Validates `--format`/`--quantize` before any work; returns the formats, deduplicated,
     saved_model first. Raises ValueError with what to do."""

@@ -8,12 +8,14 @@ beat "same as one season ago" on the data the model learned from.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ktemplate import reports
+from ktemplate import baselines, reports
+from ktemplate.config import Resolver
 
 
 def naive(series: np.ndarray, starts: np.ndarray, horizon: int) -> np.ndarray:
@@ -289,3 +291,242 @@ def holt_winters_coefficients(train: np.ndarray, season: int) -> dict[str, Any]:
         "gamma": float(params["smoothing_seasonal"]) if seasonal else None,
         "season": int(season) if seasonal else 1,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Seasons and target scale from the data
+# ---------------------------------------------------------------------------------------------
+
+# By sampling frequency: the candidate seasons (in steps; season=auto takes the one whose
+# seasonal naive forecast is best on validation), the horizon, and other seasons that are also
+# normal for it (a season the user sets outside these gets a warning).
+FREQUENCY_DEFAULTS = {
+    "1-minute": ((1440, 10080), 60, ()),  # a day, a week; an hour ahead
+    "5-minute": ((288, 2016), 24, ()),  # a day, a week; two hours ahead
+    "10-minute": ((144, 1008), 12, ()),
+    "15-minute": ((96, 672), 96, ()),  # a day, a week; a day ahead
+    "30-minute": ((48, 336), 48, ()),
+    "hourly": ((24, 168), 24, ()),
+    "daily": ((7, 365), 14, (30,)),
+    "weekly": ((52,), 13, ()),
+    "monthly": ((12,), 12, ()),
+    "quarterly": ((4,), 8, ()),
+    "yearly": ((1,), 6, ()),
+    "none": ((1,), 12, ()),
+}
+
+
+def season_candidates(frequency: str, n_train: int) -> list[int]:
+    """The seasons worth trying for `frequency`: those the train part holds at least twice."""
+    fitting = [s for s in FREQUENCY_DEFAULTS[frequency][0] if s >= 2 and 2 * s <= n_train]
+    return fitting or [1]
+
+
+def season_on_validation(series, candidates, why, n_train, n_val, horizon) -> tuple[int, str]:
+    """season=auto: the candidate season whose seasonal naive forecast is best on validation
+    (every validation origin, `horizon` steps each), and the reason."""
+    fitting = [s for s in candidates if s >= 2 and 2 * s <= n_train]
+    if not fitting:
+        if any(s >= 2 for s in candidates):
+            return 1, f"{why}, but the train part ({n_train} steps) holds no season twice"
+        return 1, f"{why}: no season" if series.frequency != "none" else why
+    if len(fitting) == 1:
+        return fitting[0], why
+    target = series.values[:, series.target_index]
+    starts = np.arange(n_train, n_train + n_val - horizon + 1)
+    actual = np.stack([target[o : o + horizon] for o in starts])
+    mae = {
+        s: float(np.mean(np.abs(seasonal_naive(target, starts, horizon, s) - actual)))
+        for s in fitting
+    }
+    best = min(fitting, key=lambda s: (mae[s], s))
+    scores = ", ".join(f"{mae[s]:.4g} at {s} steps" for s in fitting)
+    return best, f"{why}; seasonal naive validation MAE {scores}"
+
+
+def swing_grows_with_level(train: np.ndarray, season: int) -> tuple[bool, str]:
+    """Whether a positive series' seasonal swing grows in proportion to its level.
+
+    Per whole season of the train part: the level (mean) and the swing (max - min after
+    removing the season's linear trend). The slope of log swing on log level is about 1 for
+    a multiplicative season and about 0 for an additive one; log is chosen above 0.5.
+    """
+    if (train <= 0).any():
+        return False, "the target has values <= 0"
+    if season < 2 or len(train) < 3 * season:
+        return False, "fewer than 3 whole seasons in the train part"
+    cycles = train[: len(train) // season * season].reshape(-1, season)
+    ramp = np.arange(season)
+    detrended = cycles - np.array([np.polyval(np.polyfit(ramp, c, 1), ramp) for c in cycles])
+    level, swing = cycles.mean(axis=1), np.ptp(detrended, axis=1)
+    if level.max() / level.min() < 1.5 or (swing <= 0).any():
+        return False, "the level changes less than 1.5x over the train part: too little to tell"
+    slope = float(np.polyfit(np.log(level), np.log(swing), 1)[0])
+    grows = slope > 0.5
+    return grows, (
+        f"seasonal swing {'grows' if grows else 'does not grow'} with the level "
+        f"(log-log slope {slope:.2f} over {len(cycles)} seasons)"
+    )
+
+
+def classical_baseline(
+    target: np.ndarray,
+    starts: dict[str, np.ndarray],
+    actual: dict[str, np.ndarray],
+    ends: tuple[int, int],
+    horizon: int,
+    season: int,
+    periods: list[int],
+    refit: bool,
+) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]], np.ndarray]:
+    """The classical grid on the same origins: naive, seasonal naive at each of `periods` (and
+    `season`), Holt-Winters with each trend/season variant, least to most flexible (a tie on
+    validation MAE goes to the later one). Every method is fitted on the train part (`ends`:
+    the train and validation parts' ends) and forecasts the "val" and "test" origins of
+    `starts`; the best on validation is refitted on train+validation when `refit`.
+
+    Returns the baseline block's `fitted` part (name, settings with every method's validation
+    MAE, notes, seconds), each method's {"val", "test"} forecasts, and the best one's test
+    forecast.
+    """
+    train_end, val_end = ends
+    scale = mase_scale(target[:train_end], season)
+    candidates = {"naive": lambda s, end: naive(target, s, horizon)}
+    for p in sorted({*periods, season} - {1}):
+        candidates[f"seasonal naive (season {p})"] = lambda s, end, p=p: seasonal_naive(
+            target, s, horizon, p
+        )
+    kind = {"add": "additive", "mul": "multiplicative", None: "no"}
+    for variant in holt_winters_candidates(target[:train_end], season):
+        name = f"Holt-Winters ({kind[variant['trend']]} trend, {kind[variant['seasonal']]} season)"
+        candidates[name] = lambda s, end, v=variant: holt_winters(
+            target, end, s, horizon, season, **v
+        )
+    start = time.perf_counter()
+    every = np.concatenate([starts["val"], starts["test"]])
+    forecasts = {}
+    for name, forecast in candidates.items():  # fitted on train: one call for both parts
+        val, test = np.split(forecast(every, train_end), [len(starts["val"])])
+        forecasts[name] = {"val": val, "test": test}
+    tried = [
+        {"method": name, "val_mae": errors(f["val"], actual["val"], scale)["mae"]}
+        for name, f in forecasts.items()
+    ]
+    best = tried[baselines.pick(tried, "val_mae", higher_is_better=False)]["method"]
+    test_forecast = forecasts[best]["test"]
+    if refit and best.startswith("Holt-Winters"):
+        test_forecast = candidates[best](starts["test"], val_end)
+    fitted = {
+        "name": best,
+        "settings": {
+            "picked_on": "validation MAE; ties to the more flexible method",
+            "tried": tried,
+            "season": season,
+            "fitted_on": ("train+validation" if refit else "train")
+            + " (Holt-Winters parameters); every origin forecasts from the values before it",
+        },
+        "notes": [],
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if fit_start(train_end, season) > 0:
+        fitted["notes"].append(
+            f"Holt-Winters parameters fitted on the last {MAX_FIT_STEPS} steps "
+            "(whole seasons) of the fitted part"
+        )
+    return fitted, forecasts, test_forecast
+
+
+def resolve_season(auto: Resolver, series: Any) -> tuple[int, int, int]:
+    """season and horizon from the series' frequency (`FREQUENCY_DEFAULTS`), recorded in `auto`
+    (a Resolver over a config with season, horizon, val_fraction and test_fraction).
+
+    season=auto: a frequency with two natural seasons (daily and weekly for sub-daily data,
+    weekly and yearly for daily data) takes the one whose seasonal naive forecast has the lower
+    validation MAE, among those the train part holds twice. horizon=auto is cut to fit the
+    validation and test parts. Warns about a season the user set that contradicts the
+    frequency. Returns (season, horizon, train part's steps).
+    """
+    config = auto.config
+    frequency, why = series.frequency, series.frequency_reason
+    candidates, horizon_default, also_normal = FREQUENCY_DEFAULTS[frequency]
+    steps = len(series.values)
+    n_val = int(round(steps * config.val_fraction))
+    n_test = int(round(steps * config.test_fraction))
+    n_train = steps - n_val - n_test
+    horizon = auto.pick("horizon", horizon_default, f"default for {frequency} data")
+    if auto.is_auto("horizon") and horizon > min(n_val, n_test):
+        horizon = max(1, min(n_val, n_test))  # shortened below, with a warning
+    if auto.is_auto("season"):
+        season, reason = season_on_validation(series, candidates, why, n_train, n_val, horizon)
+        auto.pick("season", season, reason)
+        if season == 1 and any(s >= 2 for s in candidates):
+            auto.warn(f"No season is assumed (season=1): {reason}.")
+    else:
+        season = config.season
+    if not auto.is_auto("season") and season not in (1, *candidates, *also_normal):
+        auto.warn(
+            f"season={season} was set, but {why} suggest a season of "
+            f"{' or '.join(map(str, candidates))} steps; MASE, seasonal naive and Holt-Winters "
+            "use the season you set."
+        )
+    if frequency == "none" and auto.is_auto("season"):
+        auto.warn(
+            f"{why}, so no season is assumed (season=1). Set season=N (steps per season) "
+            "if the series has one: MASE and the seasonal baselines depend on it."
+        )
+    return season, horizon, n_train
+
+
+def compare(
+    fitted: dict[str, Any],
+    forecasts: dict[str, dict[str, np.ndarray]],
+    test_forecast: np.ndarray,
+    model_forecasts: dict[str, np.ndarray],
+    actual: dict[str, np.ndarray],
+    scale: float,
+    horizon: int,
+    config: Any,
+    tries: list,
+) -> dict[str, Any]:
+    """The baseline block: `classical_baseline`'s pick against the model's forecasts
+    (`model_forecasts` and `actual` by part, "val" and "test") on the same test origins, by
+    MAE with a Diebold-Mariano test; with both validation MAEs, and a note when the classical
+    method was as good on validation."""
+    test = errors(test_forecast, actual["test"], scale)
+    best = fitted["name"]
+    model_val_mae = float(np.mean(np.abs(model_forecasts["val"] - actual["val"])))
+    best_val_mae = min(t["val_mae"] for t in fitted["settings"]["tried"])
+    model_errors = np.abs(model_forecasts["test"] - actual["test"]).mean(axis=1)  # per origin
+    base_errors = np.abs(test_forecast - actual["test"]).mean(axis=1)
+    block = baselines.compare(
+        fitted,
+        {
+            "test_mae": test["mae"],
+            "test_rmse": test["rmse"],
+            "test_mase": test["mase"],
+            "test_mae_by_name": {
+                name: errors(f["test"], actual["test"], scale)["mae"]
+                for name, f in forecasts.items()
+            },
+        },
+        metric="test_mae",
+        label="test MAE",
+        model_value=float(model_errors.mean()),
+        base_value=float(base_errors.mean()),
+        higher_is_better=False,
+        test="Diebold-Mariano",
+        p_value=baselines.diebold_mariano_p(model_errors, base_errors, horizon),
+        n=len(actual["test"]),
+        unit="origins",
+        config=config,
+        tries=tries,
+        number_format=".4g",
+        extra={"ratio": round(float(model_errors.mean() / max(base_errors.mean(), 1e-12)), 4)},
+    )
+    block["validation"] = {"model_mae": round(model_val_mae, 6), "baseline_mae": best_val_mae}
+    if best_val_mae <= model_val_mae:
+        block["validation_note"] = (
+            f"On validation {best} (MAE {best_val_mae:.4g}) is as good as or better than the "
+            f"model (MAE {model_val_mae:.4g}): the classical method is the safer choice here."
+        )
+    return block

@@ -163,3 +163,69 @@ def plot_reconstructions(x, reconstruction, values, anomaly, out_dir) -> None:
     fig.suptitle("Most anomalous test examples (top) and their reconstructions", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(Path(out_dir) / "most_anomalous.png", dpi=100)
+
+
+def confident_mistakes(
+    texts: list[str],
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str],
+    count: int,
+) -> list[dict[str, Any]]:
+    """The `count` wrong predictions with the highest predicted probability, most sure first."""
+    predicted = probabilities.argmax(axis=-1)
+    wrong = np.flatnonzero(predicted != labels)
+    order = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:count]
+    return [
+        {
+            "text": texts[i] if len(texts[i]) <= 200 else texts[i][:197] + "...",
+            "true": class_names[labels[i]],
+            "predicted": class_names[predicted[i]],
+            "probability": round(float(probabilities[i, predicted[i]]), 4),
+        }
+        for i in order
+    ]
+
+
+def mistakes_table(mistakes: list[dict[str, Any]]) -> str:
+    """`confident_mistakes` as a Markdown table."""
+    lines = ["| p | predicted | true | text |", "|---|---|---|---|"]
+    for m in mistakes:
+        cell = m["text"].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {m['probability']:.3f} | {m['predicted']} | {m['true']} | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
+def image_quality(clean: np.ndarray, image: np.ndarray) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of one [H, W, C] image against the clean one, on a 0..1 scale."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    clean, image = clean.astype("float64"), np.clip(image, 0.0, 1.0).astype("float64")
+    value_psnr = peak_signal_noise_ratio(clean, image, data_range=1.0)
+    # SSIM's 7x7 window needs an odd size no larger than the image (tiny tfds images).
+    win_size = min(7, *clean.shape[:2])
+    win_size -= 1 - win_size % 2
+    value_ssim = structural_similarity(
+        clean, image, data_range=1.0, channel_axis=-1, win_size=win_size
+    )
+    return float(value_psnr), float(value_ssim)
+
+
+def plot_denoising(shown: list, path: Path) -> None:
+    """One row per `shown` test image (name, clean, noisy, denoised, scores): clean, noisy and
+    denoised, with PSNR/SSIM in the titles."""
+    fig, axes = subplots(len(shown), 3, figsize=(9, 3 * len(shown)), squeeze=False)
+    for row, (name, clean, noisy, denoised, scores) in zip(axes, shown, strict=True):
+        panels = [
+            (clean, f"{name}: clean"),
+            (noisy, f"noisy {scores['noisy_psnr']:.2f} dB / {scores['noisy_ssim']:.3f}"),
+            (denoised, f"denoised {scores['psnr']:.2f} dB / {scores['ssim']:.3f}"),
+        ]
+        for ax, (image, title) in zip(row, panels, strict=True):
+            image = np.clip(image, 0.0, 1.0)
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.suptitle("Test images: clean, noisy, denoised (PSNR / SSIM)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
+    fig.savefig(path, dpi=100)

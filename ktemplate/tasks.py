@@ -157,6 +157,24 @@ def serving_outputs(kind: Kind, output, class_names) -> dict[str, Any]:
     return {"prediction": tf.reshape(tf.cast(output, tf.float32), [-1])}
 
 
+def portable_outputs(kind: Kind, output) -> dict[str, Any]:
+    """A LiteRT/ONNX function's outputs (no strings there): probabilities and class_id, or
+    `prediction`."""
+    import tensorflow as tf
+
+    output = tf.cast(output, tf.float32)
+    if kind == "classification":
+        return {"probabilities": output, "class_id": tf.argmax(output, axis=-1)}
+    return {"prediction": tf.reshape(output, [-1])}
+
+
+PORTABLE_OUTPUTS = {  # the manifest's words for `portable_outputs`
+    "classification": "probabilities float32 [batch, classes]; class_id int64 [batch] (the "
+    "manifest's class_names[class_id] is its name)",
+    "regression": "prediction float32 [batch]",
+}
+
+
 def describe_outputs(kind: Kind, class_names: list[str] | None, unit: str = "") -> dict[str, str]:
     """The manifest's words for `serving_outputs`."""
     if kind == "classification":

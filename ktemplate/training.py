@@ -50,13 +50,18 @@ def regularizer(config: TrainingConfig) -> keras.regularizers.Regularizer | None
 def class_weights(
     counts, class_names: list[str], auto, unbalanced_ratio: float = 1.5
 ) -> dict[int, float] | None:
-    """Loss weights per class for `fit`, from the train split's class counts.
+    """Loss weights per class for `fit`, from the train split's class counts (or the train
+    split itself, whose labels are then counted).
 
     `class_weight` (a config field, read through the `ktemplate.config.Resolver` `auto`)
     `balanced` weighs class c by n / (classes * n_c), as scikit-learn does; `auto` is
     balanced when the largest class has more than `unbalanced_ratio` times the examples of
     the smallest, else `none`. A user's `none` on unbalanced classes gets a warning.
     """
+    if hasattr(counts, "element_spec"):  # a split of (x, label) pairs: count its labels
+        from ktemplate.pipelines import splits as splits_lib
+
+        counts = splits_lib.label_counts(counts, len(class_names))
     counts = [int(c) for c in counts]
     ratio = max(counts) / max(1, min(counts))
     shown = ", ".join(f"{name} {n}" for name, n in zip(class_names, counts, strict=True))

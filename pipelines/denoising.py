@@ -462,3 +462,22 @@ def whole_images(images: list[np.ndarray], batch_size: int, noise: Noise) -> tf.
         )
         ds = batch if ds is None else ds.concatenate(batch)
     return ds
+
+
+def uint8_tiles(ds, size: int, channels: int, limit: int | None = None):
+    """The (noisy, clean) images of a batched split cut into `size` x `size` tiles (at most
+    `limit`): the noisy tiles as uint8 pixels (a converted model's input), the clean ones as
+    floats in 0..1."""
+    tiles = [np.zeros((0, size, size, channels), np.uint8)]
+    cleans = [np.zeros((0, size, size, channels))]
+    count = 0
+    for noisy, clean in ds.unbatch().as_numpy_iterator() if ds is not None else ():
+        for top in range(0, noisy.shape[0] - size + 1, size):
+            for left in range(0, noisy.shape[1] - size + 1, size):
+                tile = noisy[top : top + size, left : left + size]
+                tiles.append(np.clip(np.round(tile * 255.0), 0, 255).astype(np.uint8)[None])
+                cleans.append(clean[top : top + size, left : left + size][None])
+                count += 1
+        if limit is not None and count >= limit:
+            break
+    return np.concatenate(tiles)[:limit], np.concatenate(cleans)[:limit]

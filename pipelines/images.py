@@ -34,7 +34,7 @@ SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test
 
 
 @dataclasses.dataclass
-class ImageSplits:
+class ImageSplits(splits_lib.NamedSplits):
     train: tf.data.Dataset
     val: tf.data.Dataset
     test: tf.data.Dataset
@@ -319,12 +319,22 @@ def load_images(dataset: str, image_size: int = 0, channels: int | str = "auto")
     return load_directory(arg, image_size, channels)
 
 
-def count_examples(ds: tf.data.Dataset) -> int:
-    """The number of examples in `ds`, from its cardinality when known, else by counting."""
-    cardinality = int(ds.cardinality())
-    if cardinality >= 0:
-        return cardinality
-    return int(ds.reduce(np.int64(0), lambda n, *_: n + 1))
+count_examples = splits_lib.count_examples
+
+
+def resolve_cache(auto, sizes: dict[str, int], shape: tuple[int, int, int], limit: int):
+    """cache=auto: in memory when every split's decoded uint8 pixels fit in `limit` bytes,
+    else none (each epoch decodes the files again, streaming from disk); recorded in the
+    `ktemplate.config.Resolver` `auto`, which is returned."""
+    total = sum(sizes.values()) * int(np.prod(shape))
+    fits = total <= limit
+    auto.pick(
+        "cache",
+        "memory" if fits else "none",
+        f"the decoded images take {total / 1024**2:,.0f} MiB "
+        f"{'<=' if fits else '>'} {limit / 1024**3:.0f} GiB",
+    )
+    return auto
 
 
 def spread_sample(ds: tf.data.Dataset, size: int, limit: int) -> tf.data.Dataset:

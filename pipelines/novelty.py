@@ -11,10 +11,12 @@ classical baseline: training, early stopping and the threshold see the validatio
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import tensorflow as tf
 from ktemplate.pipelines import images, sources
 from ktemplate.pipelines import splits as splits_lib
 
@@ -183,3 +185,97 @@ def _dir_examples(path: Path, image_size: int, auto: Resolver) -> Examples:
     index = _normal_first_split(normal)
     x, y = _one_class(pixels, normal, index)
     return Examples(x, y, "image", ["pixels"], f"{normal_dir.name}/ is normal", auto.spec())
+
+
+def resolve_bottleneck(auto: Resolver, examples: Examples, default: int) -> int:
+    """bottleneck=auto: `default` for images; for features at most half their number (a code
+    narrower than the input), at most `default`. Warns when a set bottleneck is not narrower
+    than the features (the autoencoder could copy its input)."""
+    if examples.kind == "image":
+        return auto.pick("bottleneck", default, "the default for images")
+    width = len(examples.names)
+    code = auto.pick(
+        "bottleneck",
+        min(default, max(1, width // 2)),
+        f"at most half the {width} features (a code narrower than the input), at most {default}",
+    )
+    if code >= width:
+        auto.warn(
+            f"bottleneck={code} is not narrower than the {width} features: the autoencoder "
+            "can copy its input and score anomalies as normal. Use bottleneck=auto."
+        )
+    return code
+
+
+def train_scale(examples: Examples) -> tuple[list[float], list[float]]:
+    """The normalization: pixels / 255 for images; features by the train split's mean and
+    standard deviation (at least 1e-6)."""
+    if examples.kind == "image":
+        return [0.0], [255.0]
+    train = examples.x["train"].astype("float32")
+    return train.mean(axis=0).tolist(), np.maximum(train.std(axis=0), 1e-6).tolist()
+
+
+def normal_pairs(
+    examples: Examples, split: str, mean, std, batch_size: int, seed: int | None
+) -> tf.data.Dataset:
+    """(input, normalized input) batches of `split`'s normal examples, cached; shuffled each
+    epoch with `seed` unless it is None."""
+    x = examples.x[split][examples.anomaly[split] == 0].astype("float32")
+    target = (x - np.asarray(mean, "float32")) / np.asarray(std, "float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, target)).cache()
+    if seed is not None:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def conformal_threshold(values: np.ndarray, target_fpr: float) -> dict:
+    """The threshold: the validation normals' score of rank round((n + 1) * (1 - target_fpr)).
+
+    A new normal example exceeds the score of rank r among n with probability (n + 1 - r) /
+    (n + 1) (split conformal), so this rank flags the share of normals nearest to `target_fpr`
+    that n of them allow (`expected_fpr`); a plain quantile of few scores lands far above it
+    (0.09 for 0.05 with 18 normals). With too few normals the highest score is used, and a
+    warning says what it flags."""
+    values = np.sort(values)
+    n = len(values)
+    rank = int(np.clip(np.round((n + 1) * (1.0 - target_fpr)), 1, n))
+    found = {"validation_normals": int(n), "threshold": float(values[rank - 1])}
+    found["expected_fpr"] = round((n + 1 - rank) / (n + 1), 4)
+    if found["expected_fpr"] > 1.25 * target_fpr:
+        found["warnings"] = [
+            f"{n} validation normals cannot set a threshold for target_fpr={target_fpr}: the "
+            f"highest of their scores is used, which flags about {found['expected_fpr']:.3f} "
+            f"of normal examples. Give at least {math.ceil(1 / target_fpr) * 10} normal "
+            "examples (10% go to validation), or raise target_fpr."
+        ]
+    return found
+
+
+def flat_arrays(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """An unbatched (example, anomaly label) split as a [n, features] matrix (images
+    flattened) and the labels."""
+    xs, ys = zip(*ds.batch(4096).as_numpy_iterator(), strict=True)
+    return np.concatenate(xs).reshape(sum(len(a) for a in xs), -1), np.concatenate(ys)
+
+
+def ssim_filter_size(height: int, width: int) -> int:
+    """SSIM's Gaussian window: 11 pixels (the usual), smaller for small images (5 for 8x8)."""
+    return min(11, (min(height, width) // 2) | 1)
+
+
+def reconstruction_scores(model, spec: dict[str, Any], x) -> tf.Tensor:
+    """Anomaly scores [batch]: the mean squared reconstruction error on the normalized scale
+    (`score=mse`), or 1 - SSIM of the image and its reconstruction (`score=ssim`, 0..2: local
+    means, contrasts and structure compared in a Gaussian window)."""
+    x = tf.cast(x, tf.float32)
+    target = (x - tf.constant(spec["mean"], tf.float32)) / tf.constant(spec["std"], tf.float32)
+    reconstruction = tf.cast(model(x, training=False), tf.float32)
+    if spec.get("score", "mse") == "ssim":
+        size = ssim_filter_size(*spec["input_shape"][:2])
+        similarity = tf.image.ssim(
+            target, reconstruction, max_val=1.0, filter_size=size, filter_sigma=1.5 * size / 11
+        )
+        return 1.0 - similarity
+    error = tf.square(reconstruction - target)
+    return tf.reduce_mean(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)

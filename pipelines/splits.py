@@ -54,3 +54,24 @@ def label_counts(ds, classes: int) -> np.ndarray:
     if not labels:
         return np.zeros([classes], "int64")
     return np.bincount(np.concatenate(labels), minlength=classes)
+
+
+def count_examples(ds) -> int:
+    """The number of examples in `ds`, from its cardinality when known, else by counting."""
+    cardinality = int(ds.cardinality())
+    if cardinality >= 0:
+        return cardinality
+    return int(ds.reduce(np.int64(0), lambda n, *_: n + 1))
+
+
+class NamedSplits:
+    """What a loader's splits dataclass shares (it has train, val, test and sizes)."""
+
+    def named(self) -> dict:
+        """The splits by name (what `Data.splits` holds)."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    def counted_sizes(self) -> dict[str, int]:
+        """Examples per split, counted where the source did not say."""
+        named = self.named()
+        return {s: n if n is not None else count_examples(named[s]) for s, n in self.sizes.items()}

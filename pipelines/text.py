@@ -64,7 +64,7 @@ SOURCES = (*VADER_FILES, "tfds", "dir", "csv")
 
 
 @dataclasses.dataclass
-class TextSplits:
+class TextSplits(splits_lib.NamedSplits):
     train: tf.data.Dataset
     val: tf.data.Dataset
     test: tf.data.Dataset
@@ -483,6 +483,17 @@ def standardize_words(words: list[str], standardize: str | None) -> list[str]:
     return [w.decode("utf-8") for w in x.numpy()]
 
 
+def vectorize_recipe(standardize: str, ngrams: int, length: int) -> str:
+    """In words, how `TextVectorization` turns a text into token ids (for callers of a
+    converted model, which has no string ops)."""
+    grams = f"then add the {ngrams}-grams (words joined by one space) after the words, "
+    return (
+        f"standardize ({standardize}: lower-case, remove ASCII punctuation), split on "
+        f"whitespace, {grams if ngrams > 1 else ''}map each token to its line number in "
+        f"vocabulary.txt (1 when absent, 0 is padding), cut or zero-pad to {length}"
+    )
+
+
 def texts_only(texts: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Drops the labels of a (text, label) dataset."""
     return texts
@@ -507,12 +518,7 @@ def token_counts(
     return np.concatenate(counts) if counts else np.zeros([1], "int64")
 
 
-def count_examples(ds: tf.data.Dataset) -> int:
-    """The number of examples in `ds`, from its cardinality when known, else by counting."""
-    cardinality = int(ds.cardinality())
-    if cardinality >= 0:
-        return cardinality
-    return int(ds.reduce(np.int64(0), lambda n, *_: n + 1))
+count_examples = splits_lib.count_examples
 
 
 def prepare(

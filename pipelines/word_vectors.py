@@ -13,10 +13,15 @@ over it, not its size in memory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ktemplate.config import ConfigError, Resolver
 
 
 class WordVectorsError(ValueError):
@@ -192,3 +197,69 @@ def embedding_init(
             matrix[row] = np.mean([vectors[word] for word in gram], axis=0)
             counts[f"{kind}_found"] += 1
     return EmbeddingInit(matrix=matrix, **counts)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_cached(path: str, mtime: float, words: frozenset[str]):
+    return read(path, set(words))
+
+
+def pretrained(path: str, vocabulary: list[str], seed: int) -> EmbeddingInit:
+    """The embedding matrix for `vocabulary` from the vectors at `path` (the file is read once
+    per vocabulary; each seed draws its own vectors for the words the file lacks). Raises
+    ConfigError naming `embeddings=` when the file cannot be used."""
+    try:
+        words = frozenset(vocabulary_words(vocabulary))
+        vectors, dim = _read_cached(str(Path(path).resolve()), Path(path).stat().st_mtime, words)
+        return embedding_init(vocabulary, vectors, dim, seed)
+    except WordVectorsError as e:
+        raise ConfigError(f"embeddings={path}: {e}") from None
+
+
+def extra_words(
+    path: str, count: int, standardize: Callable[[list[str]], list[str]], known: set[str]
+) -> list[str]:
+    """Up to `count` of the vector file's most frequent words that are not yet tokens and that
+    `standardize` leaves as they are: words the train split lacks still get their pretrained
+    meaning at test time instead of the out-of-vocabulary token."""
+    if not count:
+        return []
+    words = first_words(path, count)
+    return [w for w, s in zip(words, standardize(words), strict=True) if w == s and w not in known]
+
+
+def resolve_width(
+    config: Any, vocabulary: list[str], added: int, auto: Resolver, default: int
+) -> EmbeddingInit | None:
+    """embed_dim=auto: `default`, or the width of the vectors in `config.embeddings` (how many
+    of the train split's words and word pairs they cover goes into the reason). The last
+    `added` words of `vocabulary` came from the vector file. Returns the embedding
+    initialization (None without vectors); ConfigError when the width cannot work."""
+    if config.embeddings == "none":
+        auto.pick("embed_dim", default, "no pretrained vectors (embeddings=none)")
+        return None
+    init = pretrained(config.embeddings, vocabulary, config.seed)
+    found, words = init.words_found - added, init.words - added  # added words all have vectors
+    covered = f"{found:,} of the train split's {words:,} words found"
+    if init.ngrams:
+        covered += f", {init.ngrams_found:,} of {init.ngrams:,} word pairs (mean of their words)"
+    if added:
+        covered += f"; {added:,} more of its most frequent words added as tokens"
+    auto.pick("embed_dim", init.dim, f"{init.dim}-d vectors in {config.embeddings}: {covered}")
+    if config.embed_dim not in ("auto", init.dim):
+        raise ConfigError(
+            f"embed_dim={config.embed_dim} but the vectors in {config.embeddings} are "
+            f"{init.dim}-d: the embedding width follows the vectors, so leave embed_dim=auto."
+        )
+    if init.dim % config.num_heads:
+        raise ConfigError(
+            f"The vectors in {config.embeddings} are {init.dim}-d, not a multiple of "
+            f"num_heads={config.num_heads}: set num_heads to a divisor of {init.dim}."
+        )
+    if found < words / 2:
+        auto.warn(
+            f"only {found:,} of the train split's {words:,} words have a vector in "
+            f"{config.embeddings}: check that its words are standardized like the texts "
+            f"(standardize={config.standardize}) and in the same language."
+        )
+    return init

@@ -1,60 +1,44 @@
 """Anomaly detection with an autoencoder: learn what normal looks like, score the distance to it.
 
-Task: flag examples unlike the ones seen in training — a defective part on a production line, a
-fraudulent transaction, a sensor reading from a failing machine — when only normal examples are
-plentiful. The autoencoder learns to reconstruct normal examples through a narrow bottleneck;
-the anomaly score of an example is its reconstruction error (mean squared error over its pixels
-or features, on the train split's scale; for images `score=ssim` uses 1 - SSIM instead, which
-weighs local structure over brightness), and the threshold is the score that `target_fpr` of
-the validation normals exceed.
+Task: flag examples unlike the ones seen in training (a defective part, a fraudulent
+transaction, a failing machine's reading) when only normal examples are plentiful. The
+autoencoder reconstructs normal examples through a narrow bottleneck; an example's anomaly
+score is its reconstruction error (mean squared, on the train split's scale; for images
+`score=ssim` uses 1 - SSIM), and the threshold is the score that `target_fpr` of the
+validation normals exceed.
 
-Data (the label is used for evaluation only; training sees normal examples only):
-- `digits` (default): scikit-learn's bundled 8x8 handwritten digits in the one-class protocol:
-  train on digit `normal_class` (0) of the train split, evaluate on the test split of all ten
-  digits, the other nine being the anomalies (fixed stratified 70/10/20 split).
-- `breast_cancer`: scikit-learn's bundled Wisconsin diagnostic breast cancer measurements (30
-  features of cell nuclei from 569 biopsies): benign tumours are normal, malignant ones the
-  anomalies. A real tabular case where the anomalies are a known, different population.
-- `dir:PATH`: images in `PATH/normal/` (split 70/10/20; training uses the first part) and,
-  for evaluation, `PATH/anomaly/` (all in the test split), resized to `image_size`; in colour
-  when the normal images have colour (`channels=auto`), else gray.
-- `csv:PATH`: numeric feature columns; with `label_column`, rows whose label equals
-  `normal_class` are normal and the others anomalies (test split only); without it every row
-  is normal (no ROC AUC then).
+Data (labels are for evaluation only; training sees normal examples only):
+- `digits` (default): scikit-learn's 8x8 handwritten digits, one-class protocol: train on digit
+  `normal_class` (0), test on all ten digits, the other nine being anomalies.
+- `breast_cancer`: scikit-learn's Wisconsin diagnostic set (30 features, 569 biopsies):
+  benign tumours normal, malignant ones the anomalies.
+- `dir:PATH`: images in `PATH/normal/` and, for evaluation, `PATH/anomaly/`, resized to
+  `image_size`; in colour when the normal images have colour (`channels=auto`).
+- `csv:PATH`: numeric columns; with `label_column`, rows whose label equals `normal_class` are
+  normal and the others anomalies (test split only).
 
-Model: images — a convolutional encoder (strided Conv2D) to a dense bottleneck and a
-transposed-convolution decoder; features — a dense encoder–decoder. Inputs are normalized
-inside the model (pixels / 255; features by the train split's mean and standard deviation).
+Model: images — strided Conv2D encoder, dense bottleneck, transposed-convolution decoder;
+features — a dense encoder–decoder. Inputs are normalized inside the model.
 
-Metrics: ROC AUC and average precision of the score on the test split, recall and false-positive
-rate at the threshold, a histogram of normal and anomaly scores with the threshold
-(`scores.png`) and, for images, the most anomalous test examples beside their reconstructions
-(`most_anomalous.png`). Baselines on the identical split, in the same run: IsolationForest,
-One-Class SVM and PCA reconstruction error (scikit-learn), compared on test ROC AUC.
-
-Export: `serve` takes raw inputs (uint8 pixels [batch, H, W, C], other sizes resized; or float32
-features [batch, F] in original units) and returns `score`, `is_anomaly` (score > the threshold
-in the manifest) and, for images, the uint8 `reconstruction`; images also get
-`serve_image_bytes` (encoded PNG/JPEG/BMP/GIF).
+Export: `serve` takes raw inputs (uint8 pixels [batch, H, W, C], resized; or float32 features
+[batch, F] in original units) and returns `score`, `is_anomaly` and, for images, the uint8
+`reconstruction`; images also get `serve_image_bytes` (encoded PNG/JPEG/BMP/GIF).
 
 What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves bottleneck, channels) →
 build_model → fit on normals → calibrate (the threshold) → evaluate → baseline (PCA,
-IsolationForest, One-Class SVM, k-NN) → export.
+IsolationForest, One-Class SVM, k-NN, picked on validation ROC AUC) → export.
 
 Adapt it: `ktemplate new my_detector --from anomaly_autoencoder`, then point `dataset` at your
 normal examples and set `target_fpr` to the false alarms you can afford.
 
     ktemplate train anomaly_autoencoder
     ktemplate train anomaly_autoencoder --dataset breast_cancer
-    ktemplate train anomaly_autoencoder --dataset csv:sensors.csv --set label_column=state \\
-        --set normal_class=ok
     ktemplate predict saved_models/anomaly_autoencoder/<run-id>/export part.png
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -141,34 +125,15 @@ def load_data(config: Config, batch_size: int) -> Data:
         raise ValueError(
             "score=ssim compares images; this data set has feature columns: use score=mse."
         )
-    train = examples.x["train"].astype("float32")
-    if examples.kind == "image":
-        mean, std = [0.0], [255.0]
-    else:
-        mean = train.mean(axis=0).tolist()
-        std = np.maximum(train.std(axis=0), 1e-6).tolist()
+    mean, std = novelty.train_scale(examples)
     auto = Resolver(config)
-    if examples.kind == "image":
-        auto.pick("bottleneck", DEFAULT_BOTTLENECK, "the default for images")
-    else:
-        width = len(examples.names)
-        code = auto.pick(
-            "bottleneck",
-            min(DEFAULT_BOTTLENECK, max(1, width // 2)),
-            f"at most half the {width} features (a code narrower than the input), at most "
-            f"{DEFAULT_BOTTLENECK}",
-        )
-        if code >= width:
-            auto.warn(
-                f"bottleneck={code} is not narrower than the {width} features: the autoencoder "
-                "can copy its input and score anomalies as normal. Use bottleneck=auto."
-            )
+    novelty.resolve_bottleneck(auto, examples, DEFAULT_BOTTLENECK)
     found = examples.auto or {"resolved": {}, "warnings": []}
     spec = {
         "resolved": {**found["resolved"], **auto.resolved},
         "warnings": found["warnings"] + auto.warnings,
         "kind": examples.kind,
-        "input_shape": list(train.shape[1:]),
+        "input_shape": list(examples.x["train"].shape[1:]),
         "features": examples.names,
         "mean": mean,
         "std": std,
@@ -185,28 +150,16 @@ def load_data(config: Config, batch_size: int) -> Data:
         "dataset": config.dataset,
     }
 
-    def pairs(split: str, training_split: bool) -> tf.data.Dataset:
-        x = examples.x[split][examples.anomaly[split] == 0].astype("float32")  # normals
-        target = (x - np.asarray(mean, "float32")) / np.asarray(std, "float32")
-        ds = tf.data.Dataset.from_tensor_slices((x, target)).cache()
-        if training_split:
-            ds = ds.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-    test = tf.data.Dataset.from_tensor_slices(
-        (examples.x["test"].astype("float32"), examples.anomaly["test"])
-    )
-    return Data(
-        train=pairs("train", True),
-        val=pairs("val", False),
-        test=test.batch(batch_size),
+    splits = {  # (example, anomaly label), every example of each split
+        split: tf.data.Dataset.from_tensor_slices((x.astype("float32"), examples.anomaly[split]))
+        for split, x in examples.x.items()
+    }
+    return Data(  # train and val: normal examples only, shuffled train batches
+        train=novelty.normal_pairs(examples, "train", mean, std, batch_size, config.seed),
+        val=novelty.normal_pairs(examples, "val", mean, std, batch_size, None),
+        test=splits["test"].batch(batch_size),
         spec=spec,
-        splits={
-            split: tf.data.Dataset.from_tensor_slices(
-                (examples.x[split].astype("float32"), examples.anomaly[split])
-            )
-            for split in ("train", "val", "test")
-        },
+        splits=splits,
     )
 
 
@@ -274,50 +227,17 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     return model
 
 
-def ssim_filter_size(height: int, width: int) -> int:
-    """SSIM's Gaussian window: 11 pixels (the usual), smaller for small images (5 for 8x8)."""
-    return min(11, (min(height, width) // 2) | 1)
-
-
 def scores(model: keras.Model, spec: dict[str, Any], x) -> tf.Tensor:
-    """Anomaly scores [batch]: the mean squared reconstruction error on the normalized scale
-    (`score=mse`), or 1 - SSIM of the image and its reconstruction (`score=ssim`, 0..2: local
-    means, contrasts and structure compared in a Gaussian window)."""
-    x = tf.cast(x, tf.float32)
-    target = (x - tf.constant(spec["mean"], tf.float32)) / tf.constant(spec["std"], tf.float32)
-    reconstruction = tf.cast(model(x, training=False), tf.float32)
-    if spec.get("score", "mse") == "ssim":
-        size = ssim_filter_size(*spec["input_shape"][:2])
-        similarity = tf.image.ssim(
-            target, reconstruction, max_val=1.0, filter_size=size, filter_sigma=1.5 * size / 11
-        )
-        return 1.0 - similarity
-    error = tf.square(reconstruction - target)
-    return tf.reduce_mean(tf.reshape(error, [tf.shape(x)[0], -1]), axis=1)
+    """Anomaly scores [batch]: mean squared reconstruction error (`score=mse`) or 1 - SSIM
+    (`score=ssim`); see `novelty.reconstruction_scores`."""
+    return novelty.reconstruction_scores(model, spec, x)
 
 
 def calibrate(model: keras.Model, data: Data) -> dict[str, Any]:
-    """The threshold: the validation normals' score of rank round((n + 1) * (1 - target_fpr)).
-
-    A new normal example exceeds the score of rank r among n with probability (n + 1 - r) /
-    (n + 1) (split conformal), so this rank flags the share of normals nearest to `target_fpr`
-    that n of them allow (`expected_fpr`); a plain quantile of few scores lands far above it
-    (0.09 for 0.05 with 18 normals). With too few normals the highest score is used, and a
-    warning says what it flags. Goes into the spec (and the export)."""
-    spec = data.spec
-    values = np.sort(np.concatenate([scores(model, spec, x).numpy() for x, _ in data.val]))
-    n, target = len(values), spec["target_fpr"]
-    rank = int(np.clip(np.round((n + 1) * (1.0 - target)), 1, n))
-    found = {"validation_normals": int(n), "threshold": float(values[rank - 1])}
-    found["expected_fpr"] = round((n + 1 - rank) / (n + 1), 4)
-    if found["expected_fpr"] > 1.25 * target:
-        found["warnings"] = [
-            f"{n} validation normals cannot set a threshold for target_fpr={target}: the "
-            f"highest of their scores is used, which flags about {found['expected_fpr']:.3f} "
-            f"of normal examples. Give at least {math.ceil(1 / target) * 10} normal examples "
-            "(10% go to validation), or raise target_fpr."
-        ]
-    return found
+    """The threshold that flags `target_fpr` of new normal examples, from the validation
+    normals' scores (split conformal; `novelty.conformal_threshold`). Goes into the spec."""
+    values = np.concatenate([scores(model, data.spec, x).numpy() for x, _ in data.val])
+    return novelty.conformal_threshold(values, data.spec["target_fpr"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,13 +294,8 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
         )
         return result
 
-    def serve_image_bytes(image_bytes):
-        def decode(data):  # alpha onto white, as the dir: loader reads the images
-            image = images.decode_composited(data, channels)
-            return tf.image.resize(tf.cast(image, tf.float32), [height, width])
-
-        pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32)
-        return serve(pixels)
+    def serve_image_bytes(image_bytes):  # alpha onto white, as the dir: loader reads them
+        return serve(images.decode_images(image_bytes, channels, (height, width)))
 
     return {
         "serve": (serve, [tf.TensorSpec([None, None, None, channels], tf.uint8, name="pixels")]),
@@ -462,11 +377,8 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
     x, anomaly = _test_arrays(data)
     values = scores(model, spec, x).numpy()
     found = reports.detection_metrics(anomaly, values, spec["threshold"])
-    metrics = {
-        "test_roc_auc": found["roc_auc"],
-        "test_average_precision": found["average_precision"],
-        "test_recall": found["recall"],
-        "test_fpr": found["fpr"],
+    metrics = {f"test_{k}": found[k] for k in ("roc_auc", "average_precision", "recall", "fpr")}
+    metrics |= {
         "threshold": round(spec["threshold"], 6),
         "target_fpr": spec["target_fpr"],
         "test_examples": int(len(anomaly)),
@@ -494,18 +406,12 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
     SVM and k-nearest-neighbour distance on the same standardized train normals, the best on
     validation ROC AUC compared with the autoencoder on the test split (DeLong); see
     `ktemplate.baselines.novelty_detector`."""
-    flat = {}
-    for split, ds in data.splits.items():
-        xs, ys = zip(*ds.batch(4096).as_numpy_iterator(), strict=True)
-        flat[split] = (np.concatenate(xs).reshape(sum(len(a) for a in xs), -1), np.concatenate(ys))
+    flat = {split: novelty.flat_arrays(ds) for split, ds in data.splits.items()}
     anomaly = flat["test"][1]
     if not 0 < anomaly.sum() < len(anomaly):
-        return {
-            "name": "classical novelty detector",
-            "notes": ["the test split has no anomalies (or only anomalies): no ROC AUC"],
-            "comparison": {"verdict": "no verdict"},
-            "summary": "no verdict: the test split needs normal and anomalous examples",
-        }
+        return baselines.no_verdict(
+            "classical novelty detector", "the test split needs normal and anomalous examples"
+        )
     fitted, base_values, results = baselines.novelty_detector(
         flat["train"][0], *flat["val"], flat["test"][0], anomaly, seed=config.seed,
         nu=config.target_fpr, max_train=config.baseline_max_train or BASELINE_MAX_TRAIN,

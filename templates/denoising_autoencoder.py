@@ -1,20 +1,18 @@
 """Image denoising with a fully convolutional encoder–decoder (a small U-Net).
 
-Task: remove noise from images — microscope, scan or camera pictures — learning noisy → clean
+Task: remove noise from images (microscope, scan or camera pictures), learning noisy → clean
 from clean images with synthetic noise added during training.
 
-Data: by default the real photographs, scans and micrographs bundled with scikit-image (an
-explicit list of those that load offline: `pipelines.denoising.SKIMAGE_SPLITS`), grayscale, with
-a fixed split by image — the test images (camera, coins, page, cell, chelsea,
-immunohistochemistry) are never seen in training. Also `dir:PATH` (a folder of clean images of
-any sizes; unreadable files are skipped and counted) and `tfds:NAME` (mnist, cifar10, ...).
-Training sees random `patch_size` crops with random flips and 90° rotations and new noise in
-every epoch: Gaussian with a fixed sigma or a sigma range (blind denoising), salt-and-pepper or
-Poisson. Validation and test noise is fixed by a seed, so figures compare between runs.
+Data: by default the real photographs, scans and micrographs bundled with scikit-image
+(`pipelines.denoising.SKIMAGE_SPLITS`), grayscale, split by image: the test images (camera,
+coins, page, cell, chelsea, immunohistochemistry) are never seen in training. Also `dir:PATH`
+(clean images of any sizes) and `tfds:NAME`. Training sees random `patch_size` crops, flipped
+and rotated, with new noise every epoch: Gaussian (fixed sigma, or a range for blind
+denoising), salt-and-pepper or Poisson. Validation and test noise is fixed by a seed.
 
-Model: an encoder–decoder with skip connections between matching scales; with `residual` it
-predicts the noise and subtracts it from the input. It is fully convolutional: any image size
-is padded (reflect) to a multiple of 2**depth inside the model and cropped back.
+Model: an encoder–decoder with skip connections; with `residual` it predicts the noise and
+subtracts it. Fully convolutional: any image size is padded (reflect) to a multiple of
+2**depth inside the model and cropped back.
 
 Export: `serve` takes uint8 pixels [batch, H, W, C] (any H, W) and returns uint8 `denoised`;
 `serve_float` takes float32 in 0..1 and returns float32 in 0..1.
@@ -56,6 +54,7 @@ from ktemplate.config import (
     TrainingConfig,
 )
 from ktemplate.contract import Data
+from ktemplate.layers import CropLike, PadToMultiple, SSIMLoss, psnr
 
 NAME = "denoising_autoencoder"
 TUNE_OBJECTIVE = "val_psnr"  # what `ktemplate tune` optimizes by default
@@ -107,13 +106,8 @@ class Config(TrainingConfig):
 
 def noise_settings(config: Config) -> denoising.Noise:
     """The config's noise fields as a `pipelines.denoising.Noise` (which checks their ranges)."""
-    return denoising.Noise(
-        config.noise,
-        config.noise_sigma,
-        config.noise_sigma_max,
-        config.noise_amount,
-        config.noise_peak,
-    )
+    fields = ("noise", "noise_sigma", "noise_sigma_max", "noise_amount", "noise_peak")
+    return denoising.Noise(*(getattr(config, f) for f in fields))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,50 +182,6 @@ def load_data(config: Config, batch_size: int) -> Data:
 # ---------------------------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package=NAME)
-class PadToMultiple(keras.layers.Layer):
-    """Pads height and width (bottom/right) up to a multiple of `multiple`.
-
-    Reflect padding where the image is large enough, zeros otherwise (tiny images).
-    """
-
-    def __init__(self, multiple: int, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(multiple, int) or multiple < 1:
-            raise ValueError(f"PadToMultiple: multiple must be an integer >= 1, got {multiple!r}.")
-        self.multiple = multiple
-
-    def call(self, inputs):
-        height, width = tf.shape(inputs)[1], tf.shape(inputs)[2]
-        pad_h = (self.multiple - height % self.multiple) % self.multiple
-        pad_w = (self.multiple - width % self.multiple) % self.multiple
-        paddings = [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]
-        return tf.cond(
-            tf.logical_and(pad_h < height, pad_w < width),
-            lambda: tf.pad(inputs, paddings, mode="REFLECT"),
-            lambda: tf.pad(inputs, paddings),
-        )
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], None, None, input_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "multiple": self.multiple}
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class CropLike(keras.layers.Layer):
-    """Crops the first input to the height and width of the second (undoes PadToMultiple)."""
-
-    def call(self, inputs):
-        image, reference = inputs
-        return image[:, : tf.shape(reference)[1], : tf.shape(reference)[2], :]
-
-    def compute_output_shape(self, input_shapes):
-        image_shape, reference_shape = input_shapes
-        return (image_shape[0], reference_shape[1], reference_shape[2], image_shape[3])
-
-
 def _conv_block(x, filters: int, config: Config):
     for _ in range(config.convs_per_level):
         x = keras.layers.Conv2D(
@@ -279,31 +229,6 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         jit_compile=config.jit_compile,
     )
     return model
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-def psnr(y_true, y_pred):
-    """Mean PSNR in dB of a batch on a 0..1 scale (the prediction clipped to 0..1)."""
-    return tf.image.psnr(y_true, tf.clip_by_value(y_pred, 0.0, 1.0), max_val=1.0)
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class SSIMLoss(keras.losses.Loss):
-    """`ssim_weight * (1 - SSIM) + (1 - ssim_weight) * MAE` on a 0..1 scale."""
-
-    def __init__(self, ssim_weight: float = 0.84, name: str = "ssim_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        if not 0.0 <= ssim_weight <= 1.0:
-            raise ValueError(f"SSIMLoss: ssim_weight must be in [0, 1], got {ssim_weight}.")
-        self.ssim_weight = ssim_weight
-
-    def call(self, y_true, y_pred):
-        ssim = tf.image.ssim(y_true, y_pred, max_val=1.0)
-        mae = tf.reduce_mean(tf.abs(y_true - y_pred), axis=[1, 2, 3])
-        return self.ssim_weight * (1.0 - ssim) + (1.0 - self.ssim_weight) * mae
-
-    def get_config(self):
-        return {**super().get_config(), "ssim_weight": self.ssim_weight}
 
 
 def make_loss(config: Config) -> keras.losses.Loss:
@@ -397,23 +322,8 @@ def portable_data(
     """`split`'s noisy images cut into patch_size tiles (LiteRT's input; the train split's are
     its random training patches), uint8, scored by the mean PSNR (dB) of the denoised tiles
     against the clean ones."""
-    size, channels = spec["patch_size"], spec["channels"]
     ds = {"train": data.train, "val": data.val, "test": data.test}[split]
-    tiles, cleans = (
-        [np.zeros((0, size, size, channels), np.uint8)],
-        [np.zeros((0, size, size, channels))],
-    )
-    count = 0
-    for noisy, clean in ds.unbatch().as_numpy_iterator() if ds is not None else ():
-        for top in range(0, noisy.shape[0] - size + 1, size):
-            for left in range(0, noisy.shape[1] - size + 1, size):
-                tile = noisy[top : top + size, left : left + size]
-                tiles.append(np.clip(np.round(tile * 255.0), 0, 255).astype(np.uint8)[None])
-                cleans.append(clean[top : top + size, left : left + size][None])
-                count += 1
-        if limit is not None and count >= limit:
-            break
-    tiles, cleans = np.concatenate(tiles)[:limit], np.concatenate(cleans)[:limit]
+    tiles, cleans = denoising.uint8_tiles(ds, spec["patch_size"], spec["channels"], limit)
 
     def psnr(outputs):
         denoised = outputs["denoised"].astype(np.float64) / 255.0
@@ -443,21 +353,6 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def image_quality(clean: np.ndarray, image: np.ndarray) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of one [H, W, C] image against the clean one, on a 0..1 scale."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    clean, image = clean.astype("float64"), np.clip(image, 0.0, 1.0).astype("float64")
-    value_psnr = peak_signal_noise_ratio(clean, image, data_range=1.0)
-    # SSIM's 7x7 window needs an odd size no larger than the image (tiny tfds images).
-    win_size = min(7, *clean.shape[:2])
-    win_size -= 1 - win_size % 2
-    value_ssim = structural_similarity(
-        clean, image, data_range=1.0, channel_axis=-1, win_size=win_size
-    )
-    return float(value_psnr), float(value_ssim)
-
-
 def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
     """PSNR/SSIM of the whole test images, denoised and noisy; writes denoising.png."""
     names = data.spec["names"]["test"]
@@ -465,30 +360,25 @@ def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict
     for noisy, clean in data.test.as_numpy_iterator():
         denoised = np.clip(model(noisy, training=False).numpy(), 0.0, 1.0)
         for i in range(len(noisy)):
-            psnr_out, ssim_out = image_quality(clean[i], denoised[i])
-            psnr_in, ssim_in = image_quality(clean[i], noisy[i])
-            rows.append(
-                {
-                    "image": names[len(rows)],
-                    "psnr": round(psnr_out, 3),
-                    "ssim": round(ssim_out, 4),
-                    "noisy_psnr": round(psnr_in, 3),
-                    "noisy_ssim": round(ssim_in, 4),
-                }
-            )
+            psnr_out, ssim_out = reports.image_quality(clean[i], denoised[i])
+            psnr_in, ssim_in = reports.image_quality(clean[i], noisy[i])
+            names_scores = ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
+            values = (psnr_out, ssim_out, psnr_in, ssim_in)
+            scores = zip(names_scores, values, strict=True)
+            rows.append({"image": names[len(rows)]} | {k: round(v, 4) for k, v in scores})
             if len(shown) < 8:
                 shown.append((names[len(rows) - 1], clean[i], noisy[i], denoised[i], rows[-1]))
     metrics = {
-        "test_psnr": round(float(np.mean([r["psnr"] for r in rows])), 3),
-        "test_ssim": round(float(np.mean([r["ssim"] for r in rows])), 4),
-        "test_noisy_psnr": round(float(np.mean([r["noisy_psnr"] for r in rows])), 3),
-        "test_noisy_ssim": round(float(np.mean([r["noisy_ssim"] for r in rows])), 4),
+        f"test_{key}": round(float(np.mean([r[key] for r in rows])), 4 if "ssim" in key else 3)
+        for key in ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
+    }
+    metrics |= {
         "test_images": len(rows),
         "test_noise": data.spec["noise_description"],
         "per_image": rows[:50],
     }
     if out_dir is not None:
-        _plot_grid(shown, Path(out_dir) / "denoising.png")
+        reports.plot_denoising(shown, Path(out_dir) / "denoising.png")
     return metrics
 
 
@@ -501,48 +391,24 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
     image), the better on validation PSNR, compared with the model on the identical noisy test
     images (Wilcoxon signed-rank over images); see `ktemplate.baselines`."""
     start = time.perf_counter()
-    methods = {"non-local means": baselines.non_local_means}
-    notes = ["noise sigma estimated per image (skimage estimate_sigma)"]
-    missing = baselines.bm3d_available()
-    if missing is None:
-        methods["BM3D"] = baselines.bm3d_denoise  # listed last: it wins a tie
-    else:
-        notes.append(missing)
     tiles = list(data.splits["val"].as_numpy_iterator())
-    tiles = [tiles[i] for i in _spread(len(tiles), BASELINE_VAL_TILES)]
-    tried = [
-        {
-            "method": name,
-            "val_psnr": round(
-                float(np.mean([image_quality(c, method(n))[0] for n, c in tiles])), 6
-            ),
-        }
-        for name, method in methods.items()
-    ]
-    best = tried[baselines.pick(tried, "val_psnr")]["method"]
+    tiles = [tiles[i] for i in baselines.spread(len(tiles), BASELINE_VAL_TILES)]
+    fitted, method = baselines.classical_denoiser(tiles, reports.image_quality)
     model_scores, base_scores, total = [], [], data.spec["sizes"]["test"]
-    keep = set(_spread(total, BASELINE_TEST_IMAGES).tolist())
+    keep = set(baselines.spread(total, BASELINE_TEST_IMAGES).tolist())
     index = 0
     for noisy, clean in data.test.as_numpy_iterator():
         denoised = np.clip(model(noisy, training=False).numpy(), 0.0, 1.0)
         for i in range(len(noisy)):
             if index in keep:
-                base_scores.append(image_quality(clean[i], methods[best](noisy[i])))
-                model_scores.append(image_quality(clean[i], denoised[i]))
+                base_scores.append(reports.image_quality(clean[i], method(noisy[i])))
+                model_scores.append(reports.image_quality(clean[i], denoised[i]))
             index += 1
     if len(base_scores) < total:
-        notes.append(f"compared on {len(base_scores)} of the {total} test images (spread)")
-    fitted = {
-        "name": best,
-        "settings": {
-            "non-local means": "h = 0.8 x estimated sigma, 5x5 patches, distance 6, fast mode",
-            "BM3D": "the bm3d package's defaults at the estimated sigma",
-            "picked_on": f"validation PSNR over {len(tiles)} tiles; ties to BM3D",
-            "tried": tried,
-        },
-        "notes": notes,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
+        fitted["notes"].append(
+            f"compared on {len(base_scores)} of the {total} test images (spread)"
+        )
+    fitted["seconds"] = round(time.perf_counter() - start, 2)
     model_psnr = np.array([p for p, _ in model_scores])
     base_psnr = np.array([p for p, _ in base_scores])
     return baselines.compare(
@@ -569,32 +435,6 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
         ],
         number_format=".2f",
     )
-
-
-def _spread(total: int, limit: int) -> np.ndarray:
-    """Indices of at most `limit` of `total` items, spread evenly over them."""
-    if total <= limit:
-        return np.arange(total)
-    return np.unique(np.linspace(0, total - 1, limit).round().astype(int))
-
-
-def _plot_grid(shown: list, path: Path) -> None:
-    """One row per test image: clean, noisy and denoised, with PSNR/SSIM in the titles."""
-    fig, axes = reports.subplots(len(shown), 3, figsize=(9, 3 * len(shown)), squeeze=False)
-    for row, (name, clean, noisy, denoised, scores) in zip(axes, shown, strict=True):
-        panels = [
-            (clean, f"{name}: clean"),
-            (noisy, f"noisy {scores['noisy_psnr']:.2f} dB / {scores['noisy_ssim']:.3f}"),
-            (denoised, f"denoised {scores['psnr']:.2f} dB / {scores['ssim']:.3f}"),
-        ]
-        for ax, (image, title) in zip(row, panels, strict=True):
-            image = np.clip(image, 0.0, 1.0)
-            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-    fig.suptitle("Test images: clean, noisy, denoised (PSNR / SSIM)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
-    fig.savefig(path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,25 +1,22 @@
 """Image classification with a small CNN, or a keras.applications backbone fine-tuned.
 
-Task: assign one of N classes to an image.
-
 Data: by default scikit-learn's bundled handwritten digits (1,797 real 8x8 grayscale images,
-10 classes) with a fixed stratified 70/10/20 split. Also `tfds:NAME` (mnist, fashion_mnist,
-cifar10, ...) and `dir:PATH` (one sub-folder of images per class).
+10 classes) with a fixed stratified 70/10/20 split. Also `tfds:NAME` (mnist, cifar10, ...) and
+`dir:PATH` (one sub-folder of images per class; colour, alpha, palette and 16-bit images are
+decoded as `pipelines/images.py` says, and `channels=auto` keeps colour when there is some).
 
-Model: convolutional blocks (Conv2D → BatchNorm → activation, then pooling), dropout and L2,
-a dense head. Normalization with train-split statistics is the model's first layer, so the
-model — and its export — takes raw pixels. On a small train split (under 5,000 images) two
-such models are trained and averaged (`members=auto`). With `backbone` set, a
-keras.applications network (its own preprocessing included) is trained frozen, then fine-tuned
-at a lower learning rate.
+Model: normalization with train-split statistics as the first layer (the model and its export
+take raw pixels) → convolutional blocks (Conv2D → BatchNorm → activation, pooling) → dropout,
+L2 and a dense head. Below 5,000 train images two models are averaged (`members=auto`). With
+`backbone` set, a keras.applications network is trained frozen, then fine-tuned.
 
-Export: `serve` takes uint8 pixels [batch, H, W, C]; images of another size are resized
-(bilinear) to the training size. `serve_image_bytes` takes encoded PNG/JPEG/BMP/GIF bytes
-[batch]. Both return `probabilities`, `class_id` and `class_name`.
+Export: `serve` takes uint8 pixels [batch, H, W, C] (resized to the training size) and
+`serve_image_bytes` encoded PNG/JPEG/BMP/GIF bytes [batch]; both return `probabilities`,
+`class_id` and `class_name`.
 
-What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves augment, batch_norm,
-patience, members, class_weight) → build_model → fit → fine_tune (a backbone) × members,
-averaged → evaluate → baseline (pixel logistic regression / SVC) → export.
+What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves channels, augment,
+batch_norm, patience, members, class_weight, cache) → build_model → fit → fine_tune (a
+backbone) × members, averaged → evaluate → baseline (pixel logistic regression / SVC) → export.
 
 Adapt it: `ktemplate new my_task --from image_cnn`, then change `Config` defaults, the data
 section (`load_data`) and `build_model`; the rest (training, tuning, export) is shared.
@@ -38,10 +35,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from ktemplate.pipelines import images
-from ktemplate.pipelines import splits as splits_lib
 
-from ktemplate import baselines, convert, reports, serving, training
+from ktemplate import baselines, convert, reports, serving, tasks, training
 from ktemplate.config import (
+    Auto,
     Fraction,
     NonNegativeInt,
     PositiveFloat,
@@ -51,17 +48,11 @@ from ktemplate.config import (
     TrainingConfig,
 )
 from ktemplate.contract import Data
+from ktemplate.layers import applications_backbone
 
 NAME = "image_cnn"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
 
-# keras.applications backbones that take raw 0..255 RGB pixels (preprocessing built in).
-BACKBONES = {
-    "mobilenet_v3_small": keras.applications.MobileNetV3Small,
-    "mobilenet_v3_large": keras.applications.MobileNetV3Large,
-    "efficientnet_b0": keras.applications.EfficientNetB0,
-    "efficientnet_v2_b0": keras.applications.EfficientNetV2B0,
-}
 Flip = Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
 Backbone = Literal[
     "none", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_v2_b0"
@@ -78,12 +69,8 @@ class Config(TrainingConfig):
     epochs: PositiveInt = 60  # maximum epochs; early stopping usually ends sooner
     batch_size: PositiveInt = 32  # per-replica batch size
     learning_rate: PositiveFloat = 3e-3  # peak learning rate (cosine decay to 1% of it)
-    early_stopping_patience: NonNegativeInt | Literal["auto"] = (
-        "auto"  # auto: 30, 8 or 4 by train size
-    )
-    members: PositiveInt | Literal["auto"] = (
-        "auto"  # models averaged; auto: 2 below 5,000 train images
-    )
+    early_stopping_patience: NonNegativeInt | Auto = "auto"  # auto: 30, 8 or 4 by train size
+    members: PositiveInt | Auto = "auto"  # models averaged; auto: 2 below 5,000 train images
     image_size: NonNegativeInt = 0  # square size images are resized to; 0 keeps the dataset's size
     channels: Literal[1, 3, "auto"] = "auto"  # dir: 1 gray, 3 RGB; auto: 3 if any has colour
     conv_blocks: PositiveInt = 2  # convolutional blocks; each ends with 2x2 pooling
@@ -110,10 +97,8 @@ class Config(TrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if (
-            self.backbone_weights not in ("none", "imagenet")
-            and not Path(self.backbone_weights).is_file()
-        ):
+        weights = self.backbone_weights
+        if weights not in ("none", "imagenet") and not Path(weights).is_file():
             raise ValueError(
                 f"Config key 'backbone_weights' is {self.backbone_weights!r}: use none, imagenet "
                 "or the path of an existing .weights.h5 file."
@@ -133,27 +118,6 @@ UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is t
 MIN_BATCH_NORM_STEPS = 10  # batch_norm=auto: on from this many train steps per epoch
 MEMORY_CACHE_BYTES = 2 * 1024**3  # cache=auto: in memory when the decoded splits fit in this
 BASELINE_IMAGES = {"train": 6_000, "val": 5_000, "test": 10_000}  # most images the baseline reads
-
-
-def resolve_cache(
-    config: Config,
-    sizes: dict[str, int],
-    shape: tuple[int, int, int],
-    auto: Resolver | None = None,
-) -> Resolver:
-    """cache=auto: in memory when every split's decoded uint8 pixels fit MEMORY_CACHE_BYTES,
-    else none (each epoch decodes the files again, streaming from disk). Recorded in `auto`
-    (a new Resolver when None), which is returned."""
-    auto = auto or Resolver(config)
-    total = sum(sizes.values()) * int(np.prod(shape))
-    fits = total <= MEMORY_CACHE_BYTES
-    auto.pick(
-        "cache",
-        "memory" if fits else "none",
-        f"the decoded images take {total / 1024**2:,.0f} MiB "
-        f"{'<=' if fits else '>'} {MEMORY_CACHE_BYTES / 1024**3:.0f} GiB",
-    )
-    return auto
 
 
 def resolve_auto(
@@ -221,31 +185,16 @@ def load_data(config: Config, batch_size: int) -> Data:
     auto.pick("channels", channels, splits.notes.get("channels", "the source's own"))
     if "alpha" in splits.notes:
         auto.warn(splits.notes["alpha"])
-    sizes = {
-        split: n if n is not None else images.count_examples(getattr(splits, split))
-        for split, n in splits.sizes.items()
-    }
+    sizes = splits.counted_sizes()
     mean, variance = images.channel_stats(splits.train, channels, sizes["train"])
     auto = resolve_auto(auto, sizes["train"], min(height, width), batch_size)
-    resolve_cache(config, sizes, splits.image_shape, auto)
-    class_weight = training.class_weights(
-        splits_lib.label_counts(splits.train, len(splits.class_names)),
-        splits.class_names,
-        auto,
-        UNBALANCED_RATIO,
-    )
+    images.resolve_cache(auto, sizes, splits.image_shape, MEMORY_CACHE_BYTES)
+    class_weight = training.class_weights(splits.train, splits.class_names, auto, UNBALANCED_RATIO)
     config = auto.config
     augment = None
     if config.augment:
-        augment = images.augmenter(
-            config.translate,
-            config.rotate,
-            config.zoom,
-            config.contrast,
-            config.flip,
-            config.fill_mode,
-            config.seed,
-        )
+        knobs = ("translate", "rotate", "zoom", "contrast", "flip", "fill_mode", "seed")
+        augment = images.augmenter(*(getattr(config, k) for k in knobs))
     spec = {
         "input_shape": [height, width, channels],
         "class_names": splits.class_names,
@@ -262,7 +211,7 @@ def load_data(config: Config, batch_size: int) -> Data:
         val=images.prepare(splits.val, batch_size, False, cache=_cache(config, "val")),
         test=images.prepare(splits.test, batch_size, False, cache=_cache(config, "test")),
         spec=spec,
-        splits={"train": splits.train, "val": splits.val, "test": splits.test},
+        splits=splits.named(),
         class_weight=class_weight,
     )
 
@@ -300,23 +249,6 @@ def _conv_blocks(x: keras.KerasTensor, config: Config) -> keras.KerasTensor:
     return keras.layers.Flatten()(x)
 
 
-def _backbone(x: keras.KerasTensor, config: Config, channels: int) -> keras.KerasTensor:
-    x = keras.layers.Resizing(config.backbone_size, config.backbone_size)(x)
-    if channels == 1:
-        x = keras.layers.Concatenate()([x, x, x])
-    weights = None if config.backbone_weights == "none" else config.backbone_weights
-    base = BACKBONES[config.backbone](
-        input_shape=(config.backbone_size, config.backbone_size, 3),
-        include_top=False,
-        weights=weights,
-        pooling="avg",
-    )
-    base.name = "backbone"
-    base.trainable = False
-    # training=False keeps BatchNorm in inference mode, also while fine-tuning.
-    return base(x, training=False)
-
-
 def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     """Builds and compiles the classifier; its input is raw pixels as float32 [B, H, W, C]."""
     height, width, channels = spec["input_shape"]
@@ -325,7 +257,8 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         x = keras.layers.Normalization(mean=spec["mean"], variance=spec["variance"])(inputs)
         x = _conv_blocks(x, config)
     else:
-        x = _backbone(inputs, config, channels)
+        weights = None if config.backbone_weights == "none" else config.backbone_weights
+        x = applications_backbone(inputs, config.backbone, config.backbone_size, weights)
     if config.dense_units:
         x = keras.layers.Dropout(config.dropout)(x)
         x = keras.layers.Dense(config.dense_units, kernel_regularizer=training.regularizer(config))(
@@ -408,8 +341,8 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
     height, width, channels = spec["input_shape"]
 
     def classify(pixels):
-        probabilities = tf.cast(model(tf.cast(pixels, tf.float32), training=False), tf.float32)
-        return {"probabilities": probabilities, "class_id": tf.argmax(probabilities, axis=-1)}
+        output = model(tf.cast(pixels, tf.float32), training=False)
+        return tasks.portable_outputs("classification", output)
 
     rng = np.random.default_rng(0)
     return convert.Portable(
@@ -420,8 +353,7 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
         notes={
             "input": f"pixels: uint8 [batch, {height}, {width}, {channels}], 0..255 (resize to "
             f"{height}x{width} first)",
-            "outputs": "probabilities float32 [batch, classes]; class_id int64 [batch] (the "
-            "manifest's class_names[class_id] is its name)",
+            "outputs": tasks.PORTABLE_OUTPUTS["classification"],
         },
     )
 
@@ -429,30 +361,17 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
 def portable_data(
     data: Data, spec: dict[str, Any], split: str, limit: int | None = None
 ) -> convert.PortableData:
-    """`split`'s images (at most `limit`) as the portable function takes them, uint8 pixels at
-    the training size, scored by accuracy of its class_id."""
-    height, width, channels = spec["input_shape"]
-    pixels, labels = [np.zeros((0, height, width, channels), np.uint8)], []
-    for x, y in data.splits[split].take(-1 if limit is None else limit).as_numpy_iterator():
-        pixels.append(np.clip(np.round(x), 0, 255).astype(np.uint8)[None])
-        labels.append(y)
-    labels = np.asarray(labels)
-    return convert.PortableData(
-        inputs={"pixels": np.concatenate(pixels)},
-        metric=f"{split}_accuracy",
-        score=lambda outputs: float(np.mean(outputs["class_id"] == labels)),
-    )
+    """`split`'s images (at most `limit`) as uint8 pixels at the training size."""
+    pixels, labels = convert.examples(data.splits[split], limit)
+    pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8).reshape(-1, *spec["input_shape"])
+    return convert.scored({"pixels": pixels}, labels, split)
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "task": "image_classification",
         "input": images.manifest_input(spec["input_shape"]),
-        "outputs": {
-            "probabilities": "float32 [batch, classes]",
-            "class_id": "int64 [batch]",
-            "class_name": "string [batch]",
-        },
+        "outputs": tasks.describe_outputs("classification", spec["class_names"]),
         "class_names": spec["class_names"],
     }
 
@@ -465,11 +384,7 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
 def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
     """Test-split accuracy and per-class metrics; writes confusion_matrix.png and
     predictions.png to `out_dir` when given."""
-    pixels, labels = [], []
-    for x, y in data.test.as_numpy_iterator():
-        pixels.append(x)
-        labels.append(y)
-    pixels, labels = np.concatenate(pixels), np.concatenate(labels)
+    pixels, labels = images.arrays(data.test.unbatch(), limit=-1)
     probabilities = model.predict(pixels, verbose=0).astype("float64")
     class_names = data.spec["class_names"]
     metrics = reports.classification_metrics(labels, probabilities, class_names)
@@ -516,15 +431,9 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
         unit="images",
         config=config,
         tries=[
-            baselines.Try(
-                "augment", "true", "random shifts, rotations and zooms of the train images"
-            ),
+            baselines.Try("augment", "true", "random shifts, rotations and zooms of the images"),
             baselines.Try("members", 2 * config.members, "more models averaged"),
-            baselines.Try(
-                "backbone",
-                "mobilenet_v3_small",
-                "a pretrained backbone, with --set backbone_weights=imagenet",
-            ),
+            baselines.Try("backbone", "mobilenet_v3_small", "with backbone_weights=imagenet"),
         ],
     )
 

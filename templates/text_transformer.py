@@ -1,38 +1,22 @@
-"""Text classification with a small Transformer encoder trained from scratch.
-
-Task: assign one of N classes to a piece of text (reviews, support tickets, any labelled text).
+"""Text classification (or regression) with a small Transformer encoder trained from scratch.
 
 Data: by default 10,605 movie-review sentences rated by people from -4 to +4 (Hutto and
-Gilbert, ICWSM 2014; MIT license), shipped inside the vaderSentiment 3.3.2 source
-distribution: fetched once with `pip download` into the user cache and checked against its
-sha256. Label = sign of the rating (zero ratings dropped); fixed stratified 70/10/20 split.
-Also `vader_tweets`, `vader_amazon`, `vader_nyt` (same archive), `tfds:NAME` (imdb_reviews,
-ag_news_subset, ...), `dir:PATH` (one sub-folder of UTF-8 .txt files per class) and
-`csv:PATH` (`text_column` and `label_column`).
+Gilbert, ICWSM 2014; MIT license) from the vaderSentiment 3.3.2 source distribution (fetched
+once with `pip download`, checked against its sha256). Label = sign of the rating (zero
+ratings dropped); fixed stratified 70/10/20 split. Also `vader_tweets`, `vader_amazon`,
+`vader_nyt`, `tfds:NAME`, `dir:PATH` (a sub-folder of .txt files per class) and `csv:PATH`.
 
-Model: `TextVectorization` (vocabulary from the train split only) → token + position
-embeddings → `transformer_layers` encoder blocks (multi-head self-attention over non-padding
-tokens, feed-forward, residuals, layer norm, dropout) → masked mean/max pooling → a softmax
-head. A run trains `members` (5) such models, each with its own seed, and averages their
-probabilities (a deep ensemble; see `members` in README): on the default data one model scores
-about 0.765 test accuracy and five 0.775, level with TF-IDF + logistic regression, in about
-85 s of fitting on two CPU cores. The trained model takes token ids: vectorization runs in the
-`tf.data` pipeline (in parallel, cached, and no string ops in the compiled train step — XLA
-and TPUs need that), and `text_model` puts the same `TextVectorization` in front of it for
-evaluation and the export, which take raw strings. The encoder block is written here with
-`keras.layers.MultiHeadAttention` (keras-hub is used only for pretrained backbones).
-
-Pretrained knowledge: `embeddings=PATH` initializes the token embedding from word vectors
-(GloVe/word2vec text, or NAME.npy + NAME.words) and, with `wide=auto`, adds a linear model over
-the same tokens to the logits (wide & deep): with GloVe 6B 50d the default ensemble scores about
-0.805 on the movie sentences, against 0.778 for TF-IDF + logistic regression.
-`backbone=PRESET|PATH` replaces the encoder with a keras-hub backbone and its tokenizer,
-trained frozen first, then `fine_tune_epochs` unfrozen (the export then needs
-tensorflow-text's ops at serving time; see the manifest).
+Model: `TextVectorization` (train-split vocabulary) → token + position embeddings →
+`transformer_layers` encoder blocks (`ktemplate/layers.py`) → masked pooling → softmax head;
+`members` (5) such models averaged. Vectorization runs in the `tf.data` pipeline (no string
+ops in the compiled step); `text_model` puts it in front of the model for evaluation and the
+export. `embeddings=PATH` starts from word vectors (GloVe/word2vec text, or NAME.npy +
+NAME.words) and then, with `wide=auto`, adds a linear model over the tokens (wide & deep).
+`backbone=PRESET|PATH` swaps the encoder for a keras-hub backbone, frozen then fine-tuned
+(its export needs tensorflow-text's ops when served). Figures: benchmarks/RESULTS.md.
 
 Export: `serve` takes `tf.string` [batch] and returns `probabilities`, `class_id` and
-`class_name`. Empty or whitespace-only texts get an answer (the classifier's prior), not an
-error.
+`class_name` (regression: `prediction`). Empty texts get the prior, not an error.
 
 What runs, in order (`ktemplate/lifecycle.py`): load_data (vocabulary from train; resolves
 sequence_length, embed_dim, wide, class_weight) → build_model → fit (→ fine_tune a backbone)
@@ -56,13 +40,11 @@ from typing import Annotated, Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
-from ktemplate.pipelines import splits as splits_lib
-from ktemplate.pipelines import text, word_vectors
+from ktemplate.pipelines import hub, text, word_vectors
 
 from ktemplate import baselines, convert, files, reports, tasks, training
 from ktemplate.config import (
     Auto,
-    ConfigError,
     Fraction,
     NonNegativeInt,
     PositiveFloat,
@@ -73,6 +55,7 @@ from ktemplate.config import (
     TrainingConfig,
 )
 from ktemplate.contract import Data
+from ktemplate.layers import MaskedPooling, TokenAndPositionEmbedding, TransformerEncoderBlock
 
 NAME = "text_transformer"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
@@ -124,21 +107,15 @@ class Config(TrainingConfig):
                 "existing word-vector file (GloVe/word2vec text format, or NAME.npy with "
                 "NAME.words beside it)."
             )
-        if self.backbone != "none" and self.embeddings != "none":
-            raise ValueError(
-                "Config keys 'backbone' and 'embeddings' exclude each other: a pretrained "
-                "backbone brings its own embeddings. Set one of them to none."
-            )
-        if self.backbone != "none" and self.wide is True:
-            raise ValueError(
-                "Config key 'wide' works on the from-scratch model only; set it to auto or false "
-                "with a backbone."
-            )
-        if self.backbone != "none" and self.token_dropout:
-            raise ValueError(
-                "Config key 'token_dropout' works on the from-scratch model only; set it to 0 "
-                "with a backbone."
-            )
+        if self.backbone != "none":  # a backbone brings its own tokens and embeddings
+            scratch = {"embeddings": self.embeddings != "none", "wide": self.wide is True}
+            for key in [
+                k for k, v in {**scratch, "token_dropout": self.token_dropout}.items() if v
+            ]:
+                raise ValueError(
+                    f"Config keys 'backbone' and {key!r} exclude each other: {key} works on the "
+                    f"from-scratch model only; leave it at its default with a backbone."
+                )
         if self.embed_dim != "auto" and self.embed_dim % self.num_heads:
             raise ValueError(
                 f"Config key 'embed_dim' ({self.embed_dim}) must be a multiple of 'num_heads' "
@@ -174,9 +151,14 @@ def load_data(config: Config, batch_size: int) -> Data:
     vocabulary = text.train_vocabulary(
         splits.train, config.vocab_size, _standardize(config), config.ngrams
     )
-    added = pretrained_words(config, set(vocabulary)) if config.embeddings != "none" else []
+    added = []
+    if config.embeddings != "none":
+        standardize = functools.partial(text.standardize_words, standardize=_standardize(config))
+        added = word_vectors.extra_words(
+            config.embeddings, config.embeddings_extra_words, standardize, set(vocabulary)
+        )
     vocabulary = vocabulary + added
-    sizes = _sizes(splits)
+    sizes = splits.counted_sizes()
     spec = {
         "task": config.task,
         "class_names": splits.class_names,
@@ -191,17 +173,9 @@ def load_data(config: Config, batch_size: int) -> Data:
         auto.warn(warning)
     if auto.is_auto("sequence_length"):
         counts = text.token_counts(splits.train, vectorizer({**spec, "sequence_length": None}))
-        high = float(np.percentile(counts, SEQUENCE_PERCENTILE))
-        length = int(min(MAX_AUTO_SEQUENCE_LENGTH, max(8, 8 * np.ceil(high / 8))))
-        auto.pick(
-            "sequence_length",
-            length,
-            f"{SEQUENCE_PERCENTILE}th percentile of the train texts' token counts is "
-            f"{high:.0f} (longest {int(counts.max())}), rounded up to a multiple of 8, at most "
-            f"{MAX_AUTO_SEQUENCE_LENGTH}",
-        )
+        _pick_length(auto, counts, "tokens", MAX_AUTO_SEQUENCE_LENGTH)
     spec["sequence_length"] = auto.config.sequence_length
-    init = resolve_width(config, vocabulary, len(added), auto)
+    init = word_vectors.resolve_width(config, vocabulary, len(added), auto, DEFAULT_EMBED_DIM)
     auto.pick(
         "wide",
         wide_default(config),
@@ -220,7 +194,9 @@ def load_data(config: Config, batch_size: int) -> Data:
         }
     class_weight = None
     if config.task == "classification":
-        class_weight = _class_weight(splits, auto)
+        class_weight = training.class_weights(
+            splits.train, splits.class_names, auto, UNBALANCED_RATIO
+        )
     else:
         spec.update(tasks.target_stats(np.concatenate([y for _, y in splits.train.batch(8192)])))
     spec.update(auto.spec())
@@ -237,52 +213,33 @@ def load_data(config: Config, batch_size: int) -> Data:
         val=text.prepare(splits.val, batch_size, False, vectorizer=tokens),
         test=text.prepare(splits.test, batch_size, False),
         spec=spec,
-        splits={"train": splits.train, "val": splits.val, "test": splits.test},
+        splits=splits.named(),
         class_weight=class_weight,
     )
 
 
-def _sizes(splits: text.TextSplits) -> dict[str, int]:
-    return {
-        split: n if n is not None else text.count_examples(getattr(splits, split))
-        for split, n in splits.sizes.items()
-    }
-
-
-def _class_weight(splits: text.TextSplits, auto: Resolver) -> dict[int, float] | None:
-    """class_weight (auto: balanced when the train split's classes are unbalanced)."""
-    return training.class_weights(
-        splits_lib.label_counts(splits.train, len(splits.class_names)),
-        splits.class_names,
-        auto,
-        UNBALANCED_RATIO,
+def _pick_length(auto: Resolver, counts: np.ndarray, what: str, limit: int) -> None:
+    """sequence_length=auto: the SEQUENCE_PERCENTILE of the train texts' token counts, rounded
+    up to a multiple of 8, 8..limit."""
+    high = float(np.percentile(counts, SEQUENCE_PERCENTILE))
+    auto.pick(
+        "sequence_length",
+        int(min(limit, max(8, 8 * np.ceil(high / 8)))),
+        f"{SEQUENCE_PERCENTILE}th percentile of the train texts' counts of {what} is {high:.0f} "
+        f"(longest {int(counts.max())}), rounded up to a multiple of 8, at most {limit}",
     )
 
 
 def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> Data:
     """load_data with a keras-hub backbone: its own tokenizer and packer in the pipeline."""
-    sizes = _sizes(splits)
+    sizes = splits.counted_sizes()
     auto = Resolver(config)
     for warning in splits.warnings:
         auto.warn(warning)
     if auto.is_auto("sequence_length"):
-        tokenizer = hub_preprocessor(config.backbone, None).tokenizer
-        counts = []
-        for texts, _ in splits.train.take(20_000).batch(1024).as_numpy_iterator():
-            tokens = tokenizer(tf.constant(texts))
-            if isinstance(tokens, tf.RaggedTensor):
-                counts.append(tokens.row_lengths().numpy())
-            else:  # a list of lists, or a dense tensor when all texts have one length
-                counts.append(np.array([len(t) for t in tokens]))
-        counts = np.concatenate(counts) + 2  # the start and end tokens the packer adds
-        high = float(np.percentile(counts, SEQUENCE_PERCENTILE))
-        limit = min(MAX_AUTO_SEQUENCE_LENGTH, hub_max_length(config.backbone))
-        auto.pick(
-            "sequence_length",
-            int(min(limit, max(8, 8 * np.ceil(high / 8)))),
-            f"{SEQUENCE_PERCENTILE}th percentile of the train texts' counts of "
-            f"{config.backbone}'s tokens is {high:.0f} (longest {int(counts.max())}), rounded up "
-            f"to a multiple of 8, at most {limit}",
+        limit = min(MAX_AUTO_SEQUENCE_LENGTH, hub.max_length(config.backbone, 512))
+        _pick_length(
+            auto, hub.token_counts(splits.train, config.backbone), "the backbone's tokens", limit
         )
     spec = {
         "class_names": splits.class_names,
@@ -292,95 +249,17 @@ def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> 
         "dataset": config.dataset,
         "imports": ["keras_hub"],  # what loading the checkpoint needs (its layers' classes)
     }
-    class_weight = _class_weight(splits, auto)
+    class_weight = training.class_weights(splits.train, splits.class_names, auto, UNBALANCED_RATIO)
     spec.update(auto.spec())
-    packer = hub_preprocessor(spec["backbone"], spec["sequence_length"])
+    packer = hub.preprocessor(spec["backbone"], spec["sequence_length"])
     return Data(
         train=text.prepare(splits.train, batch_size, True, seed=config.seed, vectorizer=packer),
         val=text.prepare(splits.val, batch_size, False, vectorizer=packer),
         test=text.prepare(splits.test, batch_size, False),
         spec=spec,
-        splits={"train": splits.train, "val": splits.val, "test": splits.test},
+        splits=splits.named(),
         class_weight=class_weight,
     )
-
-
-def keras_hub():
-    """The keras_hub module (imported on first use: it costs seconds and only backbones need
-    it)."""
-    try:
-        import keras_hub
-    except ImportError as e:
-        raise ConfigError(
-            f"backbone= needs the keras-hub package ({e}); install it with `pip install keras-hub`."
-        ) from None
-    return keras_hub
-
-
-def _from_preset(kind: str, preset: str, **kwargs):
-    hub = keras_hub()
-    try:
-        return getattr(hub.models, kind).from_preset(preset, **kwargs)
-    except Exception as e:  # keras-hub raises many kinds for a missing or unreachable preset
-        where = (
-            "the local preset folder"
-            if Path(preset).exists()
-            else "the preset name (it downloads from Kaggle or Hugging Face, which needs "
-            "internet: offline, give a local preset folder written by save_to_preset)"
-        )
-        raise ConfigError(
-            f"backbone={preset}: keras-hub could not load its {kind} ({type(e).__name__}: "
-            f"{str(e)[:300]}). Check {where}."
-        ) from None
-
-
-def hub_preprocessor(preset: str, sequence_length: int | None):
-    """The preset's TextClassifierPreprocessor (tokenizer + packer): strings → its inputs."""
-    kwargs = {} if sequence_length is None else {"sequence_length": sequence_length}
-    return _from_preset("TextClassifierPreprocessor", preset, **kwargs)
-
-
-def hub_max_length(preset: str) -> int:
-    """The longest sequence the preset's backbone takes (position embeddings)."""
-    backbone = _from_preset("Backbone", preset, load_weights=False)
-    return int(getattr(backbone, "max_sequence_length", MAX_AUTO_SEQUENCE_LENGTH))
-
-
-def resolve_width(
-    config: Config, vocabulary: list[str], added: int, auto: Resolver
-) -> word_vectors.EmbeddingInit | None:
-    """embed_dim=auto: DEFAULT_EMBED_DIM, or the width of the pretrained vectors (how many of
-    the train split's words and word pairs they cover goes into the reason). The last `added`
-    words of `vocabulary` came from the vector file. Returns the embedding initialization
-    (None without vectors)."""
-    if config.embeddings == "none":
-        auto.pick("embed_dim", DEFAULT_EMBED_DIM, "no pretrained vectors (embeddings=none)")
-        return None
-    init = pretrained_embeddings(config.embeddings, vocabulary, config.seed)
-    found, words = init.words_found - added, init.words - added  # added words all have vectors
-    covered = f"{found:,} of the train split's {words:,} words found"
-    if init.ngrams:
-        covered += f", {init.ngrams_found:,} of {init.ngrams:,} word pairs (mean of their words)"
-    if added:
-        covered += f"; {added:,} more of its most frequent words added as tokens"
-    auto.pick("embed_dim", init.dim, f"{init.dim}-d vectors in {config.embeddings}: {covered}")
-    if config.embed_dim not in ("auto", init.dim):
-        raise ConfigError(
-            f"embed_dim={config.embed_dim} but the vectors in {config.embeddings} are "
-            f"{init.dim}-d: the embedding width follows the vectors, so leave embed_dim=auto."
-        )
-    if init.dim % config.num_heads:
-        raise ConfigError(
-            f"The vectors in {config.embeddings} are {init.dim}-d, not a multiple of "
-            f"num_heads={config.num_heads}: set num_heads to a divisor of {init.dim}."
-        )
-    if found < words / 2:
-        auto.warn(
-            f"only {found:,} of the train split's {words:,} words have a vector in "
-            f"{config.embeddings}: check that its words are standardized like the texts "
-            f"(standardize={config.standardize}) and in the same language."
-        )
-    return init
 
 
 def wide_default(config: Config) -> bool:
@@ -388,35 +267,6 @@ def wide_default(config: Config) -> bool:
     ensemble on the movie sentences, seeds 42-44: +0.016 to +0.021 with GloVe 6B 50d, -0.001
     to -0.005 without vectors (benchmarks/RESULTS.md)."""
     return config.embeddings != "none"
-
-
-def pretrained_words(config: Config, known: set[str]) -> list[str]:
-    """Up to `embeddings_extra_words` of the vector file's most frequent words that are not yet
-    tokens and that standardization leaves as they are: words the train split lacks still get
-    their pretrained meaning at test time instead of the out-of-vocabulary token."""
-    if not config.embeddings_extra_words:
-        return []
-    words = word_vectors.first_words(config.embeddings, config.embeddings_extra_words)
-    standardized = text.standardize_words(words, _standardize(config))
-    return [w for w, s in zip(words, standardized, strict=True) if w == s and w not in known]
-
-
-@functools.lru_cache(maxsize=4)
-def _read_vectors(path: str, mtime: float, words: frozenset[str]):
-    return word_vectors.read(path, set(words))
-
-
-def pretrained_embeddings(
-    path: str, vocabulary: list[str], seed: int
-) -> word_vectors.EmbeddingInit:
-    """The embedding matrix for `vocabulary` from the vectors at `path` (the file is read once
-    per vocabulary; each seed draws its own vectors for the words the file lacks)."""
-    try:
-        words = frozenset(word_vectors.vocabulary_words(vocabulary))
-        vectors, dim = _read_vectors(str(Path(path).resolve()), Path(path).stat().st_mtime, words)
-        return word_vectors.embedding_init(vocabulary, vectors, dim, seed)
-    except word_vectors.WordVectorsError as e:
-        raise ConfigError(f"embeddings={path}: {e}") from None
 
 
 def vectorizer(spec: dict[str, Any]) -> keras.layers.TextVectorization:
@@ -442,150 +292,10 @@ def _standardize(config: Config) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package=NAME)
-class TokenAndPositionEmbedding(keras.layers.Layer):
-    """Sum of a learned token embedding and a learned position embedding."""
-
-    def __init__(self, vocab_size: int, sequence_length: int, embed_dim: int, **kwargs):
-        super().__init__(**kwargs)
-        for name, value in (
-            ("vocab_size", vocab_size),
-            ("sequence_length", sequence_length),
-            ("embed_dim", embed_dim),
-        ):
-            if value <= 0:
-                raise ValueError(f"TokenAndPositionEmbedding: {name} must be > 0, got {value}.")
-        self.vocab_size = vocab_size
-        self.sequence_length = sequence_length
-        self.embed_dim = embed_dim
-        self.token_embedding = keras.layers.Embedding(vocab_size, embed_dim, name="token")
-        self.position_embedding = keras.layers.Embedding(sequence_length, embed_dim, name="pos")
-
-    def build(self, input_shape):
-        self.token_embedding.build(input_shape)
-        self.position_embedding.build((self.sequence_length,))
-
-    def call(self, token_ids):
-        positions = keras.ops.arange(keras.ops.shape(token_ids)[-1])
-        return self.token_embedding(token_ids) + self.position_embedding(positions)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape, self.embed_dim)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "vocab_size": self.vocab_size,
-            "sequence_length": self.sequence_length,
-            "embed_dim": self.embed_dim,
-        }
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class TransformerEncoderBlock(keras.layers.Layer):
-    """Self-attention then a feed-forward network, each with dropout, a residual and LayerNorm.
-
-    Padding positions (`padding_mask` False) are never attended to.
-    """
-
-    def __init__(
-        self,
-        embed_dim: int,
-        num_heads: int,
-        ff_dim: int,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if embed_dim <= 0 or num_heads <= 0 or ff_dim <= 0:
-            raise ValueError(
-                "TransformerEncoderBlock: embed_dim, num_heads and ff_dim must be > 0, got "
-                f"{embed_dim}, {num_heads}, {ff_dim}."
-            )
-        if embed_dim % num_heads:
-            raise ValueError(
-                f"TransformerEncoderBlock: embed_dim ({embed_dim}) must be a multiple of "
-                f"num_heads ({num_heads})."
-            )
-        if not 0 <= dropout < 1:
-            raise ValueError(f"TransformerEncoderBlock: dropout must be in [0, 1), got {dropout}.")
-        self.embed_dim = embed_dim
-        self.num_heads = num_heads
-        self.ff_dim = ff_dim
-        self.dropout = dropout
-        self.activation = activation
-        self.attention = keras.layers.MultiHeadAttention(
-            num_heads, key_dim=embed_dim // num_heads, dropout=dropout, name="attention"
-        )
-        self.ff_hidden = keras.layers.Dense(ff_dim, activation=activation, name="ff_hidden")
-        self.ff_output = keras.layers.Dense(embed_dim, name="ff_output")
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
-        self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="ff_norm")
-        self.attention_dropout = keras.layers.Dropout(dropout)
-        self.ff_dropout = keras.layers.Dropout(dropout)
-
-    def build(self, input_shape):
-        self.attention.build(input_shape, input_shape)
-        self.ff_hidden.build(input_shape)
-        self.ff_output.build((*input_shape[:-1], self.ff_dim))
-        self.attention_norm.build(input_shape)
-        self.ff_norm.build(input_shape)
-
-    def call(self, inputs, padding_mask=None, training=False):
-        attention_mask = None
-        if padding_mask is not None:
-            attention_mask = keras.ops.expand_dims(padding_mask, 1)  # [B, 1 query, T keys]
-        attended = self.attention(inputs, inputs, attention_mask=attention_mask, training=training)
-        x = self.attention_norm(inputs + self.attention_dropout(attended, training=training))
-        hidden = self.ff_output(self.ff_hidden(x))
-        return self.ff_norm(x + self.ff_dropout(hidden, training=training))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "embed_dim": self.embed_dim,
-            "num_heads": self.num_heads,
-            "ff_dim": self.ff_dim,
-            "dropout": self.dropout,
-            "activation": self.activation,
-        }
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class MaskedPooling(keras.layers.Layer):
-    """Mean, max or sum over the non-padding tokens; a text with no tokens pools to zeros."""
-
-    def __init__(self, mode: str = "mean", **kwargs):
-        super().__init__(**kwargs)
-        if mode not in ("mean", "max", "sum"):
-            raise ValueError(f"MaskedPooling: mode must be 'mean', 'max' or 'sum', got {mode!r}.")
-        self.mode = mode
-
-    def call(self, inputs, padding_mask):
-        mask = keras.ops.cast(keras.ops.expand_dims(padding_mask, -1), inputs.dtype)
-        count = keras.ops.sum(mask, axis=1)
-        if self.mode == "sum":
-            return keras.ops.sum(inputs * mask, axis=1)
-        if self.mode == "mean":
-            return keras.ops.sum(inputs * mask, axis=1) / keras.ops.maximum(count, 1.0)
-        pooled = keras.ops.max(keras.ops.where(mask > 0, inputs, -1e4), axis=1)
-        return keras.ops.where(count > 0, pooled, keras.ops.zeros_like(pooled))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[-1])
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
-
-
 def _build_backbone_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     """A keras-hub backbone (frozen; see `fine_tune`) → its pooled output (BERT-like presets)
     or masked mean pooling → dropout → softmax head."""
-    backbone = _from_preset("Backbone", spec["backbone"])
+    backbone = hub.from_preset("Backbone", spec["backbone"])
     backbone.name = "backbone"
     backbone.trainable = False
     inputs = {
@@ -655,7 +365,7 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     model = keras.Model(token_ids, outputs, name=NAME)
     if config.embeddings != "none":
         token_embedding = model.get_layer("embedding").token_embedding
-        init = pretrained_embeddings(config.embeddings, spec["vocabulary"], config.seed)
+        init = word_vectors.pretrained(config.embeddings, spec["vocabulary"], config.seed)
         token_embedding.embeddings.assign(init.matrix)
         token_embedding.trainable = config.embeddings_trainable
     tasks.compile_model(model, kind, config, spec["sizes"]["train"], spec.get("target_std", 1.0))
@@ -666,7 +376,7 @@ def text_model(model: keras.Model, spec: dict[str, Any]) -> keras.Model:
     """`model` behind the train split's `TextVectorization`: raw strings [batch] in."""
     texts = keras.Input(shape=(), dtype="string", name="text")
     if "backbone" in spec:
-        features = hub_preprocessor(spec["backbone"], spec["sequence_length"])(texts)
+        features = hub.preprocessor(spec["backbone"], spec["sequence_length"])(texts)
         return keras.Model(texts, model(features), name=f"{NAME}_text")
     return keras.Model(texts, model(vectorizer(spec)(texts)), name=f"{NAME}_text")
 
@@ -748,40 +458,24 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
             "backbone's tokenizer (or sequence_length=none) has no token-id file to ship. "
             "Export the SavedModel only."
         )
-    length = spec["sequence_length"]
+    length, kind = spec["sequence_length"], spec.get("task", "classification")
 
-    def classify(token_ids):
-        output = tf.cast(model(token_ids, training=False), tf.float32)
-        if spec.get("task") == "regression":
-            return {"prediction": tf.reshape(output, [-1])}
-        return {"probabilities": output, "class_id": tf.argmax(output, axis=-1)}
+    def predict(token_ids):
+        return tasks.portable_outputs(kind, model(token_ids, training=False))
 
     vocabulary = ["", "[UNK]", *spec["vocabulary"]]
-    rng = np.random.default_rng(0)
-    sample = rng.integers(2, len(vocabulary), (4, length))
+    sample = np.random.default_rng(0).integers(2, len(vocabulary), (4, length))
     sample[:, length // 2 :] = 0  # padded, as short texts are
-    ngrams = spec.get("ngrams", 1)
     return convert.Portable(
-        fn=classify,
+        fn=predict,
         signature=[tf.TensorSpec([None, length], tf.int64, name="token_ids")],
         sample={"token_ids": sample.astype("int64")},
         reference=None,
         notes={
             "input": f"token_ids: int64 [batch, {length}]",
-            "vectorize": f"standardize ({spec['standardize']}: lower-case, remove ASCII "
-            "punctuation), split on whitespace, "
-            + (
-                f"then add the {ngrams}-grams (words joined by one space) after the words, "
-                if ngrams > 1
-                else ""
-            )
-            + f"map each token to its line number in vocabulary.txt (1 when absent, 0 is "
-            f"padding), cut or zero-pad to {length}",
+            "vectorize": text.vectorize_recipe(spec["standardize"], spec.get("ngrams", 1), length),
             "vocabulary": "vocabulary.txt",
-            "outputs": "prediction float32 [batch]"
-            if spec.get("task") == "regression"
-            else "probabilities float32 [batch, classes]; class_id int64 [batch] (the "
-            "manifest's class_names[class_id] is its name)",
+            "outputs": tasks.PORTABLE_OUTPUTS[kind],
         },
         assets={"vocabulary.txt": "\n".join(vocabulary) + "\n"},
     )
@@ -790,29 +484,14 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
 def portable_data(
     data: Data, spec: dict[str, Any], split: str, limit: int | None = None
 ) -> convert.PortableData:
-    """`split`'s texts (at most `limit`) as the portable function takes them, token ids from
-    the train split's vocabulary, with the raw strings beside them as `text` (the SavedModel's
-    input); scored by accuracy of the class_id."""
-    texts, labels = [], []
-    for x, y in data.splits[split].take(-1 if limit is None else limit).as_numpy_iterator():
-        texts.append(x)
-        labels.append(y)
-    labels = np.asarray(labels)
+    """`split`'s texts (at most `limit`) as token ids from the train split's vocabulary, with
+    the raw strings beside them as `text` (the SavedModel's input)."""
+    texts, labels = convert.examples(data.splits[split], limit)
     ids = np.zeros((0, spec["sequence_length"]), np.int64)
     if texts:
         ids = vectorizer(spec)(tf.constant(texts, tf.string)).numpy().astype(np.int64)
     inputs = {"token_ids": ids, "text": np.array(texts, dtype=object)}
-    if spec.get("task") == "regression":
-        return convert.PortableData(
-            inputs=inputs,
-            metric=f"{split}_mae",
-            score=lambda outputs: float(np.mean(np.abs(outputs["prediction"] - labels))),
-        )
-    return convert.PortableData(
-        inputs=inputs,
-        metric=f"{split}_accuracy",
-        score=lambda outputs: float(np.mean(outputs["class_id"] == labels)),
-    )
+    return convert.scored(inputs, labels, split, spec.get("task", "classification"))
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
@@ -851,69 +530,27 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def confident_mistakes(
-    texts: list[str],
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    class_names: list[str],
-    count: int,
-) -> list[dict[str, Any]]:
-    """The `count` wrong predictions with the highest predicted probability, most sure first."""
-    predicted = probabilities.argmax(axis=-1)
-    wrong = np.flatnonzero(predicted != labels)
-    order = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:count]
-    return [
-        {
-            "text": texts[i] if len(texts[i]) <= 200 else texts[i][:197] + "...",
-            "true": class_names[labels[i]],
-            "predicted": class_names[predicted[i]],
-            "probability": round(float(probabilities[i, predicted[i]]), 4),
-        }
-        for i in order
-    ]
-
-
-def mistakes_table(mistakes: list[dict[str, Any]]) -> str:
-    """The mistakes as a Markdown table."""
-    lines = ["| p | predicted | true | text |", "|---|---|---|---|"]
-    for m in mistakes:
-        cell = m["text"].replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {m['probability']:.3f} | {m['predicted']} | {m['true']} | {cell} |")
-    return "\n".join(lines) + "\n"
-
-
 def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
-    """Test-split accuracy, per-class metrics and the most confident mistakes; writes
-    confusion_matrix.png and confident_mistakes.md to `out_dir` when given."""
-    texts, labels = [], []
-    for x, y in data.test.as_numpy_iterator():
-        texts += [t.decode("utf-8", errors="replace") for t in x]
-        labels.append(y)
-    labels = np.concatenate(labels)
-    end_to_end = text_model(model, data.spec)
-    probabilities = end_to_end.predict(data.test.map(text.texts_only), verbose=0)
-    probabilities = probabilities.astype("float64")
-    class_names = data.spec["class_names"]
-    if data.spec.get("task") == "regression":
-        metrics = tasks.test_metrics("regression", labels, probabilities)
-        if out_dir is not None:
-            path = Path(out_dir) / "predictions.png"
-            tasks.plot("regression", metrics, labels, probabilities, path)
-        return metrics
-    metrics = reports.classification_metrics(labels, probabilities, class_names)
-    metrics["confident_mistakes"] = confident_mistakes(
-        texts, labels, probabilities, class_names, MISTAKES_SHOWN
+    """The task's test metrics and (classification) the most confident mistakes; writes
+    confusion_matrix.png and confident_mistakes.md (regression: predictions.png) to `out_dir`."""
+    texts, labels = text.arrays(data.test.unbatch(), limit=-1)
+    kind, class_names = data.spec.get("task", "classification"), data.spec["class_names"]
+    output = text_model(model, data.spec).predict(data.test.map(text.texts_only), verbose=0)
+    output = output.astype("float64")
+    metrics = tasks.test_metrics(kind, labels, output, class_names)
+    plot = Path(out_dir or ".") / (
+        "predictions.png" if kind == "regression" else "confusion_matrix.png"
     )
+    if kind == "classification":
+        mistakes = reports.confident_mistakes(texts, labels, output, class_names, MISTAKES_SHOWN)
+        metrics["confident_mistakes"] = mistakes
+        if out_dir is not None:
+            files.write_text(
+                plot.with_name("confident_mistakes.md"),
+                "# Most confident mistakes (test split)\n\n" + reports.mistakes_table(mistakes),
+            )
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        reports.plot_confusion_matrix(
-            metrics["confusion_matrix"], class_names, out_dir / "confusion_matrix.png"
-        )
-        files.write_text(
-            out_dir / "confident_mistakes.md",
-            "# Most confident mistakes (test split)\n\n"
-            + mistakes_table(metrics["confident_mistakes"]),
-        )
+        tasks.plot(kind, metrics, labels, output, plot, class_names)
     return metrics
 
 

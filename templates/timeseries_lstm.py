@@ -1,31 +1,28 @@
 """Multi-step time series forecasting with an LSTM (or GRU), direct multi-output.
 
 Task: from the last `window` steps of one or more series, forecast the next `horizon` values of
-a target series at once (one output per step ahead, no feeding forecasts back in).
+a target series at once (one output per step ahead).
 
 Data: by default statsmodels' bundled Mauna Loa CO2 series (2,284 weekly observations,
-1958-2001; the 59 missing weeks are interpolated and counted in the metrics). Also `csv:PATH`
-with `time_column`, `feature_columns` and `target_column` (univariate or multivariate). Splits
-are chronological: train, then validation, then the test tail; normalization statistics come
-from the train part only.
+1958-2001; the 59 missing weeks are interpolated and counted). Also `csv:PATH` with
+`time_column`, `feature_columns` and `target_column`. Splits are chronological (train,
+validation, test tail); statistics come from the train part only.
 
-Model: normalization with the train part's mean/std inside the model; by default the window is
-made relative to its last step and the model forecasts changes from the last known value
-(level-free, so a trending series does not leave the range seen in training); an optional
-causal Conv1D front end; stacked LSTM or GRU layers with dropout and recurrent dropout; a dense
-head of size `horizon`. The loss is in normalized units.
+Model: normalization inside the model; the recurrent network forecasts changes from a base
+taken from the raw window (`forecast_base`: the last value, the value one season back, or a
+Holt-Winters forecast with coefficients fitted on train), chosen with the target's scale
+(`target_transform`) by short fits on validation; an optional causal Conv1D front end; a
+dense head of size `horizon`.
 
-Evaluation: rolling origin over the test tail (every test origin forecasts `horizon` steps);
-MAE, RMSE and MASE in original units, beside the naive and seasonal-naive baselines on the
-identical origins; `forecasts.png` plots forecasts against actuals.
+Evaluation: rolling origin over the test tail; MAE, RMSE and MASE in original units beside
+naive and seasonal naive on the same origins; `forecasts.png`.
 
 Export: `serve` takes a raw window in original units, float32 [batch, window, features] (the
-features in the manifest's order), and returns `forecast`, float32 [batch, horizon], in
-original units.
+manifest's order), and returns `forecast`, float32 [batch, horizon], in original units.
 
-What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves season, horizon, window,
-target_transform) → build_model → fit → evaluate (rolling origins) → baseline (naive,
-seasonal naive, Holt-Winters) → export.
+What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves season, horizon, window)
+→ candidates (forecast_base × target_transform, short fits) → build_model → fit → evaluate
+(rolling origins) → baseline (naive, seasonal naive, Holt-Winters) → export.
 
 Adapt it: `ktemplate new my_forecast --from timeseries_lstm`, then change `Config` defaults
 (window, horizon, season), the data section (`load_data`) and `build_model`.
@@ -38,7 +35,6 @@ Adapt it: `ktemplate new my_forecast --from timeseries_lstm`, then change `Confi
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -60,6 +56,14 @@ from ktemplate.config import (
     TrainingConfig,
 )
 from ktemplate.contract import Data
+from ktemplate.layers import (
+    AddHoltWintersBase,
+    AddLastValue,
+    AddSeasonalBase,
+    LogFeature,
+    RelativeToLastStep,
+    ScaledMeanAbsoluteError,
+)
 
 NAME = "timeseries_lstm"
 TUNE_OBJECTIVE = "val_mae"  # what `ktemplate tune` optimizes by default (original units)
@@ -124,64 +128,18 @@ class ForecastData(Data):
     series: timeseries.Series | None = None
 
 
-# By sampling frequency: the candidate seasons (in steps; season=auto takes the one whose
-# seasonal naive forecast is best on validation), the horizon, and other seasons that are also
-# normal for it (a season the user sets outside these gets a warning).
-FREQUENCY_DEFAULTS = {
-    "1-minute": ((1440, 10080), 60, ()),  # a day, a week; an hour ahead
-    "5-minute": ((288, 2016), 24, ()),  # a day, a week; two hours ahead
-    "10-minute": ((144, 1008), 12, ()),
-    "15-minute": ((96, 672), 96, ()),  # a day, a week; a day ahead
-    "30-minute": ((48, 336), 48, ()),
-    "hourly": ((24, 168), 24, ()),
-    "daily": ((7, 365), 14, (30,)),
-    "weekly": ((52,), 13, ()),
-    "monthly": ((12,), 12, ()),
-    "quarterly": ((4,), 8, ()),
-    "yearly": ((1,), 6, ()),
-    "none": ((1,), 12, ()),
-}
 MIN_TRAIN_WINDOWS = 16  # a window=auto is shortened so the train part has this many windows
 MAX_AUTO_WINDOW = 720  # window=auto never exceeds this many steps (an LSTM's cost grows with it)
 
 
 def resolve_auto(config: Config, series: timeseries.Series) -> Resolver:
-    """Resolves season, horizon and window from the series' frequency and length.
-
-    season=auto: a frequency with two natural seasons (daily and weekly for sub-daily data,
-    weekly and yearly for daily data) takes the one whose seasonal naive forecast has the lower
-    validation MAE, among those the train part holds twice. Warns about a season the user set
-    that contradicts the frequency, and about `auto` values shortened to fit a short series
-    (rather than refusing it).
-    """
+    """Resolves season and horizon (`forecasting.resolve_season`), then window: window_seasons
+    seasons, at least two horizons; `auto` values are shortened, with a warning, to fit a short
+    series (rather than refusing it)."""
     auto = Resolver(config)
-    frequency, why = series.frequency, series.frequency_reason
-    candidates, horizon_default, also_normal = FREQUENCY_DEFAULTS[frequency]
-    steps = len(series.values)
-    n_val = int(round(steps * config.val_fraction))
-    n_test = int(round(steps * config.test_fraction))
-    n_train = steps - n_val - n_test
-    horizon = auto.pick("horizon", horizon_default, f"default for {frequency} data")
-    if auto.is_auto("horizon") and horizon > min(n_val, n_test):
-        horizon = max(1, min(n_val, n_test))  # shortened below, with a warning
-    if auto.is_auto("season"):
-        season, reason = _season_on_validation(series, candidates, why, n_train, n_val, horizon)
-        auto.pick("season", season, reason)
-        if season == 1 and any(s >= 2 for s in candidates):
-            auto.warn(f"No season is assumed (season=1): {reason}.")
-    else:
-        season = config.season
-    if not auto.is_auto("season") and season not in (1, *candidates, *also_normal):
-        auto.warn(
-            f"season={season} was set, but {why} suggest a season of "
-            f"{' or '.join(map(str, candidates))} steps; MASE, seasonal naive and Holt-Winters "
-            "use the season you set."
-        )
-    if frequency == "none" and auto.is_auto("season"):
-        auto.warn(
-            f"{why}, so no season is assumed (season=1). Set season=N (steps per season) "
-            "if the series has one: MASE and the seasonal baselines depend on it."
-        )
+    season, horizon, n_train = forecasting.resolve_season(auto, series)
+    frequency, steps = series.frequency, len(series.values)
+    horizon_default = forecasting.FREQUENCY_DEFAULTS[frequency][1]
     window = auto.pick(
         "window",
         min(max(round(config.window_seasons * season), 2 * horizon), MAX_AUTO_WINDOW),
@@ -201,59 +159,6 @@ def resolve_auto(config: Config, series: timeseries.Series) -> Resolver:
         auto.pick("window", window, f"shortened to fit {steps} steps")
         auto.pick("horizon", horizon, f"shortened to fit {steps} steps")
     return auto
-
-
-def season_candidates(frequency: str, n_train: int) -> list[int]:
-    """The seasons worth trying for `frequency`: those the train part holds at least twice."""
-    fitting = [s for s in FREQUENCY_DEFAULTS[frequency][0] if s >= 2 and 2 * s <= n_train]
-    return fitting or [1]
-
-
-def _season_on_validation(series, candidates, why, n_train, n_val, horizon) -> tuple[int, str]:
-    """season=auto: the candidate season whose seasonal naive forecast is best on validation
-    (every validation origin, `horizon` steps each), and the reason."""
-    fitting = [s for s in candidates if s >= 2 and 2 * s <= n_train]
-    if not fitting:
-        if any(s >= 2 for s in candidates):
-            return 1, f"{why}, but the train part ({n_train} steps) holds no season twice"
-        return 1, f"{why}: no season" if series.frequency != "none" else why
-    if len(fitting) == 1:
-        return fitting[0], why
-    target = series.values[:, series.target_index]
-    starts = np.arange(n_train, n_train + n_val - horizon + 1)
-    actual = np.stack([target[o : o + horizon] for o in starts])
-    mae = {
-        s: float(np.mean(np.abs(forecasting.seasonal_naive(target, starts, horizon, s) - actual)))
-        for s in fitting
-    }
-    best = min(fitting, key=lambda s: (mae[s], s))
-    scores = ", ".join(f"{mae[s]:.4g} at {s} steps" for s in fitting)
-    return best, f"{why}; seasonal naive validation MAE {scores}"
-
-
-def swing_grows_with_level(train: np.ndarray, season: int) -> tuple[bool, str]:
-    """Whether a positive series' seasonal swing grows in proportion to its level.
-
-    Per whole season of the train part: the level (mean) and the swing (max - min after
-    removing the season's linear trend). The slope of log swing on log level is about 1 for
-    a multiplicative season and about 0 for an additive one; log is chosen above 0.5.
-    """
-    if (train <= 0).any():
-        return False, "the target has values <= 0"
-    if season < 2 or len(train) < 3 * season:
-        return False, "fewer than 3 whole seasons in the train part"
-    cycles = train[: len(train) // season * season].reshape(-1, season)
-    ramp = np.arange(season)
-    detrended = cycles - np.array([np.polyval(np.polyfit(ramp, c, 1), ramp) for c in cycles])
-    level, swing = cycles.mean(axis=1), np.ptp(detrended, axis=1)
-    if level.max() / level.min() < 1.5 or (swing <= 0).any():
-        return False, "the level changes less than 1.5x over the train part: too little to tell"
-    slope = float(np.polyfit(np.log(level), np.log(swing), 1)[0])
-    grows = slope > 0.5
-    return grows, (
-        f"seasonal swing {'grows' if grows else 'does not grow'} with the level "
-        f"(log-log slope {slope:.2f} over {len(cycles)} seasons)"
-    )
 
 
 def load_data(config: Config, batch_size: int) -> ForecastData:
@@ -281,7 +186,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
     train_target = series.values[: parts["train"][1], target]
     transform = config.target_transform
     if transform == "auto":
-        grows, reason = swing_grows_with_level(train_target, config.season)
+        grows, reason = forecasting.swing_grows_with_level(train_target, config.season)
         transform = auto.pick("target_transform", "log" if grows else "none", reason)
     elif transform == "log" and (series.values[:, target] <= 0).any():
         raise ValueError(
@@ -351,166 +256,8 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
 # ---------------------------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package=NAME)
-class RelativeToLastStep(keras.layers.Layer):
-    """Subtracts each window's last step from every step: [B, T, F] → [B, T, F]."""
-
-    def call(self, inputs, training=False):
-        return inputs - inputs[:, -1:, :]
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class AddLastValue(keras.layers.Layer):
-    """Adds the last step of one input feature to a forecast of changes.
-
-    Args:
-        feature_index: the feature (last axis of the window) whose last value is the base.
-    """
-
-    def __init__(self, feature_index: int, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(feature_index, int) or feature_index < 0:
-            raise ValueError(
-                f"AddLastValue expects feature_index >= 0 (an int), got {feature_index!r}."
-            )
-        self.feature_index = feature_index
-
-    def call(self, inputs, training=False):
-        changes, window = inputs
-        last = window[:, -1, self.feature_index : self.feature_index + 1]
-        return keras.ops.cast(changes, self.compute_dtype) + keras.ops.cast(
-            last, self.compute_dtype
-        )
-
-    def get_config(self):
-        return {**super().get_config(), "feature_index": self.feature_index}
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class AddSeasonalBase(keras.layers.Layer):
-    """Adds the seasonal-naive forecast (the target one season before each step ahead, taken
-    from the window) to a forecast of differences from it.
-
-    Args:
-        feature_index: the target feature (last axis of the window).
-        season: steps per season; the window must hold at least one season.
-    """
-
-    def __init__(self, feature_index: int, season: int, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(feature_index, int) or feature_index < 0:
-            raise ValueError(f"AddSeasonalBase expects feature_index >= 0, got {feature_index!r}.")
-        if not isinstance(season, int) or season < 2:
-            raise ValueError(f"AddSeasonalBase expects season >= 2, got {season!r}.")
-        self.feature_index, self.season = feature_index, season
-
-    def call(self, inputs, training=False):
-        changes, window = inputs
-        last_season = window[:, -self.season :, self.feature_index]
-        index = [h % self.season for h in range(changes.shape[-1])]
-        base = keras.ops.take(last_season, index, axis=1)
-        return keras.ops.cast(changes, self.compute_dtype) + keras.ops.cast(
-            base, self.compute_dtype
-        )
-
-    def get_config(self):
-        return {**super().get_config(), "feature_index": self.feature_index, "season": self.season}
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class AddHoltWintersBase(keras.layers.Layer):
-    """Adds the additive Holt-Winters forecast of the window's target to a forecast of changes
-    from it: a fixed linear map of the window (`forecasting.holt_winters_weights`, with the
-    coefficients fitted on the train part), so the export needs nothing but the weights.
-
-    Args:
-        feature_index: the target feature (last axis of the window).
-        window, horizon: the input and forecast lengths.
-        season: steps per season (1: no season); alpha, beta, gamma: smoothing coefficients
-            (gamma None without a season).
-    """
-
-    def __init__(self, feature_index, window, horizon, season, alpha, beta, gamma, **kwargs):
-        super().__init__(**kwargs)
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"AddHoltWintersBase expects alpha in [0, 1], got {alpha!r}.")
-        self.feature_index, self.window, self.horizon = feature_index, window, horizon
-        self.season, self.alpha, self.beta, self.gamma = season, alpha, beta, gamma
-        weights = forecasting.holt_winters_weights(window, horizon, season, alpha, beta, gamma)
-        self.weights_matrix = keras.ops.convert_to_tensor(weights.astype("float32"))
-
-    def call(self, inputs, training=False):
-        changes, window = inputs
-        base = keras.ops.matmul(
-            keras.ops.cast(window[:, :, self.feature_index], "float32"), self.weights_matrix
-        )
-        return keras.ops.cast(changes, self.compute_dtype) + keras.ops.cast(
-            base, self.compute_dtype
-        )
-
-    def get_config(self):
-        names = ("feature_index", "window", "horizon", "season", "alpha", "beta", "gamma")
-        return {**super().get_config(), **{n: getattr(self, n) for n in names}}
-
-
 RECURRENT = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber"}
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class LogFeature(keras.layers.Layer):
-    """Takes the natural log of one feature of a window [B, T, F] (a positive target).
-
-    Args:
-        feature_index: the feature (last axis) to transform.
-    """
-
-    def __init__(self, feature_index: int, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(feature_index, int) or feature_index < 0:
-            raise ValueError(
-                f"LogFeature expects feature_index >= 0 (an int), got {feature_index!r}."
-            )
-        self.feature_index = feature_index
-
-    def call(self, inputs, training=False):
-        features = keras.ops.shape(inputs)[-1]
-        mask = keras.ops.cast(keras.ops.arange(features) == self.feature_index, inputs.dtype)
-        safe = keras.ops.where(mask > 0, inputs, keras.ops.ones_like(inputs))
-        return inputs * (1 - mask) + keras.ops.log(safe) * mask
-
-    def get_config(self):
-        return {**super().get_config(), "feature_index": self.feature_index}
-
-
-@keras.saving.register_keras_serializable(package=NAME)
-class ScaledMeanAbsoluteError(keras.metrics.Mean):
-    """MAE in original units of forecasts in normalized units (times std, plus mean, and
-    exp when the model forecasts the log of the target)."""
-
-    def __init__(
-        self, scale: float = 1.0, offset: float = 0.0, log: bool = False, name="mae", **kwargs
-    ):
-        super().__init__(name=name, **kwargs)
-        if scale <= 0:
-            raise ValueError(f"ScaledMeanAbsoluteError expects scale > 0, got {scale}.")
-        self.scale, self.offset, self.log = float(scale), float(offset), bool(log)
-
-    def _original(self, y):
-        y = keras.ops.cast(y, "float32") * self.scale + self.offset
-        return keras.ops.exp(y) if self.log else y
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        error = keras.ops.abs(self._original(y_true) - self._original(y_pred))
-        return super().update_state(error, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "scale": self.scale,
-            "offset": self.offset,
-            "log": self.log,
-        }
 
 
 def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
@@ -662,7 +409,7 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
     features = len(spec["features"])
     track = []
     if runtime == "litert":
-        model = unrolled(model)
+        model = convert.unrolled(model)
         track = [model]
 
     def forecast(window):
@@ -686,20 +433,6 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
         },
         track=track,
     )
-
-
-def unrolled(model: keras.Model) -> keras.Model:
-    """A copy of `model` whose LSTM/GRU layers unroll over the (fixed) window, same weights."""
-
-    def clone(layer):
-        config = layer.get_config()
-        if isinstance(layer, tuple(RECURRENT.values())):
-            config["unroll"] = True
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def portable_data(
@@ -763,9 +496,7 @@ def evaluate(model: keras.Model, data: ForecastData, out_dir: str | Path | None)
     spec, series = data.spec, data.series
     window, horizon, target = spec["window"], spec["horizon"], spec["target_index"]
     starts = timeseries.origins(tuple(spec["parts"]["test"]), window, horizon)
-    inputs, actual = timeseries.window_arrays(series.values, target, starts, window, horizon)
-    normalized = model.predict(inputs.astype("float32"), verbose=0).astype("float64")
-    forecast = to_original_units(normalized, spec)
+    forecast, actual = forecast_at(model, data, starts)
     target_series = series.values[:, target]
     scale = forecasting.mase_scale(target_series[: spec["parts"]["train"][1]], spec["season"])
     baselines = {
@@ -821,64 +552,11 @@ def baseline(model: keras.Model, data: ForecastData, config: Config) -> dict[str
         starts[part] = timeseries.origins(tuple(spec["parts"][part]), window, horizon)
         actual[part] = np.stack([target[o : o + horizon] for o in starts[part]])
     scale = forecasting.mase_scale(target[:train_end], season)
-    periods = sorted({*season_candidates(spec["frequency"], train_end), season} - {1})
-    # Least to most flexible: a tie on validation goes to the later one.
-    candidates = {"naive": lambda s, end: forecasting.naive(target, s, horizon)}
-    for p in periods:
-        candidates[f"seasonal naive (season {p})"] = lambda s, end, p=p: forecasting.seasonal_naive(
-            target, s, horizon, p
-        )
-    kind = {"add": "additive", "mul": "multiplicative", None: "no"}
-    for variant in forecasting.holt_winters_candidates(target[:train_end], season):
-        name = f"Holt-Winters ({kind[variant['trend']]} trend, {kind[variant['seasonal']]} season)"
-        candidates[name] = lambda s, end, v=variant: forecasting.holt_winters(
-            target, end, s, horizon, season, **v
-        )
-    start = time.perf_counter()
-    every = np.concatenate([starts["val"], starts["test"]])
-    forecasts = {}
-    for name, forecast in candidates.items():  # fitted on train: one call for both parts
-        val, test = np.split(forecast(every, train_end), [len(starts["val"])])
-        forecasts[name] = {"val": val, "test": test}
-    tried = [
-        {"method": name, "val_mae": forecasting.errors(f["val"], actual["val"], scale)["mae"]}
-        for name, f in forecasts.items()
-    ]
-    best = tried[baselines.pick(tried, "val_mae", higher_is_better=False)]["method"]
-    test_forecast = forecasts[best]["test"]
-    if refit and best.startswith("Holt-Winters"):
-        test_forecast = candidates[best](starts["test"], val_end)
-    test = forecasting.errors(test_forecast, actual["test"], scale)
-    fitted = {
-        "name": best,
-        "settings": {
-            "picked_on": "validation MAE; ties to the more flexible method",
-            "tried": tried,
-            "season": season,
-            "fitted_on": ("train+validation" if refit else "train")
-            + " (Holt-Winters parameters); every origin forecasts from the values before it",
-        },
-        "notes": [],
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    if forecasting.fit_start(train_end, season) > 0:
-        fitted["notes"].append(
-            f"Holt-Winters parameters fitted on the last {forecasting.MAX_FIT_STEPS} steps "
-            "(whole seasons) of the fitted part"
-        )
-
-    def model_forecast_at(origins):
-        windows, _ = timeseries.window_arrays(
-            series.values, spec["target_index"], origins, window, horizon
-        )
-        normalized = model.predict(windows.astype("float32"), verbose=0).astype("float64")
-        return to_original_units(normalized, spec)
-
-    model_forecast = model_forecast_at(starts["test"])
-    model_val_mae = float(np.mean(np.abs(model_forecast_at(starts["val"]) - actual["val"])))
-    best_val_mae = min(t["val_mae"] for t in tried)
-    model_errors = np.abs(model_forecast - actual["test"]).mean(axis=1)  # per origin
-    base_errors = np.abs(test_forecast - actual["test"]).mean(axis=1)
+    periods = forecasting.season_candidates(spec["frequency"], train_end)
+    fitted, forecasts, test_forecast = forecasting.classical_baseline(
+        target, starts, actual, (train_end, val_end), horizon, season, periods, refit
+    )
+    best = fitted["name"]
     tries = []
     if "naive (season" in best:
         tries.append(baselines.Try("season", int(best[:-1].split()[-1]), f"{best} did best"))
@@ -887,38 +565,21 @@ def baseline(model: keras.Model, data: ForecastData, config: Config) -> dict[str
     if (target > 0).all():
         other = "none" if spec["target_transform"] == "log" else "log"
         tries.append(baselines.Try("target_transform", other, "the other target scale"))
-    block = baselines.compare(
-        fitted,
-        {
-            "test_mae": test["mae"],
-            "test_rmse": test["rmse"],
-            "test_mase": test["mase"],
-            "test_mae_by_name": {
-                name: forecasting.errors(f["test"], actual["test"], scale)["mae"]
-                for name, f in forecasts.items()
-            },
-        },
-        metric="test_mae",
-        label="test MAE",
-        model_value=float(model_errors.mean()),
-        base_value=float(base_errors.mean()),
-        higher_is_better=False,
-        test="Diebold-Mariano",
-        p_value=baselines.diebold_mariano_p(model_errors, base_errors, horizon),
-        n=len(starts["test"]),
-        unit="origins",
-        config=config,
-        tries=tries,
-        number_format=".4g",
-        extra={"ratio": round(float(model_errors.mean() / max(base_errors.mean(), 1e-12)), 4)},
+    model_forecasts = {part: forecast_at(model, data, starts[part])[0] for part in starts}
+    return forecasting.compare(
+        fitted, forecasts, test_forecast, model_forecasts, actual, scale, horizon, config, tries
     )
-    block["validation"] = {"model_mae": round(model_val_mae, 6), "baseline_mae": best_val_mae}
-    if best_val_mae <= model_val_mae:
-        block["validation_note"] = (
-            f"On validation {best} (MAE {best_val_mae:.4g}) is as good as or better than the "
-            f"model (MAE {model_val_mae:.4g}): the classical method is the safer choice here."
-        )
-    return block
+
+
+def forecast_at(model: keras.Model, data: ForecastData, origins: np.ndarray):
+    """The model's forecasts from `origins` in original units [origins, horizon], and the
+    actual values there."""
+    spec = data.spec
+    windows, actual = timeseries.window_arrays(
+        data.series.values, spec["target_index"], origins, spec["window"], spec["horizon"]
+    )
+    normalized = model.predict(windows.astype("float32"), verbose=0).astype("float64")
+    return to_original_units(normalized, spec), actual
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,11 +63,10 @@ def test_a_hook_that_fails_is_named_and_nothing_is_left(tmp_path):
     folder = tmp_path / "templates"
     folder.mkdir()
     path = templates.copy_template("bad_eval", "anomaly_autoencoder", folder)
-    source = path.read_text().replace(
-        '    metrics = {\n        "test_roc_auc"',
-        '    raise KeyError("threshold_typo")\n    metrics = {\n        "test_roc_auc"',
-    )
-    path.write_text(source)
+    source = path.read_text()
+    anchor = '    metrics = {f"test_{k}": found[k]'
+    assert anchor in source
+    path.write_text(source.replace(anchor, '    raise KeyError("threshold_typo")\n' + anchor))
     result = subprocess.run(
         [sys.executable, "-m", "ktemplate", "check", "bad_eval", "--dataset", "breast_cancer"],
         cwd=tmp_path,

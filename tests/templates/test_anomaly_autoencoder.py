@@ -3,6 +3,7 @@ import json
 import keras_tuner
 import numpy as np
 import pytest
+from ktemplate.pipelines import novelty
 from ktemplate.templates import anomaly_autoencoder as aa
 
 from ktemplate import baselines, cli, run
@@ -184,7 +185,7 @@ def test_a_refit_champion_keeps_the_validation_normals_for_its_threshold(tmp_pat
 
 def test_ssim_score_is_zero_for_a_perfect_reconstruction_and_grows_with_the_damage():
     spec = {"mean": [0.0], "std": [255.0], "input_shape": [8, 8, 1], "score": "ssim"}
-    assert aa.ssim_filter_size(8, 8) == 5 and aa.ssim_filter_size(64, 32) == 11
+    assert novelty.ssim_filter_size(8, 8) == 5 and novelty.ssim_filter_size(64, 32) == 11
     pixels = aa.load_examples(aa.Config()).x["train"][:4].astype("float32")
 
     def reconstructs(noise):

@@ -13,6 +13,7 @@ from ktemplate.templates import image_cnn
 
 from ktemplate import baselines, cli, run, training
 from ktemplate import files as files_lib
+from ktemplate.config import Resolver
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.images import make_image_folder, write_png
 
@@ -526,13 +527,14 @@ def test_config_dataclass_is_complete():
 
 
 def test_cache_is_in_memory_unless_the_decoded_images_are_large():
-    small = image_cnn.resolve_cache(
-        image_cnn.Config(), {"train": 1000, "val": 100, "test": 200}, (8, 8, 1)
-    )
+    def resolve_cache(config, sizes, shape):
+        return images.resolve_cache(Resolver(config), sizes, shape, image_cnn.MEMORY_CACHE_BYTES)
+
+    small = resolve_cache(image_cnn.Config(), {"train": 1000, "val": 100, "test": 200}, (8, 8, 1))
     assert small.config.cache == "memory"
-    huge = image_cnn.resolve_cache(
+    huge = resolve_cache(
         image_cnn.Config(), {"train": 700_000, "val": 100_000, "test": 200_000}, (64, 64, 3)
     )
     assert huge.config.cache == "none" and "> 2 GiB" in huge.resolved["cache"]["reason"]
-    kept = image_cnn.resolve_cache(image_cnn.Config(cache="memory"), {"train": 10**7}, (64, 64, 3))
+    kept = resolve_cache(image_cnn.Config(cache="memory"), {"train": 10**7}, (64, 64, 3))
     assert kept.config.cache == "memory"

@@ -10,11 +10,11 @@ import keras_tuner
 import numpy as np
 import pytest
 import tensorflow as tf
-from ktemplate.pipelines import text
+from ktemplate.pipelines import hub, text
 from ktemplate.pipelines.sources import DataUnavailableError
 from ktemplate.templates import text_transformer as tt
 
-from ktemplate import cli, run
+from ktemplate import cli, reports, run
 from ktemplate import files as files_lib
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.text import (
@@ -494,9 +494,11 @@ def test_search_space_with_pretrained_vectors_keeps_their_width(tmp_path):
 def test_confident_mistakes_table():
     probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3]])
     labels = np.array([1, 0, 1, 0])
-    mistakes = tt.confident_mistakes(["a", "b|c", "d", "e"], labels, probabilities, ["n", "p"], 5)
+    mistakes = reports.confident_mistakes(
+        ["a", "b|c", "d", "e"], labels, probabilities, ["n", "p"], 5
+    )
     assert [m["text"] for m in mistakes] == ["a", "b|c"]
-    assert "b\\|c" in tt.mistakes_table(mistakes)
+    assert "b\\|c" in reports.mistakes_table(mistakes)
 
 
 FRESH_PROCESS = textwrap.dedent(
@@ -671,7 +673,7 @@ def test_backbone_is_frozen_first_then_fine_tuned(tiny_preset, precision):
         }
         model = tt.build_model(config, spec)
         assert model.output.dtype == "float32"
-        features = tt.hub_preprocessor(spec["backbone"], 16)(
+        features = hub.preprocessor(spec["backbone"], 16)(
             tf.constant(["the great film", "awful film"] * 4)
         )
         labels = np.array([1, 0] * 4)

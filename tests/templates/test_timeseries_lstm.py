@@ -451,7 +451,7 @@ def test_half_hourly_season_is_chosen_on_validation(tmp_path, weekly, season):
     reason = spec["resolved"]["season"]["reason"]
     assert "30-minute time stamps" in reason and "seasonal naive validation MAE" in reason
     assert "at 48 steps" in reason and "at 336 steps" in reason
-    assert timeseries_lstm.season_candidates("30-minute", spec["parts"]["train"][1]) == [48, 336]
+    assert forecasting.season_candidates("30-minute", spec["parts"]["train"][1]) == [48, 336]
 
 
 def test_forecast_baseline_tries_seasonal_naive_at_every_season(tmp_path):
