@@ -631,8 +631,13 @@ def main_for(template_file: str, argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None  # the `ktemplate` command or `python -m ktemplate`
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if as_program and not args.verbose:  # TensorFlow's C++ noise, for the whole process
+        from ktemplate import startup
+
+        startup.filter_process_stderr()
     # The template commands import TensorFlow once their user errors are found (_load_checked).
     if args.command not in ("list", "new", "report", "runs", "show", "train", "tune", "check"):
         _quiet_tensorflow(args.verbose)

@@ -72,3 +72,45 @@ def import_quietly() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+
+
+_FILTER: dict = {}  # the installed process-wide filter: {"real": fd, "thread": Thread}
+
+
+def filter_process_stderr() -> None:
+    """From now on, routes file descriptor 2 through a pipe whose reader forwards every line
+    that is not noise (`is_noise`) to the real stderr: TensorFlow's C++ logs a NodeDef line
+    whenever a tf.data graph is built, long after start-up. The CLI installs it when it runs as
+    a program (not for in-process callers); the pipe is drained and closed at exit, after
+    Python has printed any traceback. With KTEMPLATE_VERBOSE=1 it does nothing."""
+    if os.environ.get("KTEMPLATE_VERBOSE") == "1" or _FILTER:
+        return
+    import atexit
+    import threading
+
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    real = os.dup(2)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    driver = shutil.which("nvidia-smi") is not None
+
+    def forward() -> None:
+        with os.fdopen(read_fd, "rb") as lines:
+            for line in lines:
+                if not is_noise(line.decode("utf-8", "replace").rstrip("\n"), driver):
+                    os.write(real, line)
+
+    thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    thread.start()
+    _FILTER.update(real=real, thread=thread)
+    atexit.register(_restore_stderr)
+
+
+def _restore_stderr() -> None:
+    """Points fd 2 back at the real stderr (closing the pipe) and lets the reader finish."""
+    if not _FILTER:
+        return
+    sys.stderr.flush()
+    os.dup2(_FILTER["real"], 2)  # the pipe's last writer goes: the reader reads to its end
+    _FILTER["thread"].join(timeout=5)  # a child process may still hold the pipe open

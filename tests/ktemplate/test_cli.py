@@ -215,3 +215,25 @@ def test_tensorflow_startup_banners_are_hidden_unless_verbose(tmp_path):
     for noise in ("absl::InitializeLog", "oneDNN", "cudart_stub", "cuInit"):
         if noise != "cuInit" or not driver:
             assert noise not in quiet, quiet
+
+
+def test_noise_after_start_up_is_filtered_for_the_whole_process():
+    # tf.data prints a NodeDef line whenever it builds a graph; real lines and a traceback at
+    # exit still come through.
+    code = """
+import os
+from ktemplate import startup
+startup.filter_process_stderr()
+os.write(2, b"E0000 00:00:1.0 1 node_def_util.cc:682] NodeDef mentions attribute "
+            b"use_unbounded_threadpool which is not in the op definition\\n")
+os.write(2, b"a real error line\\n")
+raise RuntimeError("the last words")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "KTEMPLATE_VERBOSE"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 1
+    assert "NodeDef" not in result.stderr
+    assert "a real error line" in result.stderr
+    assert "RuntimeError: the last words" in result.stderr
