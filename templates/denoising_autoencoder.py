@@ -356,21 +356,20 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
 def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
     """PSNR/SSIM of the whole test images, denoised and noisy; writes denoising.png."""
     names = data.spec["names"]["test"]
+    digits = {"psnr": 3, "ssim": 4, "noisy_psnr": 3, "noisy_ssim": 4}  # rounding of the scores
     rows, shown = [], []
     for noisy, clean in data.test.as_numpy_iterator():
         denoised = np.clip(model(noisy, training=False).numpy(), 0.0, 1.0)
         for i in range(len(noisy)):
             psnr_out, ssim_out = reports.image_quality(clean[i], denoised[i])
             psnr_in, ssim_in = reports.image_quality(clean[i], noisy[i])
-            names_scores = ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
-            values = (psnr_out, ssim_out, psnr_in, ssim_in)
-            scores = zip(names_scores, values, strict=True)
-            rows.append({"image": names[len(rows)]} | {k: round(v, 4) for k, v in scores})
+            row = {"psnr": psnr_out, "ssim": ssim_out, "noisy_psnr": psnr_in, "noisy_ssim": ssim_in}
+            rounded = {k: round(v, digits[k]) for k, v in row.items()}
+            rows.append({"image": names[len(rows)]} | rounded)
             if len(shown) < 8:
                 shown.append((names[len(rows) - 1], clean[i], noisy[i], denoised[i], rows[-1]))
     metrics = {
-        f"test_{key}": round(float(np.mean([r[key] for r in rows])), 4 if "ssim" in key else 3)
-        for key in ("psnr", "ssim", "noisy_psnr", "noisy_ssim")
+        f"test_{key}": round(float(np.mean([r[key] for r in rows])), n) for key, n in digits.items()
     }
     metrics |= {
         "test_images": len(rows),
