@@ -107,6 +107,13 @@ def filter_process_stderr() -> None:
     atexit.register(_restore_stderr)
 
 
+def real_stderr() -> int | None:
+    """The process's own stderr behind the filter (a file descriptor), for a helper process
+    whose last words must not wait on this one (e.g. a watchdog that then kills it); None
+    when no filter is installed (the helper inherits stderr as usual)."""
+    return _FILTER.get("real")
+
+
 def _restore_stderr() -> None:
     """Points fd 2 back at the real stderr (closing the pipe) and lets the reader finish."""
     if not _FILTER:

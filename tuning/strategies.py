@@ -125,8 +125,11 @@ def _multi_worker(timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
         "reached at its address. Start every worker with the same cluster and its own task "
         "index (or use --workers N on one machine); KTEMPLATE_CLUSTER_TIMEOUT sets the wait.\n"
     )
-    watchdog = subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), message]
+    from ktemplate import startup
+
+    watchdog = subprocess.Popen(  # it writes past the stderr filter: it kills this process
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), message],
+        stderr=startup.real_stderr(),
     )
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
