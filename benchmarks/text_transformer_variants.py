@@ -85,7 +85,7 @@ def unlabelled_token_ids(config, spec) -> np.ndarray:
         splits = text.load_text(name)
         sets += [splits.train, splits.val, splits.test]
     texts = [t.decode("utf-8") for ds in sets for t, _ in ds.as_numpy_iterator()]
-    ids = tt.vectorizer(spec)(tf.constant(texts)).numpy()
+    ids = text.token_vectorizer(spec)(tf.constant(texts)).numpy()
     return ids[(ids > 0).sum(axis=1) >= 3]  # a text needs context around its masked words
 
 

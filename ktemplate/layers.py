@@ -153,6 +153,36 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package="text_transformer")
+class WideLinear(keras.layers.Layer):
+    """A linear model over (feature id, weight) pairs, `text.WideFeatures`' output: for each
+    text, scale * (sum of weight * kernel[id] + bias), [batch, units]. The kernel starts at
+    zero (the model starts as the encoder alone); `scale` multiplies the step Adam takes on
+    these weights (a linear model over sparse TF-IDF needs a larger one than the encoder). Id
+    0 with weight 0 pads."""
+
+    def __init__(self, features: int, units: int, scale: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.features, self.units, self.scale = int(features), int(units), float(scale)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight((self.features, self.units), "zeros", name="kernel")
+        self.bias = self.add_weight((self.units,), "zeros", name="bias")
+
+    def call(self, inputs):
+        ids, values = inputs
+        rows = keras.ops.take(self.kernel, ids, axis=0)  # [batch, length, units]
+        summed = keras.ops.sum(keras.ops.expand_dims(values, -1) * rows, axis=1)
+        return self.scale * (summed + self.bias)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "features": self.features, "units": self.units,
+                "scale": self.scale}  # fmt: skip
+
+
 # keras.applications backbones that take raw 0..255 RGB pixels (preprocessing built in).
 APPLICATIONS = {
     "mobilenet_v3_small": "MobileNetV3Small",

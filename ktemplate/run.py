@@ -369,11 +369,13 @@ def average_models(models: list[keras.Model], name: str = "ensemble") -> keras.M
     """One model whose outputs are the element-wise mean of `models`' (same inputs/outputs)."""
     if len(models) == 1:
         return models[0]
-    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in models[0].inputs]
+    inputs = keras.tree.map_structure(  # the members' own structure: a tensor, list or dict
+        lambda t: keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name), models[0].input
+    )
     outputs = []
     for i, model in enumerate(models):
         model.name = f"member_{i}"
-        result = model(inputs if len(inputs) > 1 else inputs[0])
+        result = model(inputs)
         outputs.append(result if isinstance(result, list | tuple) else [result])
     averaged = [keras.layers.Average()(list(group)) for group in zip(*outputs, strict=True)]
     return keras.Model(inputs, averaged if len(averaged) > 1 else averaged[0], name=name)

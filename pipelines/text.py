@@ -483,6 +483,179 @@ def standardize_words(words: list[str], standardize: str | None) -> list[str]:
     return [w.decode("utf-8") for w in x.numpy()]
 
 
+# ---------------------------------------------------------------------------------------------
+# The wide part's features: TF-IDF of word 1-2-grams and character 2-5-grams (scikit-learn's
+# TfidfVectorizer recipe: sublinear tf, smooth idf, each part L2-normalized), as fixed-length
+# (feature id, weight) pairs a model can gather from, on any runtime
+# ---------------------------------------------------------------------------------------------
+
+WIDE_PARTS = {"word": ("word",), "word_char": ("word", "char")}
+WIDE_MAX_FEATURES = 100_000  # most frequent train n-grams kept per part
+WIDE_MAX_LENGTH = 2048  # most (feature, weight) pairs per text; a longer text keeps its first
+
+
+def char_wb(texts: tf.Tensor) -> tf.RaggedTensor:
+    """Character 2-5-grams inside word boundaries, each word padded with a space (scikit-learn's
+    analyzer="char_wb"): strings [batch] → ragged n-grams [batch, None]."""
+    words = tf.strings.split(texts)
+    chars = tf.strings.unicode_split(" " + words + " ", "UTF-8")
+    grams = [tf.strings.ngrams(chars, n, separator="").merge_dims(1, 2) for n in (2, 3, 4, 5)]
+    return tf.concat(grams, axis=1)
+
+
+def _wide_layer(part: str, output_mode: str, **kwargs) -> keras.layers.TextVectorization:
+    options = (
+        {"standardize": "lower_and_strip_punctuation", "ngrams": 2}
+        if part == "word"
+        else {"standardize": "lower", "split": char_wb}
+    )
+    return keras.layers.TextVectorization(output_mode=output_mode, **options, **kwargs)
+
+
+def wide_vocabulary(train: tf.data.Dataset, wide: str) -> dict:
+    """Each part's train n-grams (the WIDE_MAX_FEATURES most frequent) with their smooth idf,
+    log((1 + n) / (1 + df)) + 1, and `length`: the most features one train text has (at most
+    WIDE_MAX_LENGTH): what `WideFeatures` rebuilds the features from."""
+    texts = train.map(lambda t, y: t).batch(1024)
+    found = {"parts": {}}
+    lengths = 0
+    for part in WIDE_PARTS[wide]:
+        layer = _wide_layer(part, "int", max_tokens=WIDE_MAX_FEATURES + 2)
+        layer.adapt(texts)
+        vocabulary = [t for t in layer.get_vocabulary() if t not in ("", "[UNK]")]
+        present = _wide_layer(part, "multi_hot", vocabulary=vocabulary, sparse=True)
+        df, n, per_text = np.zeros(len(vocabulary) + 1), 0, []
+        for batch in texts:
+            hot = present(batch)
+            df += np.bincount(hot.indices[:, 1].numpy(), minlength=len(df))
+            per_text.append(np.bincount(hot.indices[:, 0].numpy(), minlength=len(batch)))
+            n += len(batch)
+        idf = np.log((1.0 + n) / (1.0 + df[1:])) + 1.0
+        found["parts"][part] = {"vocabulary": vocabulary, "idf": np.round(idf, 6).tolist()}
+        lengths = lengths + np.concatenate(per_text)
+    found["length"] = int(min(WIDE_MAX_LENGTH, max(1, int(np.max(lengths)))))
+    return found
+
+
+class WideFeatures(keras.layers.Layer):
+    """Strings [batch] → `wide_ids` int64 [batch, length] and `wide_values` float32 [batch,
+    length]: each text's features (id 0 with weight 0 pads), ids numbered across the parts
+    from 1, weights (1 + log tf) * idf, L2-normalized per part. A Keras layer (TensorFlow
+    ops), so it runs in tf.data, in a functional model over strings and in the export."""
+
+    def __init__(self, wide: dict, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self._convert_input_args = False  # strings in, as TextVectorization takes them
+        self.length = wide["length"]
+        self.parts, offset = [], 1
+        for part, found in wide["parts"].items():
+            layer = _wide_layer(part, "count", vocabulary=found["vocabulary"], sparse=True)
+            idf = tf.constant([0.0, *found["idf"]], tf.float32)  # index 0: out of vocabulary
+            self.parts.append((layer, idf, offset - 1))
+            offset += len(found["vocabulary"])
+        self.size = offset  # ids 1..size-1, and 0 for padding
+
+    def call(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
+        rows, ids, values = [], [], []
+        for layer, idf, offset in self.parts:
+            counts = layer(texts)
+            row, column = counts.indices[:, 0], counts.indices[:, 1]
+            keep = column > 0  # out-of-vocabulary n-grams carry no weight
+            row, column = tf.boolean_mask(row, keep), tf.boolean_mask(column, keep)
+            tf_ = 1.0 + tf.math.log(tf.cast(tf.boolean_mask(counts.values, keep), tf.float32))
+            weight = tf_ * tf.gather(idf, column)
+            rows_n = tf.cast(tf.shape(texts)[0], tf.int64)
+            norm = tf.math.unsorted_segment_sum(weight * weight, row, rows_n)
+            weight = weight / tf.gather(tf.sqrt(norm) + 1e-12, row)
+            rows.append(row)
+            ids.append(column + offset)
+            values.append(weight)
+        row = tf.concat(rows, 0)
+        order = tf.argsort(row, stable=True)  # row-major, each part's features in order
+        row = tf.gather(row, order)
+        nrows = tf.cast(tf.shape(texts)[0], tf.int64)
+        shape = [None, self.length]
+
+        def padded(x):
+            ragged = tf.RaggedTensor.from_value_rowids(tf.gather(x, order), row, nrows)
+            return ragged.to_tensor(shape=shape)
+
+        return {
+            "wide_ids": padded(tf.concat(ids, 0)),
+            "wide_values": padded(tf.concat(values, 0)),
+        }
+
+    def compute_output_spec(self, texts):
+        shape = (texts.shape[0], self.length)
+        return {
+            "wide_ids": keras.KerasTensor(shape, "int64"),
+            "wide_values": keras.KerasTensor(shape, "float32"),
+        }
+
+
+def wide_portable(wide: dict) -> tuple[list, dict, dict, dict]:
+    """The wide part's inputs for a converted model, which has no string ops: (signature,
+    sample, notes, assets with `wide_features.tsv`, line i its feature i and idf)."""
+    length = wide["length"]
+    size = 1 + sum(len(p["vocabulary"]) for p in wide["parts"].values())
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, size, (4, length))
+    ids[:, length // 2 :] = 0  # padding, as short texts have
+    values = (rng.random((4, length)) * (ids > 0)).astype("float32")
+    lines = [
+        f"{feature}\t{idf}"
+        for part in wide["parts"].values()
+        for feature, idf in zip(part["vocabulary"], part["idf"], strict=True)
+    ]
+    chars = ", then character 2-5-grams of each lower-cased word padded with a space"
+    note = (
+        f"wide_ids int64, wide_values float32 [batch, {length}]: the text's TF-IDF features "
+        "as (id, weight) pairs, then id 0 with weight 0 to the length. Features: word 1-2-grams "
+        "(lower-case, ASCII punctuation removed, words joined by a space)"
+        f"{chars if len(wide['parts']) > 1 else ''}; id = the line of wide_features.tsv (from "
+        "1); weight = (1 + ln count) * its idf, each part L2-normalized; features not in the "
+        "file are left out"
+    )
+    return (
+        [
+            tf.TensorSpec([None, length], tf.int64, name="wide_ids"),
+            tf.TensorSpec([None, length], tf.float32, name="wide_values"),
+        ],
+        {"wide_ids": ids.astype("int64"), "wide_values": values},
+        {"wide": note, "wide_features": "wide_features.tsv"},
+        {"wide_features.tsv": "\n".join(lines) + "\n"},
+    )
+
+
+SEQUENCE_PERCENTILE = 90  # sequence_length=auto covers this share of the train texts whole
+
+
+def pick_sequence_length(auto, counts: np.ndarray, what: str, limit: int) -> None:
+    """sequence_length=auto: the SEQUENCE_PERCENTILE of the train texts' token counts, rounded
+    up to a multiple of 8, 8..limit."""
+    high = float(np.percentile(counts, SEQUENCE_PERCENTILE))
+    auto.pick(
+        "sequence_length",
+        int(min(limit, max(8, 8 * np.ceil(high / 8)))),
+        f"{SEQUENCE_PERCENTILE}th percentile of the train texts' counts of {what} is {high:.0f} "
+        f"(longest {int(counts.max())}), rounded up to a multiple of 8, at most {limit}",
+    )
+
+
+def token_vectorizer(spec: dict) -> keras.layers.TextVectorization:
+    """Strings → token ids [batch, sequence_length] with the train split's vocabulary
+    (ragged, every token kept, when the spec's sequence_length is None)."""
+    return keras.layers.TextVectorization(
+        standardize=None if spec["standardize"] == "none" else spec["standardize"],
+        output_mode="int",
+        output_sequence_length=spec["sequence_length"],
+        ragged=spec["sequence_length"] is None,
+        ngrams=spec.get("ngrams", 1) if spec.get("ngrams", 1) > 1 else None,
+        vocabulary=spec["vocabulary"],
+        name="vectorizer",
+    )
+
+
 def vectorize_recipe(standardize: str, ngrams: int, length: int) -> str:
     """In words, how `TextVectorization` turns a text into token ids (for callers of a
     converted model, which has no string ops)."""

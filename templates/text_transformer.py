@@ -1,4 +1,5 @@
-"""Text classification (or regression) with a small Transformer encoder trained from scratch.
+"""Text classification (or regression): a small Transformer encoder and a linear model over
+TF-IDF n-grams (wide & deep), each on or off as validation says.
 
 Data: by default 10,605 movie-review sentences rated by people from -4 to +4 (Hutto and
 Gilbert, ICWSM 2014; MIT license) from the vaderSentiment 3.3.2 source distribution (fetched
@@ -6,28 +7,29 @@ once with `pip download`, checked against its sha256). Label = sign of the ratin
 ratings dropped); fixed stratified 70/10/20 split. Also `vader_tweets`, `vader_amazon`,
 `vader_nyt`, `tfds:NAME`, `dir:PATH` (a sub-folder of .txt files per class) and `csv:PATH`.
 
-Model: `TextVectorization` (train-split vocabulary) → token + position embeddings →
-`transformer_layers` encoder blocks (`ktemplate/layers.py`) → masked pooling → softmax head;
-`members` (5) such models averaged. Vectorization runs in the `tf.data` pipeline (no string
-ops in the compiled step); `text_model` puts it in front of the model for evaluation and the
-export. `embeddings=PATH` starts from word vectors (GloVe/word2vec text, or NAME.npy +
-NAME.words) and then, with `wide=auto`, adds a linear model over the tokens (wide & deep).
-`backbone=PRESET|PATH` swaps the encoder for a keras-hub backbone, frozen then fine-tuned
-(its export needs tensorflow-text's ops when served). Figures: benchmarks/RESULTS.md.
+Model: deep — `TextVectorization` (train-split vocabulary) → token + position embeddings →
+`transformer_layers` encoder blocks (`ktemplate/layers.py`) → masked pooling → logits; wide —
+TF-IDF of word 1-2-grams and character 2-5-grams (`pipelines.text.WideFeatures`) → a linear
+layer; their logits summed → softmax. `wide=auto, deep=auto` picks wide & deep, wide only or
+deep only by short fits on validation; `members` models averaged (5 with the encoder).
+Features are computed in the `tf.data` pipeline; `text_model` puts the same computation in
+front of the model for evaluation and the export. `embeddings=PATH` starts the encoder from
+word vectors; `backbone=PRESET|PATH` swaps it for a keras-hub backbone, frozen then
+fine-tuned (its export needs tensorflow-text's ops). Figures: benchmarks/RESULTS.md.
 
 Export: `serve` takes `tf.string` [batch] and returns `probabilities`, `class_id` and
 `class_name` (regression: `prediction`). Empty texts get the prior, not an error.
 
-What runs, in order (`ktemplate/lifecycle.py`): load_data (vocabulary from train; resolves
-sequence_length, embed_dim, wide, class_weight) → build_model → fit (→ fine_tune a backbone)
-× members, averaged → evaluate → baseline (TF-IDF + a linear model) → export.
+What runs, in order (`ktemplate/lifecycle.py`): load_data (vocabularies from train; resolves
+sequence_length, embed_dim, members, class_weight) → candidates (wide × deep, short fits) →
+build_model → fit (→ fine_tune a backbone) × members, averaged → evaluate → baseline (TF-IDF
++ a linear model) → export.
 
 Adapt it: `ktemplate new my_task --from text_transformer`, then change `Config` defaults, the
 data section (`load_data`) and `build_model`; the rest (training, tuning, export) is shared.
 
     ktemplate train text_transformer
     ktemplate train text_transformer --dataset csv:tickets.csv --set text_column=body
-    ktemplate predict saved_models/text_transformer/<run-id>/export "what a great film" lines.txt
 """
 
 from __future__ import annotations
@@ -55,12 +57,20 @@ from ktemplate.config import (
     TrainingConfig,
 )
 from ktemplate.contract import Data
-from ktemplate.layers import MaskedPooling, TokenAndPositionEmbedding, TransformerEncoderBlock
+from ktemplate.layers import (
+    MaskedPooling,
+    TokenAndPositionEmbedding,
+    TransformerEncoderBlock,
+    WideLinear,
+)
 
 NAME = "text_transformer"
 TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
 MISTAKES_SHOWN = 10  # rows of the most-confident-mistakes table
 
+WIDE_OFF = ("auto", "none")  # wide values that add no linear part (auto: until chosen)
+DEEP_MEMBERS = 5  # members=auto with the encoder (one model: -0.01 accuracy, movie sentences)
+WIDE_SCALE = 10.0  # the wide part's step size, relative to the encoder's (validation, 2 sets)
 Standardize = Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
 
 # ---------------------------------------------------------------------------------------------
@@ -89,8 +99,9 @@ class Config(TrainingConfig):
     ff_dim: PositiveInt = 64  # hidden units of each block's feed-forward network
     transformer_layers: PositiveInt = 1  # encoder blocks
     pooling: Literal["mean", "max"] = "mean"  # how token vectors become one text vector
-    wide: bool | Literal["auto"] = "auto"  # + a linear model over the tokens; auto: with vectors
-    members: PositiveInt = 5  # models (seeds seed, seed+1, ...); probabilities averaged
+    wide: Literal["auto", "none", "word", "word_char"] = "auto"  # TF-IDF n-gram linear part
+    deep: Literal["auto", "transformer", "none"] = "auto"  # the encoder; auto: on validation
+    members: PositiveInt | Auto = "auto"  # models averaged; auto: 5 with the encoder, else 1
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
     embeddings: str = "none"  # pretrained word vectors: a GloVe/word2vec text file or NAME.npy
     embeddings_trainable: bool = True  # fine-tune the pretrained vectors with the model
@@ -108,14 +119,15 @@ class Config(TrainingConfig):
                 "NAME.words beside it)."
             )
         if self.backbone != "none":  # a backbone brings its own tokens and embeddings
-            scratch = {"embeddings": self.embeddings != "none", "wide": self.wide is True}
-            for key in [
-                k for k, v in {**scratch, "token_dropout": self.token_dropout}.items() if v
-            ]:
+            used = {"embeddings": self.embeddings != "none", "wide": self.wide not in WIDE_OFF,
+                    "deep": self.deep == "none", "token_dropout": self.token_dropout}  # fmt: skip
+            for key in [k for k, v in used.items() if v]:
                 raise ValueError(
                     f"Config keys 'backbone' and {key!r} exclude each other: {key} works on the "
                     f"from-scratch model only; leave it at its default with a backbone."
                 )
+        if self.deep == "none" and (self.wide == "none" or self.embeddings != "none"):
+            raise ValueError("deep=none leaves the wide part alone: set wide, and no embeddings.")
         if self.embed_dim != "auto" and self.embed_dim % self.num_heads:
             raise ValueError(
                 f"Config key 'embed_dim' ({self.embed_dim}) must be a multiple of 'num_heads' "
@@ -128,7 +140,6 @@ class Config(TrainingConfig):
 # ---------------------------------------------------------------------------------------------
 
 
-SEQUENCE_PERCENTILE = 90  # sequence_length=auto covers this share of the train texts whole
 MAX_AUTO_SEQUENCE_LENGTH = 256  # ... up to this many tokens (attention cost grows squared)
 UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is this much larger
 DEFAULT_EMBED_DIM = 32  # embed_dim=auto without pretrained vectors
@@ -138,7 +149,7 @@ def load_data(config: Config, batch_size: int) -> Data:
     """Loads the configured source; train/val batches are token ids, test batches raw strings.
 
     The vocabulary is computed from the train split only and carried in the spec, with the
-    standardization and sequence length, so `vectorizer(spec)` rebuilds the same mapping.
+    standardization and sequence length, so `text.token_vectorizer(spec)` rebuilds it.
     `sequence_length=auto` is the 90th percentile of the train texts' token counts (rounded up
     to a multiple of 8, 8..256); `class_weight=auto` is balanced when the train split's
     classes are unbalanced.
@@ -172,19 +183,17 @@ def load_data(config: Config, batch_size: int) -> Data:
     for warning in splits.warnings:
         auto.warn(warning)
     if auto.is_auto("sequence_length"):
-        counts = text.token_counts(splits.train, vectorizer({**spec, "sequence_length": None}))
-        _pick_length(auto, counts, "tokens", MAX_AUTO_SEQUENCE_LENGTH)
+        counts = text.token_counts(
+            splits.train, text.token_vectorizer({**spec, "sequence_length": None})
+        )
+        text.pick_sequence_length(auto, counts, "tokens", MAX_AUTO_SEQUENCE_LENGTH)
     spec["sequence_length"] = auto.config.sequence_length
     init = word_vectors.resolve_width(config, vocabulary, len(added), auto, DEFAULT_EMBED_DIM)
-    auto.pick(
-        "wide",
-        wide_default(config),
-        "pretrained vectors: a linear model over the tokens beside the encoder (validation "
-        "accuracy +0.02 on the movie sentences)"
-        if config.embeddings != "none"
-        else "no pretrained vectors: the encoder alone (the linear part did not help on "
-        "validation without them)",
-    )
+    if config.wide not in WIDE_OFF:
+        spec["wide"] = text.wide_vocabulary(splits.train, config.wide)
+    spec["deep"] = config.deep != "none"
+    why = "with the encoder, seeds differ" if spec["deep"] else "a linear part alone is convex"
+    auto.pick("members", DEEP_MEMBERS if spec["deep"] else 1, why)
     if init is not None:
         spec["embeddings"] = {
             "path": str(Path(config.embeddings).resolve()),
@@ -200,7 +209,7 @@ def load_data(config: Config, batch_size: int) -> Data:
     else:
         spec.update(tasks.target_stats(np.concatenate([y for _, y in splits.train.batch(8192)])))
     spec.update(auto.spec())
-    tokens = vectorizer(spec)
+    tokens = features(spec)
     return Data(
         train=text.prepare(
             splits.train,
@@ -218,18 +227,6 @@ def load_data(config: Config, batch_size: int) -> Data:
     )
 
 
-def _pick_length(auto: Resolver, counts: np.ndarray, what: str, limit: int) -> None:
-    """sequence_length=auto: the SEQUENCE_PERCENTILE of the train texts' token counts, rounded
-    up to a multiple of 8, 8..limit."""
-    high = float(np.percentile(counts, SEQUENCE_PERCENTILE))
-    auto.pick(
-        "sequence_length",
-        int(min(limit, max(8, 8 * np.ceil(high / 8)))),
-        f"{SEQUENCE_PERCENTILE}th percentile of the train texts' counts of {what} is {high:.0f} "
-        f"(longest {int(counts.max())}), rounded up to a multiple of 8, at most {limit}",
-    )
-
-
 def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> Data:
     """load_data with a keras-hub backbone: its own tokenizer and packer in the pipeline."""
     sizes = splits.counted_sizes()
@@ -238,7 +235,7 @@ def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> 
         auto.warn(warning)
     if auto.is_auto("sequence_length"):
         limit = min(MAX_AUTO_SEQUENCE_LENGTH, hub.max_length(config.backbone, 512))
-        _pick_length(
+        text.pick_sequence_length(
             auto, hub.token_counts(splits.train, config.backbone), "the backbone's tokens", limit
         )
     spec = {
@@ -262,25 +259,33 @@ def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> 
     )
 
 
-def wide_default(config: Config) -> bool:
-    """wide=auto: on with pretrained vectors. Chosen on validation accuracy of the default
-    ensemble on the movie sentences, seeds 42-44: +0.016 to +0.021 with GloVe 6B 50d, -0.001
-    to -0.005 without vectors (benchmarks/RESULTS.md)."""
-    return config.embeddings != "none"
+def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """wide=auto and deep=auto: wide & deep (TF-IDF of word and character n-grams beside the
+    encoder), the wide part alone, or the encoder alone, by short fits on validation
+    (`ktemplate.lifecycle`); with pretrained vectors the encoder stays."""
+    if config.backbone != "none" or (config.wide != "auto" and config.deep != "auto"):
+        return None
+    found = {"wide & deep": ("word_char", "transformer"), "wide only": ("word_char", "none"),
+             "deep only": ("none", "transformer")}  # fmt: skip
+    fixed = {k: getattr(config, k) for k in ("wide", "deep") if getattr(config, k) != "auto"}
+    if config.embeddings != "none":
+        fixed["deep"] = "transformer"
+    kept = {}
+    for name, (wide, deep) in found.items():
+        fields = {"wide": wide, "deep": deep, **fixed}
+        if fields not in kept.values() and (fields["wide"], fields["deep"]) != ("none", "none"):
+            kept[name] = fields
+    return kept if len(kept) > 1 else None
 
 
-def vectorizer(spec: dict[str, Any]) -> keras.layers.TextVectorization:
-    """Strings → token ids [batch, sequence_length] with the train split's vocabulary
-    (ragged, every token kept, when the spec's sequence_length is None)."""
-    return keras.layers.TextVectorization(
-        standardize=None if spec["standardize"] == "none" else spec["standardize"],
-        output_mode="int",
-        output_sequence_length=spec["sequence_length"],
-        ragged=spec["sequence_length"] is None,
-        ngrams=spec.get("ngrams", 1) if spec.get("ngrams", 1) > 1 else None,
-        vocabulary=spec["vocabulary"],
-        name="vectorizer",
-    )
+def features(spec: dict[str, Any]):
+    """Strings [batch] → the model's inputs: token ids (the encoder), `text.WideFeatures` (the
+    wide part), or a dict of both."""
+    deep = text.token_vectorizer(spec) if spec.get("deep", True) else None
+    wide = text.WideFeatures(spec["wide"]) if "wide" in spec else None
+    if wide is None:
+        return deep
+    return wide if deep is None else lambda texts: {"token_ids": deep(texts), **wide(texts)}
 
 
 def _standardize(config: Config) -> str | None:
@@ -325,44 +330,44 @@ def fine_tune(model: keras.Model, config: Config, spec: dict[str, Any]):
 
 
 def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
-    """Builds and compiles the classifier over token ids, int64 [batch, sequence_length] (with
-    a backbone: over its preprocessor's dict of token ids and padding mask)."""
+    """Builds and compiles the model over `features(spec)`: token ids, int64 [batch,
+    sequence_length], for the encoder; wide_ids and wide_values [batch, length] for the wide
+    part; a dict of them when both (a backbone: its preprocessor's dict)."""
     if config.backbone != "none":
         return _build_backbone_model(config, spec)
-    token_ids = keras.Input(shape=(spec["sequence_length"],), dtype="int64", name="token_ids")
-    padding_mask = keras.ops.not_equal(token_ids, 0)
-    vocab_size = len(spec["vocabulary"]) + 2  # + padding and out-of-vocabulary tokens
-    x = TokenAndPositionEmbedding(
-        vocab_size, spec["sequence_length"], config.embed_dim, name="embedding"
-    )(token_ids)
-    x = keras.layers.Dropout(config.dropout)(x)
-    for i in range(config.transformer_layers):
-        x = TransformerEncoderBlock(
-            config.embed_dim,
-            config.num_heads,
-            config.ff_dim,
-            config.dropout,
-            config.activation,
-            name=f"encoder_{i}",
-        )(x, padding_mask=padding_mask)
-    x = MaskedPooling(config.pooling, name="pooling")(x, padding_mask=padding_mask)
-    x = keras.layers.Dropout(config.dropout)(x)
     kind = spec.get("task", "classification")
     units = len(spec["class_names"]) if kind == "classification" else 1
-    x = keras.layers.Dense(units, kernel_regularizer=training.regularizer(config))(x)
-    if wide_default(config) if config.wide == "auto" else config.wide:
-        # One weight per class (or output) and token, summed over the text's tokens (a linear
-        # model on token counts, trained with the encoder); a mean trained too slowly to matter.
-        bag = keras.layers.Embedding(
-            vocab_size, units, embeddings_initializer="zeros", name="wide"
+    inputs, logits = {}, []
+    if spec.get("deep", True):
+        token_ids = inputs["token_ids"] = keras.Input(
+            shape=(spec["sequence_length"],), dtype="int64", name="token_ids"
+        )
+        padding_mask = keras.ops.not_equal(token_ids, 0)
+        vocab_size = len(spec["vocabulary"]) + 2  # + padding and out-of-vocabulary tokens
+        x = TokenAndPositionEmbedding(
+            vocab_size, spec["sequence_length"], config.embed_dim, name="embedding"
         )(token_ids)
-        bag = MaskedPooling("sum", name="wide_pooling")(bag, padding_mask=padding_mask)
-        x = keras.layers.Add(name="wide_and_deep")([x, bag])
+        x = keras.layers.Dropout(config.dropout)(x)
+        for i in range(config.transformer_layers):
+            x = TransformerEncoderBlock(
+                config.embed_dim, config.num_heads, config.ff_dim, config.dropout,
+                config.activation, name=f"encoder_{i}",
+            )(x, padding_mask=padding_mask)  # fmt: skip
+        x = MaskedPooling(config.pooling, name="pooling")(x, padding_mask=padding_mask)
+        x = keras.layers.Dropout(config.dropout)(x)
+        logits.append(keras.layers.Dense(units, kernel_regularizer=training.regularizer(config))(x))
+    if "wide" in spec:  # a linear model over TF-IDF n-grams, trained with the encoder
+        for name, dtype in (("wide_ids", "int64"), ("wide_values", "float32")):
+            inputs[name] = keras.Input(shape=(spec["wide"]["length"],), dtype=dtype, name=name)
+        size = 1 + sum(len(p["vocabulary"]) for p in spec["wide"]["parts"].values())
+        wide = WideLinear(size, units, WIDE_SCALE, dtype="float32", name="wide")
+        logits.append(wide([inputs["wide_ids"], inputs["wide_values"]]))
+    x = logits[0] if len(logits) == 1 else keras.layers.Add(name="wide_and_deep")(logits)
     if kind == "classification":  # float32 softmax: stable probabilities in mixed precision
         outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     else:
         outputs = tasks.to_target_units(x, spec["target_mean"], spec["target_std"])
-    model = keras.Model(token_ids, outputs, name=NAME)
+    model = keras.Model(inputs if len(inputs) > 1 else [*inputs.values()][0], outputs, name=NAME)
     if config.embeddings != "none":
         token_embedding = model.get_layer("embedding").token_embedding
         init = word_vectors.pretrained(config.embeddings, spec["vocabulary"], config.seed)
@@ -373,12 +378,12 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
 
 
 def text_model(model: keras.Model, spec: dict[str, Any]) -> keras.Model:
-    """`model` behind the train split's `TextVectorization`: raw strings [batch] in."""
+    """`model` behind `features(spec)` (a backbone: its preprocessor): raw strings [batch] in."""
     texts = keras.Input(shape=(), dtype="string", name="text")
     if "backbone" in spec:
-        features = hub.preprocessor(spec["backbone"], spec["sequence_length"])(texts)
-        return keras.Model(texts, model(features), name=f"{NAME}_text")
-    return keras.Model(texts, model(vectorizer(spec)(texts)), name=f"{NAME}_text")
+        inputs = hub.preprocessor(spec["backbone"], spec["sequence_length"])(texts)
+        return keras.Model(texts, model(inputs), name=f"{NAME}_text")
+    return keras.Model(texts, model(features(spec)(texts)), name=f"{NAME}_text")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,9 +428,6 @@ def search_space(hp, config: Config) -> Config:
         ),
         vocab_size=hp.Choice("vocab_size", [5000, 8000, 10000, 20000], default=config.vocab_size),
         ngrams=hp.Choice("ngrams", [1, 2], default=config.ngrams),
-        wide=hp.Boolean(
-            "wide", default=wide_default(config) if config.wide == "auto" else config.wide
-        ),
         token_dropout=hp.Choice("token_dropout", [0.0, 0.1, 0.2], default=config.token_dropout),
     )
 
@@ -452,32 +454,36 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
     string ops, so vectorization happens in the caller: `vocabulary.txt` (written beside the
     file; line i is token id i) and the manifest's recipe say how."""
     del runtime
-    if "backbone" in spec or spec["sequence_length"] is None:
+    deep, kind = spec.get("deep", True), spec.get("task", "classification")
+    if "backbone" in spec or (deep and spec["sequence_length"] is None):
         raise ValueError(
             "LiteRT/ONNX export needs the from-scratch model with a fixed sequence_length; a "
             "backbone's tokenizer (or sequence_length=none) has no token-id file to ship. "
             "Export the SavedModel only."
         )
-    length, kind = spec["sequence_length"], spec.get("task", "classification")
+    signature, sample, notes, assets = [], {}, {"outputs": tasks.PORTABLE_OUTPUTS[kind]}, {}
+    if deep:
+        length, vocabulary = spec["sequence_length"], ["", "[UNK]", *spec["vocabulary"]]
+        ids = np.random.default_rng(0).integers(2, len(vocabulary), (4, length))
+        ids[:, length // 2 :] = 0  # padded, as short texts are
+        signature.append(tf.TensorSpec([None, length], tf.int64, name="token_ids"))
+        sample["token_ids"] = ids.astype("int64")
+        recipe = text.vectorize_recipe(spec["standardize"], spec.get("ngrams", 1), length)
+        notes |= {"input": f"token_ids: int64 [batch, {length}]", "vectorize": recipe}
+        notes["vocabulary"] = "vocabulary.txt"
+        assets["vocabulary.txt"] = "\n".join(vocabulary) + "\n"
+    if "wide" in spec:
+        wide_signature, wide_sample, wide_notes, wide_assets = text.wide_portable(spec["wide"])
+        signature += wide_signature
+        sample, notes, assets = sample | wide_sample, notes | wide_notes, assets | wide_assets
+    names = [s.name for s in signature]
 
-    def predict(token_ids):
-        return tasks.portable_outputs(kind, model(token_ids, training=False))
+    def predict(*tensors):
+        x = tensors[0] if len(tensors) == 1 else dict(zip(names, tensors, strict=True))
+        return tasks.portable_outputs(kind, model(x, training=False))
 
-    vocabulary = ["", "[UNK]", *spec["vocabulary"]]
-    sample = np.random.default_rng(0).integers(2, len(vocabulary), (4, length))
-    sample[:, length // 2 :] = 0  # padded, as short texts are
     return convert.Portable(
-        fn=predict,
-        signature=[tf.TensorSpec([None, length], tf.int64, name="token_ids")],
-        sample={"token_ids": sample.astype("int64")},
-        reference=None,
-        notes={
-            "input": f"token_ids: int64 [batch, {length}]",
-            "vectorize": text.vectorize_recipe(spec["standardize"], spec.get("ngrams", 1), length),
-            "vocabulary": "vocabulary.txt",
-            "outputs": tasks.PORTABLE_OUTPUTS[kind],
-        },
-        assets={"vocabulary.txt": "\n".join(vocabulary) + "\n"},
+        fn=predict, signature=signature, sample=sample, reference=None, notes=notes, assets=assets
     )
 
 
@@ -487,10 +493,9 @@ def portable_data(
     """`split`'s texts (at most `limit`) as token ids from the train split's vocabulary, with
     the raw strings beside them as `text` (the SavedModel's input)."""
     texts, labels = convert.examples(data.splits[split], limit)
-    ids = np.zeros((0, spec["sequence_length"]), np.int64)
-    if texts:
-        ids = vectorizer(spec)(tf.constant(texts, tf.string)).numpy().astype(np.int64)
-    inputs = {"token_ids": ids, "text": np.array(texts, dtype=object)}
+    found = features(spec)(tf.constant(texts, tf.string, shape=[len(texts)]))
+    found = found if isinstance(found, dict) else {"token_ids": found}
+    inputs = {k: v.numpy() for k, v in found.items()} | {"text": np.array(texts, dtype=object)}
     return convert.scored(inputs, labels, split, spec.get("task", "classification"))
 
 
@@ -571,11 +576,12 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
         regression=kind == "regression",
     )
     output = text_model(model, data.spec).predict(tf.constant(test_texts), verbose=0)
-    tries = [
-        baselines.Try("wide", "true", "a linear model over the tokens beside the Transformer"),
-        baselines.Try("members", 2 * config.members, "more models averaged"),
-        baselines.Try("embeddings", "PATH/glove.6B.50d.txt", "pretrained word vectors"),
-    ]
+    tries = [] if "wide" in data.spec else [baselines.Try("wide", "word_char", "TF-IDF n-grams")]
+    if data.spec.get("deep", True):
+        tries.append(baselines.Try("members", 2 * config.members, "more models averaged"))
+        tries.append(baselines.Try("embeddings", "PATH/glove.6B.50d.txt", "word vectors"))
+    else:
+        tries.append(baselines.Try("deep", "transformer", "the encoder beside the linear part"))
     return tasks.compare(
         kind, fitted, test_y, output, data.spec["class_names"], config, tries, unit="texts"
     )

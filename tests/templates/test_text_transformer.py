@@ -35,6 +35,8 @@ TINY = dict(
     sequence_length=16,
     vocab_size=200,
     members=1,
+    wide="none",  # the encoder alone, unless a test sets the wide part
+    deep="transformer",
 )
 
 
@@ -70,10 +72,10 @@ def vader_cache(vader_fixture, tmp_path, monkeypatch):
 def test_search_space_defaults_equal_config():
     config = tt.Config()
     # embed_dim=auto is DEFAULT_EMBED_DIM without pretrained vectors; the space searches it.
-    # wide=auto is off without them.
-    expected = dataclasses.replace(config, embed_dim=tt.DEFAULT_EMBED_DIM, wide=False)
+    # wide and deep are the lifecycle's candidates (tune searches them as one choice).
+    expected = dataclasses.replace(config, embed_dim=tt.DEFAULT_EMBED_DIM)
     assert tt.search_space(keras_tuner.HyperParameters(), config) == expected
-    custom = tt.Config(embed_dim=32, transformer_layers=2, dropout=0.1, wide=True)
+    custom = tt.Config(embed_dim=32, transformer_layers=2, dropout=0.1, wide="word_char")
     assert tt.search_space(keras_tuner.HyperParameters(), custom) == custom
 
 
@@ -127,7 +129,7 @@ def test_word_pairs_become_tokens_with_ngrams_2():
     vocabulary = text.train_vocabulary(train, 50, "lower_and_strip_punctuation", ngrams=2)
     assert "not good" in vocabulary and "good" in vocabulary
     spec = {**SPEC, "vocabulary": vocabulary, "ngrams": 2}
-    ids = tt.vectorizer(spec)(tf.constant(["not good"])).numpy()[0]
+    ids = text.token_vectorizer(spec)(tf.constant(["not good"])).numpy()[0]
     assert ids[2] == vocabulary.index("not good") + 2  # after the two word tokens
     with pytest.raises(ValueError, match="ngrams"):
         tt.Config(ngrams=4)
@@ -136,7 +138,7 @@ def test_word_pairs_become_tokens_with_ngrams_2():
 def test_token_dropout_drops_train_tokens_only():
     spec = {**SPEC, "sequence_length": 8}
     texts = tf.data.Dataset.from_tensor_slices((["the great film the awful film"] * 64, [1] * 64))
-    tokens = tt.vectorizer(spec)
+    tokens = text.token_vectorizer(spec)
     train = text.prepare(texts, 64, True, vectorizer=tokens, token_dropout=0.5)
     val = text.prepare(texts, 64, False, vectorizer=tokens, token_dropout=0.5)
     train_ids, val_ids = next(iter(train))[0].numpy(), next(iter(val))[0].numpy()
@@ -200,7 +202,7 @@ def test_one_training_step_with_mixed_precision_or_xla(options):
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     model = tt.build_model(config, SPEC)
     assert model.output.dtype == "float32"
-    token_ids = tt.vectorizer(SPEC)(tf.constant(["the great film", "awful film"] * 4))
+    token_ids = text.token_vectorizer(SPEC)(tf.constant(["the great film", "awful film"] * 4))
     history = model.fit(token_ids, np.array([1, 0] * 4), verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
@@ -413,7 +415,9 @@ def test_pretrained_vectors_initialize_the_embedding_and_set_its_width(tmp_path)
     # Half the positive words have vectors; "zzz" is not in the texts.
     vectors = write_vectors(tmp_path / "vectors.txt", ["film", "story", *POSITIVE[:4], "zzz"])
     tiny = {k: v for k, v in TINY.items() if k != "embed_dim"}
-    config = tt.Config(dataset=f"csv:{data_path}", embeddings=str(vectors), **tiny)
+    config = tt.Config(
+        dataset=f"csv:{data_path}", embeddings=str(vectors), **tiny | {"wide": "word"}
+    )
     data = tt.load_data(config, 4)
     resolved = data.spec["resolved"]["embed_dim"]
     assert resolved["value"] == 8 and "8-d vectors" in resolved["reason"]
@@ -422,7 +426,6 @@ def test_pretrained_vectors_initialize_the_embedding_and_set_its_width(tmp_path)
     assert data.spec["embeddings"]["words_found"] == 7
     assert data.spec["vocabulary"][-1] == "zzz" and "6 of the train split's" in resolved["reason"]
     assert data.spec["embeddings"]["ngrams_found"] >= 1  # pairs of two words with vectors
-    assert data.spec["resolved"]["wide"]["value"] is True  # auto: on with vectors
     model = tt.build_model(run.resolved_config(config, data.spec), data.spec)
     assert model.get_layer("wide").output.shape[-1] == 2
     table = model.get_layer("embedding").token_embedding.embeddings.numpy()
@@ -446,23 +449,73 @@ def test_pretrained_vectors_initialize_the_embedding_and_set_its_width(tmp_path)
     assert files_lib.read_json(run_dir / "config.json")["embed_dim"] == 8
 
 
-def test_the_wide_part_adds_a_linear_model_over_the_tokens_to_the_logits():
-    vocabulary = ["great", "awful", "film"]
-    spec = {"class_names": ["neg", "pos"], "vocabulary": vocabulary, "sequence_length": 6,
-            "sizes": {"train": 8}}  # fmt: skip
-    model = tt.build_model(tt.Config(**{**TINY, "wide": True}), spec)
-    # Silence the encoder's head: the logits are then the wide part alone.
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
-    dense.kernel.assign(np.zeros(dense.kernel.shape))
-    dense.bias.assign(np.zeros(dense.bias.shape))
-    table = np.zeros((len(vocabulary) + 2, 2), "float32")
-    table[2] = [-1.0, 1.0]  # "great" votes positive, once per occurrence
-    table[3] = [1.5, -1.5]  # "awful" votes negative
-    model.get_layer("wide").embeddings.assign(table)
-    ids = np.array([[2, 2, 4, 0, 0, 0], [3, 4, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], "int64")
-    logits = np.log(model(ids).numpy())
-    margins = logits[:, 1] - logits[:, 0]
-    np.testing.assert_allclose(margins, [4.0, -3.0, 0.0], atol=1e-4)  # padding counts nothing
+def test_wide_features_are_scikit_learns_tfidf_as_id_weight_pairs():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = ["Not good at all!", "a great film", "good good good film", ""]
+    ds = tf.data.Dataset.from_tensor_slices((texts, [0, 1, 1, 0]))
+    wide = text.wide_vocabulary(ds, "word_char")
+    features = text.WideFeatures(wide)(tf.constant([*texts, "unseen words"]))
+    ids, values = features["wide_ids"].numpy(), features["wide_values"].numpy()
+    assert ids.shape == values.shape == (5, wide["length"])
+    np.testing.assert_allclose((values**2).sum(axis=1), [2, 2, 2, 0, 0], atol=1e-5)  # 2 parts
+    assert (values[ids == 0] == 0).all()  # padding and unknown n-grams weigh nothing
+    # The word part is TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True) on the same
+    # words ("a" aside: scikit-learn's default tokens have two letters or more).
+    sklearn = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(texts)
+    expected = sklearn.transform(["good good good film"]).toarray()[0]
+    words = len(wide["parts"]["word"]["vocabulary"])
+    found = values[2][(ids[2] > 0) & (ids[2] <= words)]
+    np.testing.assert_allclose(sorted(found), sorted(expected[expected > 0]), atol=1e-5)
+
+
+def test_the_wide_part_is_a_linear_model_over_the_weighted_features():
+    wide = {"parts": {"word": {"vocabulary": ["great", "awful", "film"], "idf": [1, 1, 1]}},
+            "length": 4}  # fmt: skip
+    spec = {"class_names": ["neg", "pos"], "wide": wide, "deep": False, "sizes": {"train": 8}}
+    model = tt.build_model(tt.Config(**{**TINY, "wide": "word", "deep": "none"}), spec)
+    assert [i.name for i in model.inputs] == ["wide_ids", "wide_values"]
+    kernel = np.zeros((4, 2), "float32")
+    kernel[1] = [-0.1, 0.1]  # "great" votes positive
+    kernel[2] = [0.15, -0.15]  # "awful" votes negative
+    model.get_layer("wide").kernel.assign(kernel)
+    ids = np.array([[1, 3, 0, 0], [2, 0, 0, 0], [0, 0, 0, 0]], "int64")
+    values = np.array([[2.0, 1.0, 0, 0], [1.0, 0, 0, 0], [0, 0, 0, 0]], "float32")
+    logits = np.log(model({"wide_ids": ids, "wide_values": values}).numpy())
+    margins = logits[:, 1] - logits[:, 0]  # scaled by WIDE_SCALE; padding counts nothing
+    np.testing.assert_allclose(margins, np.array([0.4, -0.3, 0.0]) * tt.WIDE_SCALE, atol=1e-4)
+
+
+def test_auto_chooses_wide_and_deep_on_validation(tmp_path):
+    config = tt.Config()
+    assert set(tt.candidates(config, {})) == {"wide & deep", "wide only", "deep only"}
+    assert tt.candidates(tt.Config(wide="none"), {}) is None  # only the encoder is left
+    word = tt.candidates(tt.Config(wide="word"), {})
+    assert word == {"wide & deep": {"wide": "word", "deep": "transformer"},
+                    "wide only": {"wide": "word", "deep": "none"}}  # fmt: skip
+    with pytest.raises(ValueError, match="deep=none leaves the wide part alone"):
+        tt.Config(deep="none", wide="none")
+    # A wide-only run trains, exports strings in and serves in a fresh process; its LiteRT/ONNX
+    # form takes the (id, weight) pairs, and scores the test texts as the SavedModel does.
+    data_path = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
+    small = {**TINY, "wide": "auto", "deep": "auto", "epochs": 3}
+    config = tt.Config(dataset=f"csv:{data_path}", **small)
+    run_dir = run.train(tt, config, output_dir=tmp_path / "runs", verbose=0)
+    spec = files_lib.read_json(run_dir / "spec.json")
+    assert set(spec["candidates"]["scores"]) == {"wide & deep", "wide only", "deep only"}
+    assert spec["resolved"]["wide"]["reason"].startswith("best val_accuracy")
+    wide_only = dataclasses.replace(config, deep="none", wide="word_char")
+    run_dir = run.train(tt, wide_only, output_dir=tmp_path / "runs", verbose=0)
+    (tmp_path / "texts.json").write_text(json.dumps(TEXTS), encoding="utf-8")
+    served = serve_in_fresh_process(FRESH_PROCESS, tmp_path, str(run_dir / "export"), "texts.json")
+    spec = files_lib.read_json(run_dir / "spec.json")
+    expected = tt.text_model(run.load_best_model(run_dir), spec).predict(tf.constant(TEXTS))
+    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-5, atol=1e-6)
+    export = tmp_path / "portable"
+    assert cli.main(["export", str(run_dir), "--output", str(export), "--format", "onnx"]) == 0
+    manifest = files_lib.read_json(export / "manifest.json")
+    assert manifest["formats"]["onnx"]["wide_features"] == "wide_features.tsv"
+    assert (export / "wide_features.tsv").is_file()
 
 
 def test_pretrained_vectors_that_do_not_fit_are_clear_errors(tmp_path):
@@ -486,9 +539,8 @@ def test_search_space_with_pretrained_vectors_keeps_their_width(tmp_path):
     vectors = write_vectors(tmp_path / "vectors.txt", ["film"])
     config = tt.Config(embeddings=str(vectors))
     hp = keras_tuner.HyperParameters()
-    assert tt.search_space(hp, config) == dataclasses.replace(config, wide=True)
+    assert tt.search_space(hp, config) == config
     assert "embed_dim" not in hp.values and "embeddings_trainable" in hp.values
-    assert hp.values["wide"] is True  # wide=auto is on with pretrained vectors
 
 
 def test_confident_mistakes_table():
