@@ -55,35 +55,20 @@ def choose(template, config: Any, found: dict[str, dict[str, Any]], strategy=Non
     Returns:
         (the chosen config, the record for the spec: choice, scores, metric, epochs, reason).
     """
-    import keras
-
-    from ktemplate import run, training
     from ktemplate.tuning import search
 
     objective = search.objective_for(template, None)
     epochs = candidate_epochs(config)
     scores = {}
     start = time.perf_counter()
-    for name, fields in found.items():
-        trial = dataclasses.replace(config, **fields, epochs=epochs)
-        training.set_global_options(trial)
-        data = run.run_data(template, trial, strategy)
-        trial = run.resolved_config(trial, data.spec)
-        with (strategy or _default()).scope():
-            model = template.build_model(trial, data.spec)
-        history = model.fit(
-            data.train,
-            validation_data=data.val,
-            epochs=epochs,
-            shuffle=False,
-            class_weight=data.class_weight,
-            callbacks=training.callbacks(trial, None),
-            verbose=0,
-        ).history
-        values = [v for v in history.get(objective.name, []) if math.isfinite(v)]
-        best = (min if objective.direction == "min" else max)(values) if values else math.nan
-        scores[name] = round(float(best), 6)
-        keras.backend.clear_session()
+    logger = _tf_logger()  # each candidate is a new model: tf.function's retracing notes
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        for name, fields in found.items():
+            scores[name] = _short_fit(template, config, fields, epochs, objective, strategy)
+    finally:
+        logger.setLevel(level)
     finite = {n: s for n, s in scores.items() if math.isfinite(s)}
     if not finite:
         raise ValueError(f"Every candidate ({', '.join(found)}) failed to train (NaN losses).")
@@ -100,6 +85,39 @@ def choose(template, config: Any, found: dict[str, dict[str, Any]], strategy=Non
         "reason": reason,
     }
     return dataclasses.replace(config, **found[choice]), record
+
+
+def _short_fit(template, config: Any, fields: dict, epochs: int, objective, strategy) -> float:
+    """One candidate fitted `epochs` epochs on train: its best validation objective."""
+    import keras
+
+    from ktemplate import run, training
+
+    trial = dataclasses.replace(config, **fields, epochs=epochs)
+    training.set_global_options(trial)
+    data = run.run_data(template, trial, strategy)
+    trial = run.resolved_config(trial, data.spec)
+    with (strategy or _default()).scope():
+        model = template.build_model(trial, data.spec)
+    history = model.fit(
+        data.train,
+        validation_data=data.val,
+        epochs=epochs,
+        shuffle=False,
+        class_weight=data.class_weight,
+        callbacks=training.callbacks(trial, None),
+        verbose=0,
+    ).history
+    keras.backend.clear_session()
+    values = [v for v in history.get(objective.name, []) if math.isfinite(v)]
+    best = (min if objective.direction == "min" else max)(values) if values else math.nan
+    return round(float(best), 6)
+
+
+def _tf_logger():
+    import tensorflow as tf
+
+    return tf.get_logger()
 
 
 def _default():

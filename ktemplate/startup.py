@@ -28,6 +28,8 @@ _NOISE = (
     re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$"),  # LiteRT's note
     # tf.data's graphs name an attribute this TensorFlow's own op definition lacks (harmless).
     re.compile(r"^E\d{4} .*NodeDef mentions attribute use_unbounded_threadpool"),
+    # oneDNN's note that an int64 op falls back to Eigen on CPUs without AVX-512 (harmless).
+    re.compile(r"^E\d{4} .*oneDNN supports DT_INT64 only on platforms with AVX-512"),
 )
 _CUINIT = re.compile(r"^E\d{4} .*failed call to cuInit")
 
