@@ -289,6 +289,8 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
             dict.fromkeys(first.get("warnings", []) + data.spec.get("warnings", []))
         )
         for field, value in found[record["choice"]].items():
+            if value == "auto":  # resolved again by the chosen variant's load_data
+                continue
             data.spec.setdefault("resolved", {})[field] = {
                 "value": value,
                 "reason": record["reason"],

@@ -271,9 +271,9 @@ def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]
     fixed = {k: getattr(config, k) for k in ("wide", "deep") if getattr(config, k) != "auto"}
     if config.embeddings != "none":
         fixed["deep"] = "transformer"
-    kept = {}
+    kept, again = {}, {"members": "auto"} if "members" in spec.get("resolved", {}) else {}
     for name, (wide, deep) in found.items():
-        fields = {"wide": wide, "deep": deep, **fixed}
+        fields = {"wide": wide, "deep": deep, **fixed, **again}  # members follow the choice
         if fields not in kept.values() and (fields["wide"], fields["deep"]) != ("none", "none"):
             kept[name] = fields
     return kept if len(kept) > 1 else None

@@ -499,12 +499,16 @@ def test_auto_chooses_wide_and_deep_on_validation(tmp_path):
     # A wide-only run trains, exports strings in and serves in a fresh process; its LiteRT/ONNX
     # form takes the (id, weight) pairs, and scores the test texts as the SavedModel does.
     data_path = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
-    small = {**TINY, "wide": "auto", "deep": "auto", "epochs": 3}
+    small = {**TINY, "wide": "auto", "deep": "auto", "members": "auto", "epochs": 3}
     config = tt.Config(dataset=f"csv:{data_path}", **small)
     run_dir = run.train(tt, config, output_dir=tmp_path / "runs", verbose=0)
     spec = files_lib.read_json(run_dir / "spec.json")
     assert set(spec["candidates"]["scores"]) == {"wide & deep", "wide only", "deep only"}
     assert spec["resolved"]["wide"]["reason"].startswith("best val_accuracy")
+    # members=auto follows the choice: one model for the linear part alone, else five.
+    members = 1 if spec["candidates"]["choice"] == "wide only" else tt.DEEP_MEMBERS
+    assert spec["resolved"]["members"]["value"] == members
+    assert files_lib.read_json(run_dir / "metrics.json")["members"] == members
     wide_only = dataclasses.replace(config, deep="none", wide="word_char")
     run_dir = run.train(tt, wide_only, output_dir=tmp_path / "runs", verbose=0)
     (tmp_path / "texts.json").write_text(json.dumps(TEXTS), encoding="utf-8")
