@@ -537,6 +537,11 @@ def wide_vocabulary(train: tf.data.Dataset, wide: str) -> dict:
     return found
 
 
+def wide_size(wide: dict) -> int:
+    """How many feature ids `WideFeatures` gives out: 1..size-1, and 0 for padding."""
+    return 1 + sum(len(part["vocabulary"]) for part in wide["parts"].values())
+
+
 class WideFeatures(keras.layers.Layer):
     """Strings [batch] → `wide_ids` int64 [batch, length] and `wide_values` float32 [batch,
     length]: each text's features (id 0 with weight 0 pads), ids numbered across the parts
@@ -553,9 +558,9 @@ class WideFeatures(keras.layers.Layer):
             idf = tf.constant([0.0, *found["idf"]], tf.float32)  # index 0: out of vocabulary
             self.parts.append((layer, idf, offset - 1))
             offset += len(found["vocabulary"])
-        self.size = offset  # ids 1..size-1, and 0 for padding
 
     def call(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
+        nrows = tf.cast(tf.shape(texts)[0], tf.int64)
         rows, ids, values = [], [], []
         for layer, idf, offset in self.parts:
             counts = layer(texts)
@@ -564,8 +569,7 @@ class WideFeatures(keras.layers.Layer):
             row, column = tf.boolean_mask(row, keep), tf.boolean_mask(column, keep)
             tf_ = 1.0 + tf.math.log(tf.cast(tf.boolean_mask(counts.values, keep), tf.float32))
             weight = tf_ * tf.gather(idf, column)
-            rows_n = tf.cast(tf.shape(texts)[0], tf.int64)
-            norm = tf.math.unsorted_segment_sum(weight * weight, row, rows_n)
+            norm = tf.math.unsorted_segment_sum(weight * weight, row, nrows)
             weight = weight / tf.gather(tf.sqrt(norm) + 1e-12, row)
             rows.append(row)
             ids.append(column + offset)
@@ -573,7 +577,6 @@ class WideFeatures(keras.layers.Layer):
         row = tf.concat(rows, 0)
         order = tf.argsort(row, stable=True)  # row-major, each part's features in order
         row = tf.gather(row, order)
-        nrows = tf.cast(tf.shape(texts)[0], tf.int64)
         shape = [None, self.length]
 
         def padded(x):
@@ -596,8 +599,7 @@ class WideFeatures(keras.layers.Layer):
 def wide_portable(wide: dict) -> tuple[list, dict, dict, dict]:
     """The wide part's inputs for a converted model, which has no string ops: (signature,
     sample, notes, assets with `wide_features.tsv`, line i its feature i and idf)."""
-    length = wide["length"]
-    size = 1 + sum(len(p["vocabulary"]) for p in wide["parts"].values())
+    length, size = wide["length"], wide_size(wide)
     rng = np.random.default_rng(1)
     ids = rng.integers(1, size, (4, length))
     ids[:, length // 2 :] = 0  # padding, as short texts have

@@ -360,7 +360,7 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     if "wide" in spec:  # a linear model over TF-IDF n-grams, trained with the encoder
         for name, dtype in (("wide_ids", "int64"), ("wide_values", "float32")):
             inputs[name] = keras.Input(shape=(spec["wide"]["length"],), dtype=dtype, name=name)
-        size = 1 + sum(len(p["vocabulary"]) for p in spec["wide"]["parts"].values())
+        size = text.wide_size(spec["wide"])
         wide = WideLinear(size, units, WIDE_SCALE, dtype="float32", name="wide")
         logits.append(wide([inputs["wide_ids"], inputs["wide_values"]]))
     x = logits[0] if len(logits) == 1 else keras.layers.Add(name="wide_and_deep")(logits)
