@@ -359,7 +359,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     if result is None:
         print(f"{run.worker_role(strategy).name}: done; the chief wrote the run folder.")
         return 0
-    print_run_summary(result.path)
+    print_run_summary(result)
     return 0
 
 
@@ -388,11 +388,12 @@ def _train_workers(args: argparse.Namespace, argv: list[str]) -> int:
     return launch.run_training_workers(child, args.workers, run_dir)
 
 
-def print_run_summary(run_dir: Path) -> None:
-    """The run's headline metrics, where it is, and last how it compares with its baseline."""
+def print_run_summary(result) -> None:
+    """The run's (an `api.Run`) headline metrics, where it is, and last how it compares with
+    its baseline."""
     from ktemplate import baselines
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics, run_dir = result.metrics, result.path
     headline = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     print(json.dumps(headline, indent=2))
     print(f"Run folder: {run_dir}\nExport: {run_dir / 'export'}")
@@ -498,14 +499,11 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
     print((folder / "leaderboard.md").read_text())
     print(f"Sweep folder: {folder}\nTensorBoard: tensorboard --logdir {folder}")
     if not isinstance(result, Path):
-        champion = folder / "champion"
-        print(f"Champion: {champion}\nExport: {champion / 'export'}")
+        print(f"Champion: {result.path}\nExport: {result.path / 'export'}")
         from ktemplate import baselines
 
-        if (champion / "metrics.json").exists():
-            metrics = json.loads((champion / "metrics.json").read_text())
-            for line in baselines.console_lines(metrics.get("baseline")):
-                print(line)
+        for line in baselines.console_lines(result.metrics.get("baseline")):  # {} if none
+            print(line)
     return 0
 
 
