@@ -105,7 +105,7 @@ def digits_few(folder: Path) -> dict:
 
 def _csv(path: Path, header: str, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + "\n" + "\n".join(f"{t},{v}" for t, v in rows) + "\n")
+    path.write_text(header + "\n" + "\n".join(",".join(map(str, row)) for row in rows) + "\n")
     return path
 
 

@@ -64,6 +64,34 @@ def nile(folder: Path) -> dict:
     return {"dataset": f"csv:{csv}", "time_column": "year", "target_column": "volume"}
 
 
+def sf_temps(folder: Path) -> dict:
+    """Hourly air temperature in San Francisco through 2010 (8,759 steps; vega_datasets)."""
+    from vega_datasets import data
+
+    frame = data.sf_temps()
+    stamps = frame["date"].dt.strftime("%Y-%m-%d %H:%M")
+    rows = zip(stamps, frame["temp"], strict=True)
+    csv = generalization._csv(folder / "sf_temps.csv", "time,temp", rows)
+    return {"dataset": f"csv:{csv}", "time_column": "time", "target_column": "temp"}
+
+
+def seattle_weather(folder: Path) -> dict:
+    """Daily maximum temperature in Seattle 2012-2015 from precipitation, minimum temperature,
+    wind and itself (1,461 steps, four columns; vega_datasets)."""
+    from vega_datasets import data
+
+    frame = data.seattle_weather()
+    columns = ["precipitation", "temp_min", "wind", "temp_max"]
+    rows = zip(frame["date"].dt.strftime("%Y-%m-%d"), *(frame[c] for c in columns), strict=True)
+    csv = generalization._csv(folder / "seattle.csv", "date," + ",".join(columns), rows)
+    return {
+        "dataset": f"csv:{csv}",
+        "time_column": "date",
+        "feature_columns": "precipitation,temp_min,wind",
+        "target_column": "temp_max",
+    }
+
+
 SERIES = {
     "co2 (weekly)": lambda folder: {},
     "elec_equip (monthly)": generalization.elec_equip,
@@ -75,6 +103,8 @@ SERIES = {
     "sunspots (yearly)": generalization.sunspots,
     "nile (yearly)": nile,
     "taylor (half-hourly)": r_series("taylor", "demand"),
+    "sf_temps (hourly)": sf_temps,
+    "seattle (daily, multivariate)": seattle_weather,
 }
 
 

@@ -293,6 +293,43 @@ def holt_winters_coefficients(train: np.ndarray, season: int) -> dict[str, Any]:
     }
 
 
+LINEAR_RIDGE = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # ridge penalties tried (share of the mean power)
+
+
+def linear_base_weights(
+    target: np.ndarray, parts: dict[str, Any], window: int, horizon: int
+) -> dict[str, Any]:
+    """A direct linear forecaster fitted on the train windows, as a [window, horizon] map W
+    such that `window_values @ W` is the forecast (the `linear` forecast base).
+
+    Each target block and window is taken relative to the window's last value, and a ridge
+    regression maps one to the other (closed form, penalty chosen on the validation windows'
+    MAE from `LINEAR_RIDGE`). The last value is folded back into W, so each column sums to 1
+    and the map commutes with shifting and scaling the values, like `holt_winters_weights`.
+    """
+    from ktemplate.pipelines import timeseries
+
+    def blocks(part):
+        starts = timeseries.origins(tuple(parts[part]), window, horizon)
+        x = np.stack([target[o - window : o] for o in starts]).astype("float64")
+        t = np.stack([target[o : o + horizon] for o in starts]).astype("float64")
+        return x - x[:, -1:], t - x[:, -1:]
+
+    x, t = blocks("train")
+    gram = x.T @ x
+    power = max(float(np.trace(gram)) / window, 1e-12)
+    val_x, val_t = blocks("val")
+    best = None
+    for ridge in LINEAR_RIDGE:
+        w = np.linalg.solve(gram + ridge * power * np.eye(window), x.T @ t)
+        mae = float(np.mean(np.abs(val_x @ w - val_t)))
+        if best is None or mae < best[0]:
+            best = (mae, ridge, w)
+    _, ridge, w = best
+    w[-1] += 1.0 - w.sum(axis=0)
+    return {"weights": w.astype("float32").tolist(), "ridge": ridge}
+
+
 # ---------------------------------------------------------------------------------------------
 # Seasons and target scale from the data
 # ---------------------------------------------------------------------------------------------

@@ -311,6 +311,39 @@ class AddHoltWintersBase(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="timeseries_lstm")
+class AddLinearBase(keras.layers.Layer):
+    """Adds a fixed linear forecast of the window's target, `window[:, :, i] @ W`, to a
+    forecast of changes from it (`forecasting.linear_base_weights`: a ridge regression fitted
+    on the train windows). W is a non-trainable weight, so it is saved with the model.
+
+    Args:
+        feature_index: the target feature (last axis of the window).
+        window, horizon: the input and forecast lengths (W is [window, horizon]).
+        weights: W's values (a nested list); None when a saved model restores them.
+    """
+
+    def __init__(self, feature_index, window, horizon, weights=None, **kwargs):
+        super().__init__(**kwargs)
+        self.feature_index, self.window, self.horizon = feature_index, window, horizon
+        initial = "zeros" if weights is None else keras.initializers.Constant(weights)
+        self.base_weights = self.add_weight(
+            shape=(window, horizon), initializer=initial, trainable=False, name="base_weights"
+        )
+
+    def call(self, inputs, training=False):
+        changes, window = inputs
+        values = keras.ops.cast(window[:, :, self.feature_index], "float32")
+        base = keras.ops.matmul(values, keras.ops.cast(self.base_weights, "float32"))
+        return keras.ops.cast(changes, self.compute_dtype) + keras.ops.cast(
+            base, self.compute_dtype
+        )
+
+    def get_config(self):
+        names = ("feature_index", "window", "horizon")
+        return {**super().get_config(), **{n: getattr(self, n) for n in names}}
+
+
+@keras.saving.register_keras_serializable(package="timeseries_lstm")
 class LogFeature(keras.layers.Layer):
     """Takes the natural log of one feature of a window [B, T, F] (a positive target).
 

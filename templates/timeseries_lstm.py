@@ -10,9 +10,9 @@ validation, test tail); statistics come from the train part only.
 
 Model: normalization inside the model; the recurrent network forecasts changes from a base
 taken from the raw window (`forecast_base`: the last value, the value one season back, or a
-Holt-Winters forecast with coefficients fitted on train), chosen with the target's scale
-(`target_transform`) by short fits on validation; an optional causal Conv1D front end; a
-dense head of size `horizon`.
+Holt-Winters forecast with coefficients fitted on train; `linear`, a ridge regression fitted
+on train, when set), chosen with the target's scale (`target_transform`) by short fits on
+validation; an optional causal Conv1D front end; a dense head of size `horizon`.
 
 Evaluation: rolling origin over the test tail; MAE, RMSE and MASE in original units beside
 naive and seasonal naive on the same origins; `forecasts.png`.
@@ -59,6 +59,7 @@ from ktemplate.contract import Data
 from ktemplate.layers import (
     AddHoltWintersBase,
     AddLastValue,
+    AddLinearBase,
     AddSeasonalBase,
     LogFeature,
     RelativeToLastStep,
@@ -104,7 +105,7 @@ class Config(TrainingConfig):
     conv_kernel: PositiveInt = 5  # kernel size of the Conv1D front end
     dense_units: NonNegativeInt = 0  # units of a hidden dense layer before the head; 0 removes it
     relative: bool = True  # forecast changes from a base taken from the window (suits trends)
-    forecast_base: Literal["auto", "last", "season", "ets"] = "auto"  # auto: best on validation
+    forecast_base: Literal["auto", "last", "season", "ets", "linear"] = "auto"  # auto: on val
     loss: Literal["mse", "mae", "huber"] = "mse"  # training loss, in normalized units
 
     def __post_init__(self):
@@ -197,10 +198,14 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
     if transform == "log":
         model_values[:, target] = np.log(model_values[:, target])
     mean, std = timeseries.train_stats(model_values, parts["train"][1])
-    ets = None  # forecast_base=ets: Holt-Winters coefficients fitted on the train part
+    ets = linear = None  # Holt-Winters coefficients, or a linear forecaster, fitted on train
     if config.forecast_base == "ets":
         ets = forecasting.holt_winters_coefficients(
             model_values[: parts["train"][1], target], config.season
+        )
+    elif config.forecast_base == "linear":
+        linear = forecasting.linear_base_weights(
+            model_values[:, target], parts, config.window, config.horizon
         )
     forecasting.mase_scale(train_target, config.season)
     spec = {
@@ -212,6 +217,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
         "target_transform": transform,
         "target_positive": bool((series.values[:, target] > 0).all()),
         "ets": ets,
+        "linear": linear,
         "features": series.features,
         "target": series.target,
         "target_index": target,
@@ -306,16 +312,13 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         season = spec["season"]
         x = AddSeasonalBase(spec["target_index"], season, dtype="float32")([x, normalized])
     elif config.relative and base == "ets":
-        ets = spec["ets"]
+        smoothing = [spec["ets"][k] for k in ("season", "alpha", "beta", "gamma")]
         x = AddHoltWintersBase(
-            spec["target_index"],
-            spec["window"],
-            spec["horizon"],
-            ets["season"],
-            ets["alpha"],
-            ets["beta"],
-            ets["gamma"],
-            dtype="float32",
+            target, spec["window"], spec["horizon"], *smoothing, dtype="float32"
+        )([x, normalized])
+    elif config.relative and base == "linear":
+        x = AddLinearBase(
+            target, spec["window"], spec["horizon"], spec["linear"]["weights"], dtype="float32"
         )([x, normalized])
     elif config.relative:
         x = AddLastValue(spec["target_index"], dtype="float32")([x, normalized])
@@ -358,8 +361,8 @@ def search_space(hp, config: Config) -> Config:
 def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """forecast_base=auto and target_transform=auto: each base the data allows (the last value;
     seasonal naive when the window holds a season; Holt-Winters) with each target scale (log
-    only for a positive target), chosen by short fits on validation MAE (`ktemplate.lifecycle`).
-    """
+    only for a positive target), chosen by short fits on validation MAE (`linear`: only when
+    set; on gas and woolyrnq it did not win on validation)."""
     bases = [config.forecast_base]
     if config.forecast_base == "auto":
         seasonal = 2 <= spec["season"] <= spec["window"]

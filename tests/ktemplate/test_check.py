@@ -22,7 +22,8 @@ def _texts(folder: Path) -> dict:
     rows = [f'"{sentence(rng, i % 2 == 0)}",{"good" if i % 2 == 0 else "bad"}' for i in range(80)]
     path = folder / "reviews.csv"
     path.write_text("text,label\n" + "\n".join(rows) + "\n")
-    return {"dataset": f"csv:{path}"}
+    # Wide & deep as set, not chosen: the candidates' short fits are tested with the template.
+    return {"dataset": f"csv:{path}", "wide": "word_char", "deep": "transformer"}
 
 
 def _clean_images(folder: Path) -> dict:
@@ -38,7 +39,11 @@ def _clean_images(folder: Path) -> dict:
 CHECK_DATA = {
     "tabular_mlp": lambda folder: {},
     "image_cnn": lambda folder: {"filters": 8},
-    "timeseries_lstm": lambda folder: {"units": 8},
+    "timeseries_lstm": lambda folder: {
+        "units": 8,
+        "forecast_base": "ets",
+        "target_transform": "log",
+    },
     "text_transformer": _texts,
     "denoising_autoencoder": _clean_images,
     "anomaly_autoencoder": lambda folder: {"dataset": "breast_cancer"},

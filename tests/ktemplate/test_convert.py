@@ -17,7 +17,15 @@ pytest.importorskip("ai_edge_litert")
 
 TINY = {
     "image_cnn": dict(epochs=1, conv_blocks=1, filters=8, members=1, baseline=False),
-    "timeseries_lstm": dict(epochs=1, window=16, horizon=4, units=8, baseline=False),
+    "timeseries_lstm": dict(
+        epochs=1,
+        window=16,
+        horizon=4,
+        units=8,
+        baseline=False,
+        forecast_base="linear",
+        target_transform="log",
+    ),
     "denoising_autoencoder": dict(
         epochs=1,
         batch_size=16,

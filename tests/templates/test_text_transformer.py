@@ -501,14 +501,14 @@ def test_auto_chooses_wide_and_deep_on_validation(tmp_path):
     data_path = make_csv(tmp_path / "reviews.csv", rows_per_class=12)
     small = {**TINY, "wide": "auto", "deep": "auto", "members": "auto", "epochs": 3}
     config = tt.Config(dataset=f"csv:{data_path}", **small)
-    run_dir = run.train(tt, config, output_dir=tmp_path / "runs", verbose=0)
-    spec = files_lib.read_json(run_dir / "spec.json")
+    # What a run does before it trains: the short fits, then the winner's data and model.
+    data, _, chosen = run._data_and_model(tt, config, tf.distribute.get_strategy(), refit=False)
+    spec = data.spec
     assert set(spec["candidates"]["scores"]) == {"wide & deep", "wide only", "deep only"}
     assert spec["resolved"]["wide"]["reason"].startswith("best val_accuracy")
     # members=auto follows the choice: one model for the linear part alone, else five.
     members = 1 if spec["candidates"]["choice"] == "wide only" else tt.DEEP_MEMBERS
-    assert spec["resolved"]["members"]["value"] == members
-    assert files_lib.read_json(run_dir / "metrics.json")["members"] == members
+    assert spec["resolved"]["members"]["value"] == members == chosen.members
     wide_only = dataclasses.replace(config, deep="none", wide="word_char")
     run_dir = run.train(tt, wide_only, output_dir=tmp_path / "runs", verbose=0)
     (tmp_path / "texts.json").write_text(json.dumps(TEXTS), encoding="utf-8")

@@ -15,6 +15,7 @@ from ktemplate import files as files_lib
 from tests.helpers.fresh import serve_in_fresh_process
 
 FAST = dict(epochs=1, batch_size=64, early_stopping_patience=0, window=16, horizon=4, units=8)
+FAST.update(forecast_base="last", target_transform="none")  # no candidates to fit first
 
 
 def test_search_space_defaults_equal_config():
@@ -485,6 +486,45 @@ def test_holt_winters_base_forecasts_from_the_window_and_serves_it():
     normalized = (x[:, :, 0] - spec["mean"][0]) / spec["std"][0]
     weights = forecasting.holt_winters_weights(24, 5, 12, 0.4, 0.1, 0.3)
     np.testing.assert_allclose(model.predict(x, verbose=0), normalized @ weights, atol=1e-4)
+
+
+def test_linear_base_is_a_ridge_forecaster_fitted_on_train_and_kept_in_the_saved_model(
+    tmp_path,
+):
+    csv = write_growing_swing(tmp_path / "p.csv")
+    config = timeseries_lstm.Config(
+        dataset=f"csv:{csv}",
+        time_column="month",
+        target_column="passengers",
+        forecast_base="linear",
+        target_transform="log",
+        units=4,
+    )
+    data = timeseries_lstm.load_data(config, 32)
+    spec = data.spec
+    weights = np.asarray(spec["linear"]["weights"])
+    assert weights.shape == (spec["window"], spec["horizon"])
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-5)  # commutes with scaling
+    assert spec["linear"]["ridge"] in forecasting.LINEAR_RIDGE
+    model = timeseries_lstm.build_model(run.resolved_config(config, spec), spec)
+    for weight in model.trainable_weights:  # the changes are 0: the base remains
+        weight.assign(np.zeros(weight.shape, "float32"))
+    x = data.series.values[None, : spec["window"]].astype("float32")
+    logs = np.log(x[:, :, spec["target_index"]])
+    t = spec["target_index"]
+    base = ((logs - spec["mean"][t]) / spec["std"][t]) @ weights
+    np.testing.assert_allclose(model.predict(x, verbose=0), base, atol=1e-4)
+    # The base is a non-trainable weight, saved and loaded with the model.
+    assert not any("base_weights" in w.path for w in model.trainable_weights)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), base, atol=1e-4)
+    # On the train windows it does better than repeating the last value.
+    target = np.log(data.series.values[:, t])
+    ends = timeseries.origins(tuple(spec["parts"]["train"]), spec["window"], spec["horizon"])
+    windows = np.stack([target[o - spec["window"] : o] for o in ends])
+    actual = np.stack([target[o : o + spec["horizon"]] for o in ends])
+    assert np.abs(windows @ weights - actual).mean() < np.abs(windows[:, -1:] - actual).mean()
 
 
 def test_forecast_base_and_target_scale_are_candidates_chosen_on_validation(tmp_path):
