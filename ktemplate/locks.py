@@ -56,8 +56,9 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def hold(folder: str | Path, what: str = "folder") -> Iterator[None]:
-    """Holds `folder`'s lock for the `with` block.
+def hold(folder: str | Path, what: str = "folder", wait_s: float = 0.0) -> Iterator[None]:
+    """Holds `folder`'s lock for the `with` block; waits up to `wait_s` seconds for another
+    process to release it (0: only the instant a `holder` probe takes).
 
     Raises:
         FolderInUse: when another process holds it; the message names that process's id.
@@ -82,11 +83,14 @@ def hold(folder: str | Path, what: str = "folder") -> Iterator[None]:
     try:
         # `holder` takes the lock for an instant to see whether it is free: a refusal is only
         # another holder's if it lasts.
-        for _ in range(PROBE_RETRIES):
-            if _try_lock(fd):
+        deadline = time.monotonic() + wait_s
+        attempts = 0
+        while not (locked := _try_lock(fd)):
+            attempts += 1
+            if attempts > PROBE_RETRIES and time.monotonic() >= deadline:
                 break
-            time.sleep(PROBE_WAIT_S)
-        else:
+            time.sleep(PROBE_WAIT_S if attempts <= PROBE_RETRIES else 0.1)
+        if not locked:
             raise FolderInUse(
                 f"{folder} is in use by process {_holder(path)} (another {what} is training, "
                 "resuming or exporting into it). Wait for it to end or stop it, then run this "

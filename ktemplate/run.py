@@ -717,7 +717,8 @@ def export(
             checked against it.
         quantize: none, dynamic or float16, for the LiteRT file.
         serving_layout: treat `output` (default `run_dir/serving`) as a TF Serving model base
-            path and write the next version folder, `output/<n>/`; returns that folder.
+            path and write the next version folder, `output/<n>/`, chosen while holding the
+            base path's lock (another export into it waits its turn); returns that folder.
     """
     template = contract.bind(template)
     formats = convert.check_formats(formats or ["saved_model"], quantize, template)
@@ -734,15 +735,11 @@ def export(
         _remove_leftovers(run_dir)
         if model is not None and status != "finished":
             overwrite = True  # the run's own export replaces one forced before it finished
-        if serving_layout:
+        if serving_layout:  # the next version is chosen under the base path's lock
             base = Path(output or run_dir / "serving")
-            for _ in range(SERVING_VERSION_TRIES):
-                try:  # another export may take the same version first: then the next one
-                    return _export(template, run_dir, run_info, serving.next_version(base),
-                                   model, metrics, False, formats, quantize)  # fmt: skip
-                except FileExistsError:
-                    continue
-            raise FileExistsError(f"{base}: other exports kept taking each next version.")
+            with locks.hold(base, "export", wait_s=SERVING_LOCK_WAIT_S):
+                return _export(template, run_dir, run_info, serving.next_version(base),
+                               model, metrics, False, formats, quantize)  # fmt: skip
         output = Path(output or run_dir / "export")
         if output.exists() and not overwrite and (output / serving.MANIFEST).is_file():
             return _add_formats(template, run_dir, output, model, formats, quantize)
@@ -751,7 +748,7 @@ def export(
         )
 
 
-SERVING_VERSION_TRIES = 5
+SERVING_LOCK_WAIT_S = 900.0  # an export into a serving base path waits this long for another
 
 
 def _remove_leftovers(run_dir: Path) -> None:

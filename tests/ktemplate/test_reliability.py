@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +57,14 @@ def test_lock_names_the_holder_and_goes_with_it(tmp_path):
         holder.send_signal(signal.SIGKILL)  # no clean-up runs: the OS drops the lock
         holder.wait()
     assert locks.holder(tmp_path) is None
+    # With wait_s, a hold waits for the other holder to end instead of refusing.
+    holder = _holding(tmp_path)
+    threading.Timer(0.5, lambda: holder.send_signal(signal.SIGKILL)).start()
+    start = time.monotonic()
+    with locks.hold(tmp_path, wait_s=60):
+        assert locks.holder(tmp_path) == str(os.getpid())
+    assert 0.4 < time.monotonic() - start < 30
+    holder.wait()
     with locks.hold(tmp_path), locks.hold(tmp_path):  # this process may nest its own hold
         assert locks.holder(tmp_path) == str(os.getpid())
     assert locks.holder(tmp_path) is None
@@ -432,6 +441,17 @@ def test_killed_and_racing_exports_leave_one_whole_export(tmp_path, capsys):
     assert "another process" in errors or "already exists" in errors
     assert (target / "saved_model.pb").is_file() and (target / "manifest.json").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # Two runs exported at once into one TF Serving base path: each takes its own version,
+    # chosen under the base path's lock, and both succeed.
+    base = tmp_path / "serving"
+    argv = ["--output", str(base), "--serving-layout"]
+    racers = [_export_process(folder, *argv) for folder in (run_dir, twin)]
+    codes = [racer.wait(timeout=TIMEOUT) for racer in racers]
+    assert codes == [0, 0], "".join(racer.stderr.read() for racer in racers)
+    assert sorted(p.name for p in base.iterdir() if not p.name.startswith(".")) == ["1", "2"]
+    for version in ("1", "2"):
+        assert (base / version / "saved_model.pb").is_file()
+        assert (base / version / "manifest.json").is_file()
     # An export killed outright leaves its temporary folder; the next export removes it.
     killed = _export_process(run_dir, "--force")
     try:
