@@ -355,6 +355,13 @@ def write_growing_swing(path, steps=168):
     return path
 
 
+def swing_config(csv, **settings):
+    """A Config for `write_growing_swing`'s CSV."""
+    return timeseries_lstm.Config(
+        dataset=f"csv:{csv}", time_column="month", target_column="passengers", **settings
+    )
+
+
 def test_log_transform_inside_the_model_serves_original_units(tmp_path, capsys):
     import tensorflow as tf
 
@@ -492,14 +499,7 @@ def test_linear_base_is_a_ridge_forecaster_fitted_on_train_and_kept_in_the_saved
     tmp_path,
 ):
     csv = write_growing_swing(tmp_path / "p.csv")
-    config = timeseries_lstm.Config(
-        dataset=f"csv:{csv}",
-        time_column="month",
-        target_column="passengers",
-        forecast_base="linear",
-        target_transform="log",
-        units=4,
-    )
+    config = swing_config(csv, forecast_base="linear", target_transform="log", units=4)
     data = timeseries_lstm.load_data(config, 32)
     spec = data.spec
     weights = np.asarray(spec["linear"]["weights"])
@@ -529,21 +529,13 @@ def test_linear_base_is_a_ridge_forecaster_fitted_on_train_and_kept_in_the_saved
 
 def test_forecast_base_and_target_scale_are_candidates_chosen_on_validation(tmp_path):
     csv = write_growing_swing(tmp_path / "p.csv")
-    config = timeseries_lstm.Config(
-        dataset=f"csv:{csv}", time_column="month", target_column="passengers"
-    )
+    config = swing_config(csv)
     spec = timeseries_lstm.load_data(config, 32).spec
     found = timeseries_lstm.candidates(run.resolved_config(config, spec), spec)
     assert sorted(found) == sorted(
         f"{b} base, {t} target" for b in ("last", "season", "ets") for t in ("none", "log")
     )
-    fixed = timeseries_lstm.Config(
-        dataset=f"csv:{csv}",
-        time_column="month",
-        target_column="passengers",
-        forecast_base="ets",
-        target_transform="none",
-    )
+    fixed = swing_config(csv, forecast_base="ets", target_transform="none")
     spec = timeseries_lstm.load_data(fixed, 32).spec
     assert timeseries_lstm.candidates(fixed, spec) is None  # both set: nothing to choose
     assert spec["ets"]["season"] == 12 and 0 <= spec["ets"]["alpha"] <= 1
