@@ -160,12 +160,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", help="series names (the part before the space)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
     chosen = [n for n in SERIES if not args.only or n.split()[0] in args.only]
     template = templates.load("timeseries_lstm")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"python {platform.python_version()}; seed {args.seed}\n"
+        f"python {platform.python_version()}; seed {args.seed}; overrides {extra or 'none'}\n"
     )
     print(
         "| series | steps, test origins x horizon | chosen base, target | model MAE | seasonal "
@@ -175,7 +177,7 @@ def main() -> None:
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
-            overrides = {**SERIES[name](Path(tmp) / "data"), "seed": str(args.seed)}
+            overrides = {**SERIES[name](Path(tmp) / "data"), "seed": str(args.seed), **extra}
             config = config_lib.apply_overrides(template.Config(), overrides, from_text=True)
             start = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):
