@@ -498,6 +498,7 @@ def test_a_disk_fault_while_training_is_one_line_and_the_status_says_it(
 
     monkeypatch.setattr(training.BestCheckpoint, "on_epoch_end", full)
     argv = ["train", "image_cnn", "--set", "epochs=1", "--set", "members=1"]
+    argv += ["--set", "conv_blocks=1", "--set", "filters=8"]
     argv += ["--set", "baseline=false", "--output-dir", str(tmp_path)]
     assert cli.main(argv) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ktemplate")]
