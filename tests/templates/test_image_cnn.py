@@ -321,7 +321,9 @@ def test_cli_predict_export_and_refusals(trained_run, tmp_path, capsys):
         assert f"Exported to {base / version}" in out and f"--model_base_path={base}" in out
         assert (base / version / "saved_model.pb").is_file()
         assert (base / version / "manifest.json").is_file()
-    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
+    # The version folders, and the lock an export takes while it picks one (TF Serving reads
+    # only the numbered folders).
+    assert sorted(p.name for p in base.iterdir()) == [".lock", "1", "2"]
     # predict takes the base path and serves the highest version, as TF Serving does.
     assert cli.main(["predict", str(base), str(tmp_path / "0.png")]) == 0
     assert json.loads(capsys.readouterr().out)["class_name"] == rows[0]["class_name"]
