@@ -263,50 +263,33 @@ def holt_winters_weights(
     return np.stack(columns, axis=1)
 
 
-# The window form's smoothing coefficients are chosen from these (None: no trend / no season).
-WINDOW_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-WINDOW_BETAS = (None, 0.01, 0.05, 0.2)
-WINDOW_GAMMAS = (None, 0.01, 0.05, 0.1, 0.3, 0.5)
+def holt_winters_coefficients(train: np.ndarray, season: int) -> dict[str, Any]:
+    """The smoothing coefficients of additive Holt-Winters fitted on a train part (statsmodels),
+    for `holt_winters_weights`: a season when the part holds two of at most
+    `MAX_SEASONAL_PERIOD` steps, else the trend alone."""
+    import warnings
 
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-def _part_blocks(target, parts, part, window, horizon):
-    """The windows of `part` and the `horizon` values after each: [n, window], [n, horizon]."""
-    from ktemplate.pipelines import timeseries
-
-    starts = timeseries.origins(tuple(parts[part]), window, horizon)
-    x = np.stack([target[o - window : o] for o in starts]).astype("float64")
-    t = np.stack([target[o : o + horizon] for o in starts]).astype("float64")
-    return x, t
-
-
-def holt_winters_coefficients(
-    target: np.ndarray, parts: dict[str, Any], window: int, horizon: int, season: int
-) -> dict[str, Any]:
-    """The smoothing coefficients of additive Holt-Winters run over one window
-    (`holt_winters_weights`), chosen for that form: the grid of `WINDOW_ALPHAS` x
-    `WINDOW_BETAS` x `WINDOW_GAMMAS` whose forecasts have the least MAE on the train windows.
-
-    Coefficients fitted to the whole train part (statsmodels) assume states that have run over
-    its whole history; restarted on each window they forecast far worse (on woolyrnq's
-    validation windows, MAE 757 against 300 for the grid's; nile 935 against 76).
-    """
-    seasonal = 2 <= season <= min(window, MAX_SEASONAL_PERIOD)
-    x, t = _part_blocks(target, parts, "train", window, horizon)
-    best = None
-    for gamma in WINDOW_GAMMAS if seasonal else (None,):
-        for alpha in WINDOW_ALPHAS:
-            for beta in WINDOW_BETAS:
-                weights = holt_winters_weights(window, horizon, season, alpha, beta, gamma)
-                mae = float(np.mean(np.abs(x @ weights - t)))
-                if best is None or mae < best[0]:
-                    best = (mae, alpha, beta, gamma)
-    _, alpha, beta, gamma = best
+    seasonal = 2 <= season <= MAX_SEASONAL_PERIOD and len(train) >= 2 * season + 2
+    first = fit_start(len(train), season if seasonal else 1)
+    with warnings.catch_warnings():  # convergence chatter from the optimizer
+        warnings.simplefilter("ignore")
+        params = (
+            ExponentialSmoothing(
+                train[first:],
+                trend="add",
+                seasonal="add" if seasonal else None,
+                seasonal_periods=season if seasonal else None,
+            )
+            .fit()
+            .params
+        )
     return {
-        "alpha": alpha,
-        "beta": beta,
-        "gamma": gamma,
-        "season": int(season) if gamma is not None else 1,
-        "train_mae": round(best[0], 6),
+        "alpha": float(params["smoothing_level"]),
+        "beta": float(params["smoothing_trend"]),
+        "gamma": float(params["smoothing_seasonal"]) if seasonal else None,
+        "season": int(season) if seasonal else 1,
     }
 
 
@@ -324,9 +307,12 @@ def linear_base_weights(
     MAE from `LINEAR_RIDGE`). The last value is folded back into W, so each column sums to 1
     and the map commutes with shifting and scaling the values, like `holt_winters_weights`.
     """
+    from ktemplate.pipelines import timeseries
 
     def blocks(part):
-        x, t = _part_blocks(target, parts, part, window, horizon)
+        starts = timeseries.origins(tuple(parts[part]), window, horizon)
+        x = np.stack([target[o - window : o] for o in starts]).astype("float64")
+        t = np.stack([target[o : o + horizon] for o in starts]).astype("float64")
         return x - x[:, -1:], t - x[:, -1:]
 
     x, t = blocks("train")

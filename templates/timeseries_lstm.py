@@ -201,7 +201,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
     ets = linear = None  # Holt-Winters coefficients, or a linear forecaster, fitted on train
     if config.forecast_base == "ets":
         ets = forecasting.holt_winters_coefficients(
-            model_values[:, target], parts, config.window, config.horizon, config.season
+            model_values[: parts["train"][1], target], config.season
         )
     elif config.forecast_base == "linear":
         linear = forecasting.linear_base_weights(

@@ -62,28 +62,3 @@ def test_holt_winters_weights_are_the_smoothing_as_one_linear_map():
     np.testing.assert_allclose(y @ weights, expected, atol=1e-9)
     flat = forecasting.holt_winters_weights(30, 5, 1, 0.5, 0.2, None)  # no season
     np.testing.assert_allclose(np.full(30, 7.0) @ flat, 7.0)
-
-
-def test_window_holt_winters_coefficients_are_the_best_of_the_grid_on_train_windows():
-    rng = np.random.default_rng(0)
-    steps = np.arange(240)
-    y = 50 + np.cumsum(rng.normal(0, 1, 240)) + 5 * np.sin(2 * np.pi * steps / 12)
-    parts = {"train": [0, 168], "val": [168, 204], "test": [204, 240]}
-    found = forecasting.holt_winters_coefficients(y, parts, 24, 6, 12)
-    assert found["season"] == (12 if found["gamma"] is not None else 1)
-    starts = np.arange(24, 168 - 6 + 1)  # every train window
-    x = np.stack([y[o - 24 : o] for o in starts])
-    t = np.stack([y[o : o + 6] for o in starts])
-
-    def mae(alpha, beta, gamma):
-        weights = forecasting.holt_winters_weights(24, 6, 12, alpha, beta, gamma)
-        return np.abs(x @ weights - t).mean()
-
-    chosen = mae(found["alpha"], found["beta"], found["gamma"])
-    assert chosen == pytest.approx(found["train_mae"], abs=1e-6)
-    for alpha in forecasting.WINDOW_ALPHAS:  # no other choice of the grid does better
-        for gamma in forecasting.WINDOW_GAMMAS:
-            assert mae(alpha, 0.05, gamma) >= chosen - 1e-9
-    # Without room for a season in the window, the trend alone.
-    flat = forecasting.holt_winters_coefficients(y, parts, 8, 4, 12)
-    assert flat["gamma"] is None and flat["season"] == 1
