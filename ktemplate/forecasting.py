@@ -311,8 +311,8 @@ def linear_base_weights(
 
     def blocks(part):
         starts = timeseries.origins(tuple(parts[part]), window, horizon)
-        x = np.stack([target[o - window : o] for o in starts]).astype("float64")
-        t = np.stack([target[o : o + horizon] for o in starts]).astype("float64")
+        x, t = timeseries.window_arrays(target[:, None], 0, starts, window, horizon)
+        x, t = x[..., 0].astype("float64"), t.astype("float64")
         return x - x[:, -1:], t - x[:, -1:]
 
     x, t = blocks("train")
