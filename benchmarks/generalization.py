@@ -223,6 +223,13 @@ DATASETS: dict[str, tuple[str, Callable[[Path], dict]]] = {
 # ---------------------------------------------------------------------------------------------
 
 
+TABLE_HEADER = (
+    "| data set | template | seed | size (train/val/test) | metric | template | baseline "
+    "| baseline method | difference | verdict | fit s | baseline s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
 def size_text(spec: dict) -> str:
     sizes = spec["sizes"]
     if "steps" in spec:
@@ -247,11 +254,7 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
         f"python {platform.python_version()}; overrides {' '.join(args.set) or 'none'}\n"
     )
-    print(
-        "| data set | template | seed | size (train/val/test) | metric | template | baseline "
-        "| baseline method | difference | verdict | fit s | baseline s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print(TABLE_HEADER, flush=True)
     verdicts = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:

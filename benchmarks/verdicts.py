@@ -18,7 +18,8 @@ scikit-image and bm3d, with its whole grid on the same split, and recomputes the
     python benchmarks/verdicts.py --only taylor digits_200
 
 Needs the PyPI package `rdata` and Debian's archive for the half-hourly series (see
-`debian_data.py`). Prints a Markdown table; benchmarks/RESULTS.md records it.
+`debian_data.py`). Prints a Markdown table; benchmarks/RESULTS.md records it. Its plain runs
+are generalization.py's runs (same data, defaults and seed), so it prints that table too.
 """
 
 from __future__ import annotations
@@ -473,14 +474,19 @@ def main() -> None:
         "verdict | true? |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
-    false, mismatched = 0, 0
+    false, mismatched, plain = 0, 0, []
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
             template_name, build, scenario = CASES[name]
             template = templates.load(template_name)
             overrides = {**build(Path(tmp) / "data" / name), "seed": str(args.seed)}
             run_dir = train(template, overrides, scenario, Path(tmp) / "runs" / name)
-            block = files.read_json(run_dir / "metrics.json")["baseline"]
+            metrics = files.read_json(run_dir / "metrics.json")
+            block = metrics["baseline"]
+            if scenario == "plain":  # generalization.py's row for the same run
+                spec = files.read_json(run_dir / "spec.json")
+                row = generalization.table_row(name, template_name, args.seed, metrics, spec)
+                plain.append(row)
             comparison = block["comparison"]
             found = check(template, run_dir)
             theirs = independent_verdict(found)
@@ -506,6 +512,9 @@ def main() -> None:
                 flush=True,
             )
     print(f"\nfalse verdicts: {false}; baselines unlike the independent fit: {mismatched}")
+    if plain:  # the plain runs are generalization.py's runs: its table, without a second run
+        print(f"\n{generalization.TABLE_HEADER}")
+        print("\n".join(plain))
 
 
 if __name__ == "__main__":
