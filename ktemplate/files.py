@@ -161,12 +161,14 @@ def clear_folder(folder: str | Path, keep: str | None = None) -> None:
             entry.unlink()
 
 
-DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+# Full, over quota, a file over a size limit (ulimit -f, a filesystem's largest file),
+# read-only, or not ours to write.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def disk_error(error: BaseException) -> OSError | None:
-    """`error` (or what it was raised from) when it is a disk fault: full, read-only, or not
-    ours to write; else None."""
+    """`error` (or what it was raised from) when it is a disk fault (`DISK_ERRORS`); else
+    None."""
     while error is not None:
         if isinstance(error, OSError) and error.errno in DISK_ERRORS:
             return error

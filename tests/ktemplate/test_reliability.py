@@ -490,6 +490,35 @@ def test_an_output_folder_that_cannot_take_the_run_is_one_line_before_any_folder
     assert not (tmp_path / "out").exists()
 
 
+def test_a_real_size_limit_while_training_is_one_line_and_leaves_no_partial_file(tmp_path):
+    """A real write fault, not a patched one: the training process may write no file over
+    16 KiB (`ulimit -f`, as a quota or a small filesystem's largest file), so the run folder's
+    small files are written and its first checkpoint is refused by the kernel (EFBIG)."""
+    import resource
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # refused writes fail, nothing is killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ktemplate", "train", "tabular_mlp", "--set", "epochs=2",
+         "--set", "members=1", "--set", "baseline=false", "--output-dir", str(tmp_path)],
+        preexec_fn=limited,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]  # not a traceback, not a crash at exit
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ktemplate")]
+    assert len(errors) == 1 and "File too large" in errors[0], result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "tabular_mlp").iterdir()
+    info = files.read_json(run_dir / "run.json")
+    assert info["status"] == "failed" and "File too large" in info["reason"]
+    assert [p.name for p in run_dir.rglob("*") if p.name.startswith(".partial")] == []
+
+
 def test_a_disk_fault_while_training_is_one_line_and_the_status_says_it(
     tmp_path, monkeypatch, capsys
 ):

