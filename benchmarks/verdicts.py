@@ -41,7 +41,7 @@ import debian_data  # noqa: E402  (benchmarks/, beside this script)
 import generalization  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ktemplate import baselines, files, run, templates  # noqa: E402
+from ktemplate import baselines, files, reports, run, templates  # noqa: E402
 from ktemplate import config as config_lib  # noqa: E402
 
 SIGNIFICANCE = baselines.SIGNIFICANCE
@@ -360,17 +360,17 @@ def denoising_autoencoder(template, data, config, model) -> dict:
         return np.asarray(bm3d.bm3d_rgb(x.astype("float64"), sigma_psd=s))
 
     tiles = list(data.splits["val"].as_numpy_iterator())
-    tiles = [tiles[i] for i in template._spread(len(tiles), template.BASELINE_VAL_TILES)]
+    tiles = [tiles[i] for i in baselines.spread(len(tiles), template.BASELINE_VAL_TILES)]
     methods = {"non-local means": nlm, "BM3D": bm}
-    quality = template.image_quality
+    quality = reports.image_quality
     val = [np.mean([quality(c, m(n))[0] for n, c in tiles]) for m in methods.values()]
     name = list(methods)[best_on_validation(val)]
     ours, base = [], []
     for noisy, clean in data.test.as_numpy_iterator():
         denoised = np.clip(model(noisy, training=False).numpy(), 0.0, 1.0)
         for i in range(len(noisy)):
-            base.append(template.image_quality(clean[i], methods[name](noisy[i]))[0])
-            ours.append(template.image_quality(clean[i], denoised[i])[0])
+            base.append(quality(clean[i], methods[name](noisy[i]))[0])
+            ours.append(quality(clean[i], denoised[i])[0])
     ours, base = np.array(ours), np.array(base)
     difference = ours - base
     p_value = 1.0 if not difference.any() else float(wilcoxon(difference).pvalue)
@@ -486,7 +486,8 @@ def main() -> None:
             if scenario == "plain":  # generalization.py's row for the same run
                 spec = files.read_json(run_dir / "spec.json")
                 row = generalization.table_row(name, template_name, args.seed, metrics, spec)
-                plain.append(row)
+                plain.append(row)  # on stderr now too, in case a later case fails
+                print(f"generalization row: {row}", file=sys.stderr, flush=True)
             comparison = block["comparison"]
             found = check(template, run_dir)
             theirs = independent_verdict(found)
