@@ -28,9 +28,15 @@ from PIL import Image
 from ktemplate import cli, files, run, templates, training
 from ktemplate.check import SMOKE_CONFIG
 from tests.helpers.images import make_image_folder, write_png
-from tests.helpers.text import FILLER, NEGATIVE, POSITIVE, make_vader_sdist
+from tests.helpers.text import (
+    FILLER,
+    NEGATIVE,
+    POSITIVE,
+    make_vader_sdist,
+    write_tiny_bert_preset,
+)
 
-keras_hub = pytest.importorskip("keras_hub")
+pytest.importorskip("keras_hub")  # path/to/preset
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -124,20 +130,7 @@ def write_inputs(folder: Path) -> None:
     (folder / "last_104_weeks.csv").write_text("date,sales\n" + "\n".join(rows[-104:]) + "\n")
     (folder / "review.txt").write_text("a dull story, and the cast was tedious\n")
     (folder / "reviews.txt").write_text("a great film\nboring plot\nreally superb cast\n")
-    # path/to/preset: a tiny random BERT saved as a keras-hub preset
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(POSITIVE + FILLER))]
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocabulary),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=32,
-    )
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=32)
-    backbone.save_to_preset(folder / "path" / "to" / "preset")
-    preprocessor.save_to_preset(folder / "path" / "to" / "preset")
+    write_tiny_bert_preset(folder / "path" / "to" / "preset")
 
 
 class InterruptAfterFirstEpoch(keras.callbacks.Callback):

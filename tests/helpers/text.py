@@ -74,3 +74,26 @@ def make_csv(path, rows_per_class=6, text_column="text", label_column="label"):
         lines.append(f'"{sentence(rng, positive)}",{"good" if positive else "bad"}')
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def write_tiny_bert_preset(folder) -> None:
+    """A tiny randomly initialized BERT (1 layer, width 8) over this module's words, saved as a
+    local keras-hub preset: what a downloaded preset would be, offline."""
+    import keras
+    import keras_hub
+
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER)) + [".", ","]
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=32,
+    )
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=32)
+    backbone.save_to_preset(folder)
+    preprocessor.save_to_preset(folder)

@@ -490,6 +490,54 @@ def test_an_output_folder_that_cannot_take_the_run_is_one_line_before_any_folder
     assert not (tmp_path / "out").exists()
 
 
+TMPFS = """
+set -u
+mount -t tmpfs -o size=256k tmpfs "$1/small"
+mount -t tmpfs -o size=64m,ro tmpfs "$1/read_only"
+for where in small read_only; do
+  "$2" -m ktemplate train tabular_mlp --set members=1 --output-dir "$1/$where/out" \
+    > "$1/$where.out" 2> "$1/$where.err"
+  echo $? > "$1/$where.rc"
+  ls -A "$1/$where" > "$1/$where.left"
+done
+"""
+
+
+def test_a_real_small_or_read_only_filesystem_is_one_line_before_any_folder(tmp_path):
+    """Real filesystems, where the test can mount them (a private mount namespace): a 256 KiB
+    tmpfs and a read-only one. Each run ends in one line before its run folder exists."""
+    for where in ("small", "read_only"):
+        (tmp_path / where).mkdir()
+    unshare = ["unshare", "--mount", "--map-root-user"]
+    try:
+        probe = subprocess.run(
+            [*unshare, "mount", "-t", "tmpfs", "tmpfs", str(tmp_path / "small")],
+            capture_output=True,
+            timeout=30,
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if probe.returncode != 0:
+        pytest.skip(f"this machine cannot mount a tmpfs in a namespace: {probe.stderr[:200]}")
+    subprocess.run(
+        [*unshare, "sh", "-c", TMPFS, "sh", str(tmp_path), sys.executable],
+        check=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    expected = {
+        "small": "has 256 KiB free, and this run needs about",
+        "read_only": "cannot be written (Read-only file system)",
+    }
+    for where, message in expected.items():
+        err = (tmp_path / f"{where}.err").read_text()
+        assert (tmp_path / f"{where}.rc").read_text().strip() == "1", err[-3000:]
+        errors = [line for line in err.splitlines() if line.startswith("ktemplate")]
+        assert len(errors) == 1 and message in errors[0], err[-3000:]
+        assert "Traceback" not in err
+        assert (tmp_path / f"{where}.left").read_text() == ""  # no run folder, nothing else
+
+
 def test_a_real_size_limit_while_training_is_one_line_and_leaves_no_partial_file(tmp_path):
     """A real write fault, not a patched one: the training process may write no file over
     16 KiB (`ulimit -f`, as a quota or a small filesystem's largest file), so the run folder's

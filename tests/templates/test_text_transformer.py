@@ -24,6 +24,7 @@ from tests.helpers.text import (
     make_text_folder,
     make_vader_sdist,
     sentence,
+    write_tiny_bert_preset,
 )
 
 TINY = dict(
@@ -654,25 +655,9 @@ def test_tfds_dataset_that_is_not_text_is_refused(online):
 
 @pytest.fixture(scope="module")
 def tiny_preset(tmp_path_factory):
-    keras_hub = pytest.importorskip("keras_hub")
-    from tests.helpers.text import FILLER, NEGATIVE
-
+    pytest.importorskip("keras_hub")
     folder = tmp_path_factory.mktemp("preset")
-    words = sorted(set(POSITIVE + NEGATIVE + FILLER)) + [".", ","]
-    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocabulary),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=32,
-    )
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=32)
-    backbone.save_to_preset(folder)
-    preprocessor.save_to_preset(folder)
+    write_tiny_bert_preset(folder)
     return folder
 
 
