@@ -10,6 +10,26 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 import pytest  # noqa: E402
 
+# The suite runs in two processes, a test file whole in one (pyproject.toml's `--dist loadfile`),
+# files handed out in collection order: the longest start first, so none starts last alone.
+LONGEST_FIRST = (
+    "tests/test_readme.py",
+    "tests/templates/test_text_transformer.py",
+    "tests/ktemplate/test_check.py",
+    "tests/test_copies.py",
+    "tests/ktemplate/test_reliability.py",
+    "tests/ktemplate/test_convert.py",
+    "tests/tuning/test_processes.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
 
 @pytest.fixture(autouse=True)
 def _float32_policy():
