@@ -112,7 +112,7 @@ def _train(template, overrides: dict, scenario: str, out: Path) -> Path:
         finally:
             for hog in hogs:
                 hog.kill()
-    # resume: interrupted (Ctrl-C) after the first member's second epoch, then resumed.
+    # resume: interrupted (Ctrl-C) after the (first member's) second epoch, then resumed.
     run_dir = out / template.NAME / "resumed"
     command = [sys.executable, "-m", "ktemplate", "train", template.NAME, "--run-dir", str(run_dir)]
     for key, value in overrides.items():
@@ -128,8 +128,9 @@ def _train(template, overrides: dict, scenario: str, out: Path) -> Path:
             stderr=subprocess.STDOUT,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-        history = run_dir / "members" / "0" / "history_train.csv"
-        while not (history.exists() and len(history.read_text().splitlines()) >= 3):
+        # member 0's history in an ensemble, the run's own for one model (`members=auto`)
+        histories = [run_dir / "members" / "0" / "history_train.csv", run_dir / "history_train.csv"]
+        while not any(h.exists() and len(h.read_text().splitlines()) >= 3 for h in histories):
             if process.poll() is not None:
                 raise RuntimeError(f"training ended before the interruption: see {log}")
             time.sleep(0.5)
