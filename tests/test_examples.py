@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import readme
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -31,24 +33,6 @@ def test_quickstart_notebook_runs_cleanly(tmp_path, monkeypatch):
     assert (tmp_path / "saved_models" / "image_cnn" / "sweeps" / "random" / "champion").is_dir()
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def readme_commands() -> list[str]:
-    """Every `ktemplate ...` command line of README's shell blocks, comments dropped."""
-    commands, in_shell = [], False
-    text = README.read_text(encoding="utf-8").replace("\\\n", " ")  # continued lines joined
-    for line in text.splitlines():
-        if line.startswith("```"):
-            in_shell = line.strip() in ("```bash", "```sh", "```console")
-            continue
-        for text in line.split("  #")[0].split("&&"):
-            text = text.strip()
-            if in_shell and text.startswith(("ktemplate ", "python -m ktemplate ")):
-                commands.append(text)
-    return commands
-
-
 def test_readme_commands_are_valid_cli_commands():
     """Each README command parses with the CLI's own parser, with its placeholders filled: a
     renamed option or command in the CLI fails here until README follows."""
@@ -57,7 +41,7 @@ def test_readme_commands_are_valid_cli_commands():
 
     from ktemplate import cli
 
-    commands = readme_commands()
+    commands = readme.commands()  # in every section, indented blocks included
     assert len(commands) >= 30
     parser = cli.build_parser()
     for command in commands:

