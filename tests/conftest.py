@@ -13,7 +13,8 @@ import pytest  # noqa: E402
 # The suite runs in two processes, a test file whole in one (pyproject.toml's `--dist loadfile`),
 # files handed out in collection order: the longest start first, so none starts last alone.
 LONGEST_FIRST = (
-    "tests/test_readme.py",
+    "tests/readme/test_cli_image_cnn.py",
+    "tests/readme/test_cli_other_templates.py",
     "tests/templates/test_text_transformer.py",
     "tests/ktemplate/test_check.py",
     "tests/test_copies.py",

@@ -1,6 +1,8 @@
 """README as a test: the commands of its Quickstart, CLI, tabular_mlp and Tuning sections and the
 code of its Python API section run as written, in a new project folder, so a line that stops
-working fails here.
+working fails here. The lines are shared out over this folder's test files (each runs in one
+test process): image_cnn's CLI lines, the other templates' CLI lines, tabular_mlp and Tuning,
+the Python API.
 
 Tiny settings are injected by fixtures, never by editing the lines: every training run is
 `ktemplate check`'s smoke run (a few batches of each split, one epoch, one model) writing a real
@@ -26,7 +28,7 @@ from PIL import Image
 from ktemplate import cli, files, run, templates, training
 from ktemplate.check import SMOKE_CONFIG
 from tests.helpers.images import make_image_folder, write_png
-from tests.helpers.readme import blocks, section, shell_lines
+from tests.helpers.readme import section, shell_lines
 from tests.helpers.text import (
     FILLER,
     NEGATIVE,
@@ -35,8 +37,6 @@ from tests.helpers.text import (
     make_vader_sdist,
     write_tiny_bert_preset,
 )
-
-pytest.importorskip("keras_hub")  # path/to/preset
 
 # Lines that do not run here, each with the reason and where it is tested instead.
 ELSEWHERE = {
@@ -86,8 +86,8 @@ def project(tmp_path, monkeypatch, online):
     return types.SimpleNamespace(path=tmp_path, real_train=real_train)
 
 
-def write_inputs(folder: Path) -> None:
-    """The files README's lines name, small."""
+def write_inputs(folder: Path, preset: bool = False) -> None:
+    """The files README's lines name, small (`preset`: the keras-hub one too)."""
     rng = np.random.default_rng(0)
     (folder / "my.toml").write_text("filters = 8\nlearning_rate = 0.002\n")
     make_image_folder(folder / "photos", per_class=12, size=(70, 70), channels=3)
@@ -102,7 +102,8 @@ def write_inputs(folder: Path) -> None:
     (folder / "last_104_weeks.csv").write_text("date,sales\n" + "\n".join(rows[-104:]) + "\n")
     (folder / "review.txt").write_text("a dull story, and the cast was tedious\n")
     (folder / "reviews.txt").write_text("a great film\nboring plot\nreally superb cast\n")
-    write_tiny_bert_preset(folder / "path" / "to" / "preset")
+    if preset:
+        write_tiny_bert_preset(folder / "path" / "to" / "preset")
 
 
 class InterruptAfterFirstEpoch(keras.callbacks.Callback):
@@ -165,58 +166,33 @@ def run_line(line: str, interrupted: Path | None = None, capsys=None) -> None:
     assert code == 0, f"README line failed (exit {code}): {line}"
 
 
-# ---------------------------------------------------------------------------------------------
-# The sections
-# ---------------------------------------------------------------------------------------------
+OTHER_TEMPLATES = (
+    "timeseries_lstm",
+    "text_transformer",
+    "denoising_autoencoder",
+    "anomaly_autoencoder",
+)
 
 
-def test_quickstart_and_cli_lines_run_as_written(project, monkeypatch, capsys):
+def cli_lines(other_templates: bool) -> list[str]:
+    """The Quickstart and CLI sections' lines, once each: those naming one of OTHER_TEMPLATES, or
+    the rest (image_cnn's, and those naming no template). The two parts cover every line."""
     lines = shell_lines(section("## Quickstart")) + shell_lines(section("## CLI"))
-    assert len(lines) >= 30
-    write_inputs(project.path)
-    interrupted = None
-    ran, elsewhere = [], []
-    for line in dict.fromkeys(lines):  # a line README repeats runs once
+    return [
+        line
+        for line in dict.fromkeys(lines)  # a line README repeats runs once
+        if any(name in line for name in OTHER_TEMPLATES) == other_templates
+    ]
+
+
+def run_lines(lines, project, monkeypatch, capsys=None) -> tuple[list[str], Path | None]:
+    """Runs `lines` in order; returns those that run elsewhere and the interrupted run."""
+    interrupted, elsewhere = None, []
+    for line in lines:
         if any(marker in line for marker in ELSEWHERE):
             elsewhere.append(line)
             continue
         if "--resume" in line:
             interrupted = interrupted_run(project, monkeypatch)
-        run_line(line, interrupted)
-        ran.append(line)
-    assert len(elsewhere) == 3, elsewhere  # pip install, python -m pytest, --workers 2
-    out = capsys.readouterr().out
-    assert "Checking tabular_mlp" in out and "passes the check" in out
-    assert files.read_json(interrupted / "run.json")["status"] == "finished"
-    assert (project.path / "noisy.denoised.png").is_file()
-    assert (project.path / "models" / "digits" / "1" / "saved_model.pb").is_file()
-    assert (project.path / "templates" / "my_task.py").is_file()
-    champion = project.path / "saved_models" / "image_cnn" / "sweeps" / "random" / "champion"
-    assert (champion / "export" / "saved_model.pb").is_file()
-
-
-def test_python_api_section_runs_as_written(project):
-    (code,) = blocks(section("### Python API (notebooks, scripts)"), "python")
-    # `pixels` stands for the caller's images; `<run-id>` for the run the block trained.
-    code = code.replace('"saved_models/image_cnn/<run-id>"', "run.path")
-    pixels = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 1), dtype=np.uint8)
-    namespace = {"pixels": pixels}
-    exec(compile(code, "README.md (Python API)", "exec"), namespace)
-    assert namespace["run"].metrics["test_accuracy"] >= 0
-    assert namespace["champion"].sweep_dir.is_dir()
-    assert (project.path / "exports" / "digits" / "model.tflite").is_file()
-
-
-def test_tabular_and_tuning_lines_run_as_written(project, capsys):
-    rng = np.random.default_rng(0)
-    hours = rng.uniform(0, 10, 120)
-    group = rng.choice(["a", "b", "c"], 120)
-    score = 2 * hours + (group == "b") * 3 + rng.normal(0, 1, 120)
-    rows = [f"{h:.2f},{g},{s:.2f}" for h, g, s in zip(hours, group, score, strict=True)]
-    (project.path / "survey.csv").write_text("hours,group,score\n" + "\n".join(rows) + "\n")
-    lines = shell_lines(section("### tabular_mlp")) + shell_lines(section("## Tuning"))
-    assert len(lines) == 11
-    for line in lines:
-        run_line(line, capsys=capsys)
-    sweeps = project.path / "saved_models" / "image_cnn" / "sweeps"
-    assert (sweeps / "random" / "leaderboard.md").is_file()
+        run_line(line, interrupted, capsys)
+    return elsewhere, interrupted
