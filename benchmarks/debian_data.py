@@ -5,6 +5,8 @@ and unpacked with `dpkg-deb -x` into the user cache (`$KTEMPLATE_CACHE_DIR/debia
 `~/.cache/ktemplate/debian`); an installed copy (`apt-get install fortunes`) is used as it is.
 
 - `fortunes_dir()`: Debian's fortune cookies (package `fortunes`), one file per category.
+- `oxygen_icons_dir()`: KDE's Oxygen desktop icons at 32x32 (package `oxygen-icon-theme`,
+  LGPL-3), one folder per context (actions, apps, devices, ...): small colour PNGs with alpha.
 - `r_forecast_series(name)`: a series from the R package forecast (Debian's
   `r-cran-forecast`): `taylor` (half-hourly electricity demand in England and Wales, 12 weeks
   from Monday 5 June 2000), `gas` (monthly Australian gas production 1956-1995), `wineind`
@@ -67,6 +69,11 @@ def fortunes_dir() -> Path:
     if INSTALLED_FORTUNES.is_dir():
         return INSTALLED_FORTUNES
     return unpacked("fortunes") / "usr/share/games/fortunes"
+
+
+def oxygen_icons_dir() -> Path:
+    """Oxygen's 32x32 icons, one sub-folder per context (actions, apps, categories, ...)."""
+    return unpacked("oxygen-icon-theme") / "usr/share/icons/oxygen/base/32x32"
 
 
 def r_forecast_series(name: str) -> tuple[list[str], np.ndarray]:

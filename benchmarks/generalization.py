@@ -2,7 +2,8 @@
 
 Each data set is real and obtainable offline: bundled in an installed package (scikit-learn,
 scikit-image, statsmodels), in the vaderSentiment archive the text template already uses, or
-in a Debian package (`fortunes`, for the five-class texts; see `debian_data.py`). Each run is
+in a Debian package (`fortunes`, for the five-class texts; `oxygen-icon-theme`, for the icons;
+see `debian_data.py`). Each run is
 `ktemplate train` with the template's defaults (only the data source and its column names are
 set), so `auto` fields resolve from the data as a user's would; the baseline is the one every
 run fits (see README, "A classical baseline beside every result"). Prints a Markdown table; the
@@ -177,6 +178,31 @@ def fortunes(folder: Path) -> dict:
     return {"dataset": f"dir:{folder}"}
 
 
+ICON_CONTEXTS = ("actions", "apps", "categories", "devices", "mimetypes", "places", "status")
+
+
+def icons(folder: Path) -> dict:
+    """KDE's Oxygen 32x32 desktop icons by context (seven unbalanced classes, 1,169 PNGs with
+    alpha, 33 to 629 a class), the files as the package ships them (`oxygen-icon-theme`)."""
+    source = debian_data.oxygen_icons_dir()
+    for context in ICON_CONTEXTS:
+        (folder / context).mkdir(parents=True)
+        for path in sorted((source / context).glob("*.png")):
+            if not path.is_symlink():  # aliases of another icon of the folder
+                (folder / context / path.name).write_bytes(path.read_bytes())
+    return {"dataset": f"dir:{folder}"}
+
+
+def faces(folder: Path) -> dict:
+    """Face or not: scikit-image's 100 LFW faces and 100 non-face patches, 25x25 gray."""
+    from skimage import data
+
+    for i, image in enumerate(data.lfw_subset()):
+        label = "face" if i < 100 else "other"  # the subset's order (skimage's own examples)
+        _write_png(folder / label / f"{i}.png", np.round(image * 255).astype("uint8")[..., None])
+    return {"dataset": f"dir:{folder}"}
+
+
 def lfw_faces(folder: Path) -> dict:
     """200 face photographs of 25x25 pixels (scikit-image's bundled LFW subset)."""
     from skimage import data
@@ -204,6 +230,8 @@ DATASETS: dict[str, tuple[str, Callable[[Path], dict]]] = {
     "textures": ("image_cnn", textures),
     "photo_patches": ("image_cnn", photo_patches),
     "digits_300": ("image_cnn", digits_few),
+    "icons": ("image_cnn", icons),
+    "faces": ("image_cnn", faces),
     "elec_equip": ("timeseries_lstm", elec_equip),
     "elnino": ("timeseries_lstm", elnino),
     "realgdp": ("timeseries_lstm", realgdp),
