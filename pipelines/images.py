@@ -81,9 +81,6 @@ def _image_files(class_dir: Path) -> list[Path]:
     )
 
 
-CHECK_THREADS = 8  # parallel decodes in the up-front check of a dir: folder
-
-
 BACKGROUND = 255  # transparent pixels are composited onto white
 
 
@@ -136,18 +133,26 @@ class _Checked:
     alpha: bool = False
 
 
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+def _inspect(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One file's (height, width), whether it has colour after compositing (its channels differ
+    somewhere) and whether any pixel is transparent: one graph call, not a dozen eager ops."""
+    rgb, alpha = _rgb_and_alpha(tf.io.read_file(path))
+    image = _composited(rgb, alpha, 3)
+    colour = tf.reduce_any(tf.reduce_max(image, -1) != tf.reduce_min(image, -1))
+    return tf.shape(image)[:2], colour, tf.reduce_any(alpha < 255)
+
+
 def _check_files(files: list[Path]) -> list[_Checked]:
     """Decodes every file once (nothing is kept): its size, whether it has colour after
     compositing, and whether any pixel is transparent."""
 
     def check(file: Path) -> _Checked:
         try:
-            rgb, alpha = _rgb_and_alpha(tf.io.read_file(str(file)))
+            shape, colour, alpha = _inspect(tf.constant(str(file)))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
             return _Checked(None)
-        image = _composited(rgb, alpha, 3).numpy()
-        colour = bool(np.ptp(image.astype("int16"), axis=-1).any())  # channels differ somewhere
-        return _Checked(image.shape[:2], colour, bool((alpha.numpy() < 255).any()))
+        return _Checked(tuple(int(n) for n in shape.numpy()), bool(colour), bool(alpha))
 
     with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
         return list(pool.map(check, files))
