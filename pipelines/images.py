@@ -147,9 +147,11 @@ def _check_files(files: list[Path]) -> list[_Checked]:
     """Decodes every file once (nothing is kept): its size, whether it has colour after
     compositing, and whether any pixel is transparent."""
 
+    inspect = _inspect.get_concrete_function()  # traced once, before the threads call it
+
     def check(file: Path) -> _Checked:
         try:
-            shape, colour, alpha = _inspect(tf.constant(str(file)))
+            shape, colour, alpha = inspect(tf.constant(str(file)))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
             return _Checked(None)
         return _Checked(tuple(int(n) for n in shape.numpy()), bool(colour), bool(alpha))
