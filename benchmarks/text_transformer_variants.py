@@ -33,7 +33,7 @@ from ktemplate.pipelines import text  # noqa: E402
 from ktemplate.templates import text_transformer as tt  # noqa: E402
 
 from ktemplate import config as config_lib  # noqa: E402
-from ktemplate import training  # noqa: E402
+from ktemplate import run, training  # noqa: E402
 
 UNLABELLED = ("vader_tweets", "vader_amazon", "vader_nyt")
 MASKED_PER_TEXT = 10  # at most this many predicted positions per pretraining sequence
@@ -163,7 +163,8 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config field"
     )
     args = parser.parse_args()
-    overrides = config_lib.parse_assignments(args.set)
+    # The encoder alone (the model these recipes were tried on); --set wide=... adds one.
+    overrides = {"wide": "none", "deep": "transformer", **config_lib.parse_assignments(args.set)}
 
     print(f"variant {args.variant}; overrides {' '.join(args.set) or 'none'}\n")
     print("| seed | val accuracy | test accuracy | seconds |")
@@ -175,6 +176,7 @@ def main() -> None:
         )
         training.set_global_options(config)
         data = tt.load_data(config, config.batch_size)
+        config = run.resolved_config(config, data.spec)  # `auto` fields as a run resolves them
         val_labels, test_labels = labels(data.val), labels(data.test)
         members = args.members if args.variant == "ensemble" else 1
         val_sum, test_sum, seconds = 0.0, 0.0, 0.0
