@@ -1,8 +1,8 @@
 """README's Quickstart and CLI lines for image_cnn and for no template in particular (list,
-check, runs, tune, report, new), run as written (see conftest.py)."""
+check, runs, tune, report, new), run as written (see lines.py)."""
 
 from ktemplate import files
-from tests.readme.conftest import ELSEWHERE, cli_lines, run_lines, write_inputs
+from tests.readme.lines import ELSEWHERE, cli_lines, run_lines, write_inputs
 
 
 def test_image_cnn_and_general_cli_lines_run_as_written(project, monkeypatch, capsys):

@@ -1,9 +1,9 @@
 """README's CLI lines for timeseries_lstm, text_transformer and the two autoencoders, run as
-written (see conftest.py)."""
+written (see lines.py)."""
 
 import pytest
 
-from tests.readme.conftest import OTHER_TEMPLATES, cli_lines, run_lines, write_inputs
+from tests.readme.lines import OTHER_TEMPLATES, cli_lines, run_lines, write_inputs
 
 pytest.importorskip("keras_hub")  # path/to/preset
 

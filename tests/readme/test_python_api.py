@@ -1,4 +1,4 @@
-"""README's Python API section, run as written (see conftest.py)."""
+"""README's Python API section, run as written (see lines.py)."""
 
 import numpy as np
 

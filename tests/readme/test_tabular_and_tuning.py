@@ -1,9 +1,9 @@
-"""README's tabular_mlp and Tuning lines, run as written (see conftest.py)."""
+"""README's tabular_mlp and Tuning lines, run as written (see lines.py)."""
 
 import numpy as np
 
 from tests.helpers.readme import section, shell_lines
-from tests.readme.conftest import run_line
+from tests.readme.lines import run_line
 
 
 def test_tabular_and_tuning_lines_run_as_written(project, capsys):
