@@ -33,7 +33,8 @@ from ktemplate import files, run  # noqa: E402
 DATASETS = ("textures", "photo_patches", "digits_300", "icons", "faces")
 # Fixed settings (not "auto") so that each row measures the same model whatever the defaults.
 # The regularization rows (one model each, as the default then was) chose batch_norm=auto; the
-# members/epochs rows weigh a second model against a longer first one.
+# members/epochs rows weigh a second model against a longer first one; the class_weight rows
+# weigh balanced class weights against none (on icons, the one unbalanced folder).
 VARIANTS = {
     "dropout=0.2 l2=1e-4 (before)": "dropout=0.2 l2=0.0001 batch_norm=true members=1",
     "dropout=0.4": "dropout=0.4 l2=0.0001 batch_norm=true members=1",
@@ -46,6 +47,8 @@ VARIANTS = {
     "members=1": "members=1",
     "members=2 epochs=30": "members=2 epochs=30",
     "members=1 epochs=30": "members=1 epochs=30",
+    "class_weight=none": "class_weight=none",
+    "class_weight=balanced": "class_weight=balanced",
 }
 
 

@@ -25,8 +25,10 @@ Rules every baseline follows:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -201,18 +203,25 @@ def choose_and_refit(
 ) -> tuple[Any, str, dict[str, Any], list[dict[str, Any]]]:
     """Fits every candidate on train, picks on validation accuracy (regression: MAE; ties: the
     later, more flexible one), then refits the pick on train+validation when `refit`. Returns
-    the fitted estimator, its name and settings, and every candidate's validation score."""
-    tried, fitted = [], []
+    the fitted estimator, its name and settings, and every candidate's validation score.
+
+    The candidates are fitted in threads, one per CPU core (libsvm, liblinear and NumPy release
+    the GIL), each on its own estimator: the same fits as one after another, sooner."""
     key = "val_mae" if regression else "val_accuracy"
-    for name, settings, make in candidates:
+
+    def fit_and_score(candidate):
+        name, settings, make = candidate
         estimator = fit(make(), "train")
         predicted = predict_val(estimator)
         if regression:
             score = float(np.mean(np.abs(predicted - val_y)))
         else:
             score = float((predicted == val_y).mean())
-        tried.append({"method": name, **settings, key: round(score, 6)})
-        fitted.append(estimator)
+        return {"method": name, **settings, key: round(score, 6)}, estimator
+
+    with ThreadPoolExecutor(max(1, min(len(candidates), os.cpu_count() or 1))) as pool:
+        tried, fitted = zip(*pool.map(fit_and_score, candidates), strict=True)
+    tried = list(tried)
     best = pick(tried, key, higher_is_better=not regression)
     name, settings, make = candidates[best]
     estimator = fit(make(), "train+val") if refit else fitted[best]

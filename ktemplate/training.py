@@ -88,6 +88,22 @@ def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
     return max(1, math.ceil(num_examples / global_batch_size))
 
 
+def budget_epochs(auto: Any, bounds: tuple[int, int], budget: float, epoch_cost: float | None):
+    """Resolves epochs=auto through the `ktemplate.config.Resolver` `auto`: as many epochs
+    (within `bounds`) as `budget` multiply-adds allow at `epoch_cost` an epoch (every member's
+    forward passes over the train split); the most when the cost is unknown (None)."""
+    least, most = bounds
+    if epoch_cost is None:
+        return auto.pick("epochs", most, "the cost of an epoch is unknown: the most epochs")
+    epochs = int(min(most, max(least, budget // epoch_cost)))
+    return auto.pick(
+        "epochs",
+        epochs,
+        f"an epoch of every member is {epoch_cost:.3g} forward multiply-adds: {epochs} epochs "
+        f"fit the budget of {budget:.3g} (at least {least}, at most {most})",
+    )
+
+
 def make_optimizer(
     config: TrainingConfig,
     steps: int,
@@ -103,10 +119,14 @@ def make_optimizer(
         epochs: overrides `config.epochs` as the schedule's length in epochs.
     """
     lr = config.learning_rate if learning_rate is None else learning_rate
+    epochs = epochs or config.epochs
     if config.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            lr, decay_steps=steps * (epochs or config.epochs), alpha=0.01
-        )
+        if not isinstance(epochs, int):
+            raise ValueError(
+                f"epochs is {epochs!r}, and the cosine schedule needs a number: set epochs, or "
+                "build from a resolved config (`ktemplate.run.resolved_config(config, spec)`)."
+            )
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.01)
     clip = {"clipnorm": config.clipnorm} if config.clipnorm > 0 else {}
     if config.optimizer == "adam":
         return keras.optimizers.Adam(lr, **clip)

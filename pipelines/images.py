@@ -450,6 +450,28 @@ def prepare(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def prepare_splits(
+    splits: dict[str, tf.data.Dataset],
+    batch_size: int,
+    augment: keras.Sequential | None,
+    seed: int,
+    cache: str,
+) -> dict[str, tf.data.Dataset]:
+    """`prepare` for each split of {"train", "val", "test"} (train shuffled and augmented);
+    `cache` is memory, none, or a folder that gets a cache file per split."""
+    return {
+        name: prepare(
+            ds,
+            batch_size,
+            name == "train",
+            augment if name == "train" else None,
+            seed=seed,
+            cache=cache if cache in ("memory", "none") else str(Path(cache) / name),
+        )
+        for name, ds in splits.items()
+    }
+
+
 def manifest_input(input_shape: tuple[int, int, int] | list[int]) -> dict[str, Any]:
     """The manifest's `input` entry of an export with `serve` (uint8 pixels) and
     `serve_image_bytes` (encoded images) signatures, both resized to `input_shape`."""

@@ -66,7 +66,7 @@ Backbone = Literal[
 @dataclasses.dataclass(frozen=True)
 class Config(TrainingConfig):
     dataset: str = "digits"  # digits, tfds:NAME or dir:PATH
-    epochs: PositiveInt = 60  # maximum epochs; early stopping usually ends sooner
+    epochs: PositiveInt | Auto = "auto"  # per member; auto: 60, fewer within a compute budget
     batch_size: PositiveInt = 32  # per-replica batch size
     learning_rate: PositiveFloat = 3e-3  # peak learning rate (cosine decay to 1% of it)
     early_stopping_patience: NonNegativeInt | Auto = "auto"  # auto: 30, 8 or 4 by train size
@@ -81,7 +81,7 @@ class Config(TrainingConfig):
     dense_units: NonNegativeInt = 128  # units of the hidden dense layer; 0 removes it
     augment: bool | Literal["auto"] = "auto"  # train-only augmentation; auto: images >= 16 px
     batch_norm: bool | Literal["auto"] = "auto"  # auto: off below 10 train steps per epoch
-    class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
+    class_weight: Literal["auto", "none", "balanced"] = "none"  # auto: balanced if unbalanced
     cache: str = "auto"  # decoded images: memory, none, or a folder on disk; auto: memory if small
     translate: Fraction = 0.1  # max random shift, as a fraction of height/width
     rotate: Fraction = 0.04  # max random rotation, as a fraction of a full turn
@@ -118,21 +118,38 @@ UNBALANCED_RATIO = 1.5  # class_weight=auto balances when the largest class is t
 MIN_BATCH_NORM_STEPS = 10  # batch_norm=auto: on from this many train steps per epoch
 MEMORY_CACHE_BYTES = 2 * 1024**3  # cache=auto: in memory when the decoded splits fit in this
 BASELINE_IMAGES = {"train": 6_000, "val": 5_000, "test": 10_000}  # most images the baseline reads
+AUTO_EPOCHS = (20, 60)  # epochs=auto: at least, at most
+EPOCHS_BUDGET_MACS = 1e12  # epochs=auto: forward multiply-adds of all members' epochs (~2 min)
+
+
+def forward_macs(config: Config, shape: tuple[int, int, int]) -> int:
+    """Multiply-adds of one image's forward pass through the conv blocks and hidden layer."""
+    (height, width, channels), macs = shape, 0
+    for block in range(config.conv_blocks):
+        for _ in range(config.convs_per_block):
+            filters = config.filters * 2**block
+            macs += height * width * config.kernel_size**2 * channels * filters
+            channels = filters
+        height, width = -(-height // 2), -(-width // 2)  # 2x2 pooling, "same" padding
+    return macs + height * width * channels * config.dense_units
 
 
 def resolve_auto(
-    config: Config | Resolver, train_size: int, side: int, batch_size: int | None = None
+    config: Config | Resolver,
+    train_size: int,
+    shape: tuple[int, int, int],
+    batch_size: int | None = None,
 ) -> Resolver:
-    """augment, batch_norm and early_stopping_patience from the image size and the train
-    split's size.
+    """augment, batch_norm, early_stopping_patience, members and epochs from the image shape
+    and the train split's size.
 
-    Small images (digits, 8x8) lose more to augmentation's blur than they gain; a small train
-    split needs many epochs of patience (each epoch is a few steps), a large one few. With a
-    few hundred images an epoch is a handful of steps, and batch norm's moving statistics
-    (what validation and serving use) trail the weights: on 300 digits (7 steps) validation
-    accuracy fell from 0.72 to 0.17 within 12 epochs while train accuracy was 1.0
-    (benchmarks/RESULTS.md), so below MIN_BATCH_NORM_STEPS steps it is off.
+    Small images (8x8 digits) lose more to augmentation's blur than they gain; a small train
+    split needs many epochs of patience, a large one few. Below MIN_BATCH_NORM_STEPS steps an
+    epoch, batch norm's moving statistics trail the weights (on 300 digits validation accuracy
+    fell from 0.72 to 0.17 while train accuracy was 1.0), so it is off. Each member trains as
+    many epochs (within AUTO_EPOCHS) as EPOCHS_BUDGET_MACS allows.
     """
+    side = min(shape[:2])
     auto = config if isinstance(config, Resolver) else Resolver(config)
     config = auto.config
     batch_size = batch_size or config.batch_size  # the global batch under a strategy
@@ -145,9 +162,8 @@ def resolve_auto(
     )
     if config.batch_norm is True and steps < MIN_BATCH_NORM_STEPS:
         auto.warn(
-            f"batch_norm=true with {steps} train steps per epoch: its moving statistics lag "
-            "behind so few steps and validation/serving accuracy can collapse (on 300 digits: "
-            "0.17 against 1.0 in training); batch_norm=auto turns it off."
+            f"batch_norm=true with {steps} train steps per epoch: its moving statistics lag and "
+            "validation accuracy can collapse (300 digits: 0.17); batch_norm=auto turns it off."
         )
     auto.pick(
         "augment",
@@ -157,14 +173,16 @@ def resolve_auto(
     patience = next((p for n, p in PATIENCE_BY_TRAIN_SIZE if train_size < n), LARGE_DATA_PATIENCE)
     auto.pick("early_stopping_patience", patience, f"{train_size} train images")
     limit, small_members = SMALL_DATA_MEMBERS
+    small = train_size < limit
     auto.pick(
         "members",
-        small_members if train_size < limit else 1,
-        f"{train_size} train images {'<' if train_size < limit else '>='} {limit:,}"
-        + (
-            ": the average of two models varies less on a small split" if train_size < limit else ""
-        ),
+        small_members if small else 1,
+        f"{train_size} train images {'<' if small else '>='} {limit:,}"
+        + (": the average of two models varies less on a small split" if small else ""),
     )
+    macs = forward_macs(config, shape) if config.backbone == "none" else None
+    cost = macs and auto.config.members * train_size * macs  # a backbone's: unknown
+    training.budget_epochs(auto, AUTO_EPOCHS, EPOCHS_BUDGET_MACS, cost)
     if config.augment is True and side < MIN_AUGMENT_SIDE:
         auto.warn(
             f"augment=true on {side} px images: random shifts, rotations and zooms blur such "
@@ -187,7 +205,7 @@ def load_data(config: Config, batch_size: int) -> Data:
         auto.warn(splits.notes["alpha"])
     sizes = splits.counted_sizes()
     mean, variance = images.channel_stats(splits.train, channels, sizes["train"])
-    auto = resolve_auto(auto, sizes["train"], min(height, width), batch_size)
+    auto = resolve_auto(auto, sizes["train"], (height, width, channels), batch_size)
     images.resolve_cache(auto, sizes, splits.image_shape, MEMORY_CACHE_BYTES)
     class_weight = training.class_weights(splits.train, splits.class_names, auto, UNBALANCED_RATIO)
     config = auto.config
@@ -205,22 +223,11 @@ def load_data(config: Config, batch_size: int) -> Data:
         **auto.spec(),
     }
     return Data(
-        train=images.prepare(
-            splits.train, batch_size, True, augment, seed=config.seed, cache=_cache(config, "train")
-        ),
-        val=images.prepare(splits.val, batch_size, False, cache=_cache(config, "val")),
-        test=images.prepare(splits.test, batch_size, False, cache=_cache(config, "test")),
+        **images.prepare_splits(splits.named(), batch_size, augment, config.seed, config.cache),
         spec=spec,
         splits=splits.named(),
         class_weight=class_weight,
     )
-
-
-def _cache(config: Config, split: str) -> str:
-    """prepare()'s cache for a split: memory, none, or a file prefix in the cache folder."""
-    if config.cache in ("memory", "none"):
-        return config.cache
-    return str(Path(config.cache) / split)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,10 +249,8 @@ def _conv_blocks(x: keras.KerasTensor, config: Config) -> keras.KerasTensor:
             if config.batch_norm:
                 x = keras.layers.BatchNormalization()(x)
             x = keras.layers.Activation(config.activation)(x)
-        pool = (
-            keras.layers.MaxPooling2D if config.pooling == "max" else keras.layers.AveragePooling2D
-        )
-        x = pool(padding="same")(x)
+        pool = {"max": keras.layers.MaxPooling2D, "avg": keras.layers.AveragePooling2D}
+        x = pool[config.pooling](padding="same")(x)
     return keras.layers.Flatten()(x)
 
 
@@ -253,6 +258,7 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     """Builds and compiles the classifier; its input is raw pixels as float32 [B, H, W, C]."""
     height, width, channels = spec["input_shape"]
     inputs = keras.Input(shape=(height, width, channels), name="pixels")
+    reg = training.regularizer(config)
     if config.backbone == "none":
         x = keras.layers.Normalization(mean=spec["mean"], variance=spec["variance"])(inputs)
         x = _conv_blocks(x, config)
@@ -261,9 +267,7 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         x = applications_backbone(inputs, config.backbone, config.backbone_size, weights)
     if config.dense_units:
         x = keras.layers.Dropout(config.dropout)(x)
-        x = keras.layers.Dense(config.dense_units, kernel_regularizer=training.regularizer(config))(
-            x
-        )
+        x = keras.layers.Dense(config.dense_units, kernel_regularizer=reg)(x)
         if config.batch_norm:
             x = keras.layers.BatchNormalization()(x)
         x = keras.layers.Activation(config.activation)(x)
@@ -332,11 +336,7 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
 
 def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) -> convert.Portable:
     """The LiteRT/ONNX function: uint8 pixels at the training size → probabilities, class_id.
-
-    No resize (its shape-dependent branch leaves the converters an unknown shape): the caller
-    resizes to the training size. Class names are strings, which these runtimes do not carry:
-    they are in the manifest, indexed by class_id.
-    """
+    No resize (it leaves the converters an unknown shape); class names are in the manifest."""
     del runtime  # one function serves both
     height, width, channels = spec["input_shape"]
 

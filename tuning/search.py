@@ -335,11 +335,16 @@ def tune(
         The sweep folder.
     """
     template = contract.bind(template)
+    config = dataclasses.replace(config, epochs=sweep.max_epochs or config.epochs)
+    if sweep.tuner == "hyperband" and config.epochs == config_lib.AUTO:
+        raise ValueError(
+            "--tuner hyperband needs a number of epochs per trial and the config's epochs is "
+            "auto (resolved from each trial's data): add --max-epochs N."
+        )
     directory = report.sweep_dir(output_dir, template.NAME, name or sweep.tuner)
     role = os.environ.get("KERASTUNER_TUNER_ID")
     worker = role is not None and role != "chief"
     strategy = strategies.make_strategy(strategy_name)
-    config = dataclasses.replace(config, epochs=sweep.max_epochs or config.epochs)
     objective = objective_for(template, sweep.objective)
     record = {
         "template": template.NAME,

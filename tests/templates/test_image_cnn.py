@@ -45,7 +45,9 @@ SPEC = {
 
 
 def test_default_model_shape_and_normalization_inside():
-    model = image_cnn.build_model(image_cnn.Config(), SPEC)
+    with pytest.raises(ValueError, match="epochs is 'auto'.*resolved_config"):
+        image_cnn.build_model(image_cnn.Config(), SPEC)  # epochs=auto: resolved from the data
+    model = image_cnn.build_model(image_cnn.Config(epochs=60), SPEC)
     assert model.input_shape == (None, 8, 8, 1)
     assert model.output_shape == (None, 10)
     assert isinstance(model.layers[1], keras.layers.Normalization)
@@ -55,7 +57,7 @@ def test_default_model_shape_and_normalization_inside():
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_keeps_float32_output(policy):
-    config = image_cnn.Config(mixed_precision=policy)
+    config = image_cnn.Config(mixed_precision=policy, epochs=1)
     training.set_global_options(config)
     model = image_cnn.build_model(config, SPEC)
     assert model.layers[2].compute_dtype == policy.split("_")[1]
@@ -144,27 +146,55 @@ def test_run_compares_with_pixel_baselines_on_the_same_test_split(trained_run):
     spec = files_lib.read_json(trained_run / "spec.json")
     assert spec["resolved"]["augment"]["value"] is False  # 8x8 digits: no augmentation
     assert "early_stopping_patience" not in spec["resolved"]  # set by the test: it wins
-    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8).config.early_stopping_patience == 30
     assert (
-        image_cnn.resolve_auto(image_cnn.Config(), 60_000, 28).config.early_stopping_patience == 4
+        image_cnn.resolve_auto(image_cnn.Config(), 1257, (8, 8, 1)).config.early_stopping_patience
+        == 30
     )
-    assert spec["resolved"]["class_weight"]["value"] == "none"
+    assert (
+        image_cnn.resolve_auto(
+            image_cnn.Config(), 60_000, (28, 28, 1)
+        ).config.early_stopping_patience
+        == 4
+    )
+    assert "class_weight" not in spec["resolved"]  # none by default: not resolved
     # members=auto: two models on a small train split, one on a large one; a set value wins.
-    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8).config.members == 2
-    assert image_cnn.resolve_auto(image_cnn.Config(), 60_000, 28).config.members == 1
-    assert image_cnn.resolve_auto(image_cnn.Config(members=3), 1257, 8).config.members == 3
+    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, (8, 8, 1)).config.members == 2
+    assert image_cnn.resolve_auto(image_cnn.Config(), 60_000, (28, 28, 1)).config.members == 1
+    assert image_cnn.resolve_auto(image_cnn.Config(members=3), 1257, (8, 8, 1)).config.members == 3
 
 
 def test_batch_norm_is_off_when_an_epoch_is_a_few_steps():
-    few = image_cnn.resolve_auto(image_cnn.Config(), 211, 8)  # 7 steps of 32
+    few = image_cnn.resolve_auto(image_cnn.Config(), 211, (8, 8, 1))  # 7 steps of 32
     assert few.config.batch_norm is False and "7 steps of 32 per epoch < 10" in str(few.spec())
-    assert image_cnn.resolve_auto(image_cnn.Config(), 536, 32).config.batch_norm is True
+    assert image_cnn.resolve_auto(image_cnn.Config(), 536, (32, 32, 3)).config.batch_norm is True
     # The global batch counts: 1,257 images in batches of 256 are 5 steps.
-    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8).config.batch_norm is True
-    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, 8, 256).config.batch_norm is False
-    kept = image_cnn.resolve_auto(image_cnn.Config(batch_norm=True), 211, 8)
+    assert image_cnn.resolve_auto(image_cnn.Config(), 1257, (8, 8, 1)).config.batch_norm is True
+    assert (
+        image_cnn.resolve_auto(image_cnn.Config(), 1257, (8, 8, 1), 256).config.batch_norm is False
+    )
+    kept = image_cnn.resolve_auto(image_cnn.Config(batch_norm=True), 211, (8, 8, 1))
     assert kept.config.batch_norm is True
     assert any("batch_norm=true with 7 train steps" in w for w in kept.warnings)
+
+
+def test_epochs_auto_fits_a_compute_budget():
+    # The default model on 32x32 colour images: two 3x3 convs of 32 at 32x32 (the first on 3
+    # channels), two of 64 at 16x16, a 128-unit layer on 8x8x64 features.
+    macs = 32 * 32 * 9 * (3 * 32 + 32 * 32) + 16 * 16 * 9 * (32 * 64 + 64 * 64) + 8 * 8 * 64 * 128
+    assert image_cnn.forward_macs(image_cnn.Config(), (32, 32, 3)) == macs
+    # 819 train images (a 1,169-image folder), two members: as many epochs as the budget holds.
+    icons = image_cnn.resolve_auto(image_cnn.Config(), 819, (32, 32, 3))
+    assert icons.config.epochs == int(image_cnn.EPOCHS_BUDGET_MACS // (2 * 819 * macs)) == 24
+    assert "24 epochs fit the budget" in icons.resolved["epochs"]["reason"]
+    least, most = image_cnn.AUTO_EPOCHS
+    digits = image_cnn.resolve_auto(image_cnn.Config(), 1257, (8, 8, 1))  # cheap: the most
+    assert digits.config.epochs == most
+    large = image_cnn.resolve_auto(image_cnn.Config(), 40_000, (32, 32, 3))  # one member
+    assert large.config.members == 1 and large.config.epochs == least
+    # A set value wins; a backbone's cost is not counted: the most epochs.
+    assert image_cnn.resolve_auto(image_cnn.Config(epochs=7), 819, (32, 32, 3)).config.epochs == 7
+    backbone = image_cnn.Config(backbone="mobilenet_v3_small")
+    assert image_cnn.resolve_auto(backbone, 819, (32, 32, 3)).config.epochs == most
 
 
 def test_baseline_can_be_turned_off_and_unbalanced_folders_are_weighted(tmp_path, capsys):
@@ -172,7 +202,10 @@ def test_baseline_can_be_turned_off_and_unbalanced_folders_are_weighted(tmp_path
     for i in range(5, 20):  # 20 cats, 5 dogs
         write_png(root / "cat" / f"{i}.png", np.full((16, 16, 1), 40, "uint8"))
     args = ["train", "image_cnn", "--dataset", f"dir:{root}", "--output-dir", str(tmp_path)]
-    for key, value in {**FAST, "epochs": 1, "baseline": "false"}.items():
+    # class_weight=none by default (on validation accuracy and log loss, an unbalanced folder
+    # did better unweighted); auto balances unbalanced classes.
+    assert image_cnn.Config().class_weight == "none"
+    for key, value in {**FAST, "epochs": 1, "baseline": "false", "class_weight": "auto"}.items():
         args += ["--set", f"{key}={value}"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out

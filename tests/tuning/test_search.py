@@ -118,6 +118,14 @@ def test_report_command_prints_the_leaderboard(rejected_sweep, capsys):
     assert capsys.readouterr().out.count("| COMPLETED |") == 3
 
 
+def test_hyperband_needs_a_number_of_epochs(tmp_path):
+    # image_cnn's epochs=auto is resolved per trial; hyperband needs its maximum up front.
+    sweep = search.Sweep(template="image_cnn", tuner="hyperband")
+    with pytest.raises(ValueError, match="add --max-epochs N"):
+        search.tune(image_cnn, image_cnn.Config(), {}, sweep, output_dir=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_report_of_a_non_sweep_folder(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "not a sweep folder" in capsys.readouterr().err
