@@ -49,6 +49,10 @@ VARIANTS = {
     "members=1 epochs=30": "members=1 epochs=30",
     "class_weight=none": "class_weight=none",
     "class_weight=balanced": "class_weight=balanced",
+    "defaults": "",
+    "augment=false": "augment=false",
+    "flip=horizontal": "flip=horizontal",
+    "conv_blocks=3": "conv_blocks=3",
 }
 
 

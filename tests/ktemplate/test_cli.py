@@ -51,9 +51,14 @@ def test_unknown_config_key_lists_allowed_keys(capsys, tmp_path):
 
 
 def test_wrong_type_names_the_key(capsys, tmp_path):
+    code = cli.main(
+        ["train", "image_cnn", "--set", "batch_size=many", "--output-dir", str(tmp_path)]
+    )
+    assert code == 2
+    assert "'batch_size' expects an integer" in capsys.readouterr().err
     code = cli.main(["train", "image_cnn", "--set", "epochs=many", "--output-dir", str(tmp_path)])
     assert code == 2
-    assert "'epochs' expects an integer" in capsys.readouterr().err
+    assert "'epochs' expects int | 'auto', got 'many'" in capsys.readouterr().err
 
 
 def test_missing_dataset_directory_leaves_nothing(capsys, tmp_path):
