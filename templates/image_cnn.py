@@ -79,7 +79,7 @@ class Config(TrainingConfig):
     kernel_size: PositiveInt = 3  # convolution kernel size
     pooling: Literal["max", "avg"] = "max"  # pooling at the end of each block
     dense_units: NonNegativeInt = 128  # units of the hidden dense layer; 0 removes it
-    augment: bool | Literal["auto"] = "auto"  # train-only augmentation; auto: images >= 16 px
+    augment: bool | Literal["auto"] = "auto"  # train-only augmentation; auto: off (validation)
     batch_norm: bool | Literal["auto"] = "auto"  # auto: off below 10 train steps per epoch
     class_weight: Literal["auto", "none", "balanced"] = "none"  # auto: balanced if unbalanced
     cache: str = "auto"  # decoded images: memory, none, or a folder on disk; auto: memory if small
@@ -110,7 +110,7 @@ class Config(TrainingConfig):
 # ---------------------------------------------------------------------------------------------
 
 
-MIN_AUGMENT_SIDE = 16  # augment=auto: on for images at least this big (it blurs 8x8 digits)
+MIN_AUGMENT_SIDE = 16  # augment=true warns below this size (it blurs 8x8 digits)
 PATIENCE_BY_TRAIN_SIZE = ((5_000, 30), (50_000, 8))  # (fewer train images than, patience)
 LARGE_DATA_PATIENCE = 4  # ... and for larger train splits: an epoch is already many steps
 SMALL_DATA_MEMBERS = (5_000, 2)  # members=auto: this many models below this many train images
@@ -143,11 +143,11 @@ def resolve_auto(
     """augment, batch_norm, early_stopping_patience, members and epochs from the image shape
     and the train split's size.
 
-    Small images (8x8 digits) lose more to augmentation's blur than they gain; a small train
-    split needs many epochs of patience, a large one few. Below MIN_BATCH_NORM_STEPS steps an
-    epoch, batch norm's moving statistics trail the weights (on 300 digits validation accuracy
-    fell from 0.72 to 0.17 while train accuracy was 1.0), so it is off. Each member trains as
-    many epochs (within AUTO_EPOCHS) as EPOCHS_BUDGET_MACS allows.
+    Augmentation is off: within the epoch budget, every folder tried did better on validation
+    without it. A small train split needs many epochs of patience, a large one few. Below
+    MIN_BATCH_NORM_STEPS steps an epoch, batch norm's moving statistics trail the weights (on
+    300 digits validation accuracy fell from 0.72 to 0.17 while train accuracy was 1.0), so it
+    is off. Each member trains as many epochs (within AUTO_EPOCHS) as EPOCHS_BUDGET_MACS allows.
     """
     side = min(shape[:2])
     auto = config if isinstance(config, Resolver) else Resolver(config)
@@ -165,11 +165,7 @@ def resolve_auto(
             f"batch_norm=true with {steps} train steps per epoch: its moving statistics lag and "
             "validation accuracy can collapse (300 digits: 0.17); batch_norm=auto turns it off."
         )
-    auto.pick(
-        "augment",
-        side >= MIN_AUGMENT_SIDE,
-        f"images are {side} px {'>=' if side >= MIN_AUGMENT_SIDE else '<'} {MIN_AUGMENT_SIDE} px",
-    )
+    auto.pick("augment", False, "off: the folders tried did better on validation without it")
     patience = next((p for n, p in PATIENCE_BY_TRAIN_SIZE if train_size < n), LARGE_DATA_PATIENCE)
     auto.pick("early_stopping_patience", patience, f"{train_size} train images")
     limit, small_members = SMALL_DATA_MEMBERS

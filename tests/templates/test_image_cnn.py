@@ -144,7 +144,7 @@ def test_run_compares_with_pixel_baselines_on_the_same_test_split(trained_run):
     assert "359 test images" in baseline["summary"]
     assert baseline["summary"].startswith(f"test accuracy {metrics['test_accuracy']:.3f} — ")
     spec = files_lib.read_json(trained_run / "spec.json")
-    assert spec["resolved"]["augment"]["value"] is False  # 8x8 digits: no augmentation
+    assert spec["resolved"]["augment"]["value"] is False  # off unless set
     assert "early_stopping_patience" not in spec["resolved"]  # set by the test: it wins
     assert (
         image_cnn.resolve_auto(image_cnn.Config(), 1257, (8, 8, 1)).config.early_stopping_patience
@@ -210,7 +210,7 @@ def test_baseline_can_be_turned_off_and_unbalanced_folders_are_weighted(tmp_path
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "auto: class_weight=balanced (train classes unbalanced" in out
-    assert "auto: augment=True (images are 16 px >= 16 px)" in out
+    assert "auto: augment=False (off: the folders tried did better on validation" in out
     (run_dir,) = (tmp_path / "image_cnn").iterdir()
     assert "baseline" not in files_lib.read_json(run_dir / "metrics.json")
     assert out.strip().splitlines()[-1].startswith("TensorBoard: tensorboard --logdir ")
