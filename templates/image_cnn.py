@@ -233,6 +233,7 @@ def load_data(config: Config, batch_size: int) -> Data:
 
 def _conv_blocks(x: keras.KerasTensor, config: Config) -> keras.KerasTensor:
     reg = training.regularizer(config)
+    pool = {"max": keras.layers.MaxPooling2D, "avg": keras.layers.AveragePooling2D}[config.pooling]
     for block in range(config.conv_blocks):
         for _ in range(config.convs_per_block):
             x = keras.layers.Conv2D(
@@ -245,8 +246,7 @@ def _conv_blocks(x: keras.KerasTensor, config: Config) -> keras.KerasTensor:
             if config.batch_norm:
                 x = keras.layers.BatchNormalization()(x)
             x = keras.layers.Activation(config.activation)(x)
-        pool = {"max": keras.layers.MaxPooling2D, "avg": keras.layers.AveragePooling2D}
-        x = pool[config.pooling](padding="same")(x)
+        x = pool(pool_size=2, padding="same")(x)
     return keras.layers.Flatten()(x)
 
 

@@ -197,6 +197,29 @@ def test_epochs_auto_fits_a_compute_budget():
     assert image_cnn.resolve_auto(backbone, 819, (32, 32, 3)).config.epochs == most
 
 
+@pytest.mark.parametrize(
+    "fields, shape",
+    [
+        ({}, (32, 32, 3)),
+        ({"conv_blocks": 3, "filters": 16, "kernel_size": 5, "dense_units": 0}, (25, 25, 1)),
+        ({"convs_per_block": 1, "pooling": "avg", "dense_units": 64}, (9, 14, 3)),
+    ],
+)
+def test_forward_macs_counts_the_built_model(fields, shape):
+    # forward_macs mirrors _conv_blocks by hand: count the built model's Conv2D and hidden Dense
+    # layers (kernel size x output positions) so that the two cannot drift apart.
+    spec = {**SPEC, "input_shape": list(shape), "mean": [0.0] * shape[2]}
+    spec["variance"] = [1.0] * shape[2]
+    config = image_cnn.Config(**fields, epochs=1)
+    model = image_cnn.build_model(config, spec)
+    kinds = (keras.layers.Conv2D, keras.layers.Dense)
+    layers = [layer for layer in model.layers if isinstance(layer, kinds)]
+    counted = sum(
+        int(np.prod(x.kernel.shape)) * int(np.prod(x.output.shape[1:-1])) for x in layers[:-1]
+    )
+    assert image_cnn.forward_macs(config, shape) == counted  # the output layer left out
+
+
 def test_baseline_can_be_turned_off_and_unbalanced_folders_are_weighted(tmp_path, capsys):
     root = make_image_folder(tmp_path / "data", per_class=5, size=(16, 16))
     for i in range(5, 20):  # 20 cats, 5 dogs
