@@ -5,6 +5,7 @@ and unpacked with `dpkg-deb -x` into the user cache (`$KTEMPLATE_CACHE_DIR/debia
 `~/.cache/ktemplate/debian`); an installed copy (`apt-get install fortunes`) is used as it is.
 
 - `fortunes_dir()`: Debian's fortune cookies (package `fortunes`), one file per category.
+- `fortunes_dir("de")`: the German fortune cookies (package `fortunes-de`), likewise.
 - `oxygen_icons_dir()`: KDE's Oxygen desktop icons at 32x32 (package `oxygen-icon-theme`,
   LGPL-3), one folder per context (actions, apps, devices, ...): small colour PNGs with alpha.
 - `r_forecast_series(name)`: a series from the R package forecast (Debian's
@@ -64,11 +65,16 @@ def unpacked(package: str) -> Path:
     return root
 
 
-def fortunes_dir() -> Path:
-    """The folder of fortune cookie files, one per category."""
-    if INSTALLED_FORTUNES.is_dir():
-        return INSTALLED_FORTUNES
-    return unpacked("fortunes") / "usr/share/games/fortunes"
+def fortunes_dir(language: str = "") -> Path:
+    """The folder of fortune cookie files, one per category: English, or `language` ("de":
+    Debian's `fortunes-de`)."""
+    if not language:
+        if INSTALLED_FORTUNES.is_dir():
+            return INSTALLED_FORTUNES
+        return unpacked("fortunes") / "usr/share/games/fortunes"
+    if (INSTALLED_FORTUNES / language).is_dir():
+        return INSTALLED_FORTUNES / language
+    return unpacked(f"fortunes-{language}") / "usr/share/games/fortunes" / language
 
 
 def oxygen_icons_dir() -> Path:

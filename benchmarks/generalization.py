@@ -38,6 +38,8 @@ from ktemplate import (  # noqa: E402
 )
 
 FORTUNE_CLASSES = ("computers", "politics", "science", "food", "love")
+# fortunes-de: its categories of 300 to 2,000 texts (held out: never used to choose a default)
+FORTUNE_CLASSES_DE = ("unfug", "witze", "linuxtag", "infodrom", "namen", "woerterbuch", "regeln")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,10 +167,10 @@ def vader(name: str) -> Callable[[Path], dict]:
     return build
 
 
-def fortunes(folder: Path) -> dict:
+def fortunes(folder: Path, language: str = "", classes=FORTUNE_CLASSES) -> dict:
     """Five unbalanced classes of short texts: Debian's fortune cookies by category."""
-    source = debian_data.fortunes_dir()
-    for name in FORTUNE_CLASSES:
+    source = debian_data.fortunes_dir(language)
+    for name in classes:
         texts = (source / name).read_text(encoding="utf-8", errors="replace").split("\n%\n")
         for i, text in enumerate(t.strip() for t in texts):
             if text:
@@ -176,6 +178,11 @@ def fortunes(folder: Path) -> dict:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text + "\n", encoding="utf-8")
     return {"dataset": f"dir:{folder}"}
+
+
+def fortunes_de(folder: Path) -> dict:
+    """Seven unbalanced classes of German texts: Debian's `fortunes-de` by category (held out)."""
+    return fortunes(folder, "de", FORTUNE_CLASSES_DE)
 
 
 ICON_CONTEXTS = ("actions", "apps", "categories", "devices", "mimetypes", "places", "status")
@@ -240,6 +247,7 @@ DATASETS: dict[str, tuple[str, Callable[[Path], dict]]] = {
     "vader_amazon": ("text_transformer", vader("vader_amazon")),
     "vader_nyt": ("text_transformer", vader("vader_nyt")),
     "fortunes_5": ("text_transformer", fortunes),
+    "fortunes_de": ("text_transformer", fortunes_de),
     "lfw_faces": ("denoising_autoencoder", lfw_faces),
     "sample_photos": ("denoising_autoencoder", sample_photos),
     "skimage_colour": ("denoising_autoencoder", skimage_colour),

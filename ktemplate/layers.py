@@ -8,6 +8,7 @@ checkpoints written before it moved here still load.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ktemplate import forecasting
@@ -159,28 +160,51 @@ class WideLinear(keras.layers.Layer):
     text, scale * (sum of weight * kernel[id] + bias), [batch, units]. The kernel starts at
     zero (the model starts as the encoder alone); `scale` multiplies the step Adam takes on
     these weights (a linear model over sparse TF-IDF needs a larger one than the encoder). Id
-    0 with weight 0 pads."""
+    0 with weight 0 pads.
 
-    def __init__(self, features: int, units: int, scale: float = 10.0, **kwargs):
+    `naive_bayes` ("beside" or "only") adds (or uses alone) a second linear model over the
+    features scaled by fixed naive-Bayes log-count ratios per class (NBSVM, Wang and Manning
+    2012): `ratios` [features, units] at first build, then a non-trainable weight that saves
+    and loads with the model."""
+
+    def __init__(self, features: int, units: int, scale: float = 10.0,
+                 naive_bayes: str = "none", ratios=None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.features, self.units, self.scale = int(features), int(units), float(scale)
+        if naive_bayes not in ("none", "beside", "only"):
+            raise ValueError(f"naive_bayes is {naive_bayes!r}: use none, beside or only.")
+        self.naive_bayes, self._ratios = naive_bayes, ratios
 
     def build(self, input_shape):
-        self.kernel = self.add_weight((self.features, self.units), "zeros", name="kernel")
+        shape = (self.features, self.units)
+        if self.naive_bayes != "only":
+            self.kernel = self.add_weight(shape, "zeros", name="kernel")
+        if self.naive_bayes != "none":
+            self.ratios = self.add_weight(shape, "zeros", name="ratios", trainable=False)
+            if self._ratios is not None:
+                self.ratios.assign(np.asarray(self._ratios, "float32"))
+            self.nb_kernel = self.add_weight(shape, "zeros", name="nb_kernel")
         self.bias = self.add_weight((self.units,), "zeros", name="bias")
 
     def call(self, inputs):
         ids, values = inputs
-        rows = keras.ops.take(self.kernel, ids, axis=0)  # [batch, length, units]
-        summed = keras.ops.sum(keras.ops.expand_dims(values, -1) * rows, axis=1)
-        return self.scale * (summed + self.bias)
+        values = keras.ops.expand_dims(values, -1)
+        summed = self.bias
+        if self.naive_bayes != "only":
+            rows = keras.ops.take(self.kernel, ids, axis=0)  # [batch, length, units]
+            summed = summed + keras.ops.sum(values * rows, axis=1)
+        if self.naive_bayes != "none":
+            rows = keras.ops.take(self.nb_kernel, ids, axis=0)
+            scaled = values * keras.ops.take(self.ratios, ids, axis=0)
+            summed = summed + keras.ops.sum(scaled * rows, axis=1)
+        return self.scale * summed
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.units)
 
     def get_config(self):
         return {**super().get_config(), "features": self.features, "units": self.units,
-                "scale": self.scale}  # fmt: skip
+                "scale": self.scale, "naive_bayes": self.naive_bayes}  # fmt: skip
 
 
 # keras.applications backbones that take raw 0..255 RGB pixels (preprocessing built in).

@@ -512,29 +512,51 @@ def _wide_layer(part: str, output_mode: str, **kwargs) -> keras.layers.TextVecto
     return keras.layers.TextVectorization(output_mode=output_mode, **options, **kwargs)
 
 
-def wide_vocabulary(train: tf.data.Dataset, wide: str) -> dict:
+def wide_vocabulary(train: tf.data.Dataset, wide: str, classes: int = 0) -> dict:
     """Each part's train n-grams (the WIDE_MAX_FEATURES most frequent) with their smooth idf,
     log((1 + n) / (1 + df)) + 1, and `length`: the most features one train text has (at most
-    WIDE_MAX_LENGTH): what `WideFeatures` rebuilds the features from."""
+    WIDE_MAX_LENGTH): what `WideFeatures` rebuilds the features from. With `classes` (integer
+    labels 0..classes-1), also `class_df`: each class's document frequency of every feature
+    ([classes][features], in feature id order from 1), what `nb_ratios` starts from."""
     texts = train.map(lambda t, y: t).batch(1024)
     found = {"parts": {}}
-    lengths = 0
+    lengths, by_class = 0, []
     for part in WIDE_PARTS[wide]:
         layer = _wide_layer(part, "int", max_tokens=WIDE_MAX_FEATURES + 2)
         layer.adapt(texts)
         vocabulary = [t for t in layer.get_vocabulary() if t not in ("", "[UNK]")]
         present = _wide_layer(part, "multi_hot", vocabulary=vocabulary, sparse=True)
-        df, n, per_text = np.zeros(len(vocabulary) + 1), 0, []
-        for batch in texts:
+        df, n, per_text = np.zeros((len(vocabulary) + 1, max(classes, 1))), 0, []
+        for batch, labels in train.batch(1024).as_numpy_iterator():
             hot = present(batch)
-            df += np.bincount(hot.indices[:, 1].numpy(), minlength=len(df))
-            per_text.append(np.bincount(hot.indices[:, 0].numpy(), minlength=len(batch)))
+            row, column = hot.indices[:, 0].numpy(), hot.indices[:, 1].numpy()
+            label = labels.astype("int64")[row] if classes else np.zeros_like(row)
+            np.add.at(df, (column, label), 1.0)
+            per_text.append(np.bincount(row, minlength=len(batch)))
             n += len(batch)
-        idf = np.log((1.0 + n) / (1.0 + df[1:])) + 1.0
+        idf = np.log((1.0 + n) / (1.0 + df[1:].sum(1))) + 1.0
         found["parts"][part] = {"vocabulary": vocabulary, "idf": np.round(idf, 6).tolist()}
         lengths = lengths + np.concatenate(per_text)
+        by_class.append(df[1:])
     found["length"] = int(min(WIDE_MAX_LENGTH, max(1, int(np.max(lengths)))))
+    if classes >= 2:  # each class's document frequencies, feature id order (from 1)
+        found["class_df"] = np.concatenate(by_class).T.astype("int64").tolist()
     return found
+
+
+NB_ALPHA = 1.0  # naive-Bayes smoothing: a count added to every feature of every class
+
+
+def nb_ratios(wide: dict) -> np.ndarray:
+    """Naive-Bayes log-count ratios (Wang and Manning, ACL 2012), one-vs-rest, from the wide
+    vocabulary's `class_df`: r[i, k] = log of feature i's smoothed share of class k's feature
+    occurrences over its share of the other classes'; [features + 1, classes], row 0 (the
+    padding id) zeros."""
+    df = np.asarray(wide["class_df"], "float64").T
+    inside = df + NB_ALPHA
+    outside = df.sum(1, keepdims=True) - df + NB_ALPHA
+    ratios = np.log(inside / inside.sum(0)) - np.log(outside / outside.sum(0))
+    return np.concatenate([np.zeros((1, df.shape[1])), ratios]).astype("float32")
 
 
 def wide_size(wide: dict) -> int:
@@ -736,3 +758,26 @@ def drop_tokens(ids: tf.Tensor, rate: float) -> tf.Tensor:
     """Replaces each token id by padding (0) with probability `rate`."""
     keep = tf.random.uniform(tf.shape(ids)) >= rate
     return tf.where(keep, ids, tf.zeros_like(ids))
+
+
+def manifest_input(spec: dict) -> tuple[dict, dict]:
+    """The export manifest's `input` and `serving` entries for a text model's spec."""
+    if "backbone" not in spec:
+        return {
+            "kind": "text",
+            "serve": "UTF-8 strings [batch]; vectorization (standardize, split, vocabulary "
+            "lookup, pad/cut) happens inside the graph",
+            "vocabulary_size": len(spec["vocabulary"]) + 2,
+        }, {}
+    text_input = {
+        "kind": "text",
+        "serve": f"UTF-8 strings [batch]; the {spec['backbone']} tokenizer and packer "
+        f"({spec['sequence_length']} tokens) run inside the graph",
+        "backbone": spec["backbone"],
+    }
+    serving = {
+        "requires": ["tensorflow-text"],
+        "note": "the tokenizer's ops come from tensorflow-text: `import tensorflow_text` "
+        "before tf.saved_model.load (keras-hub and this project are not needed)",
+    }
+    return text_input, serving

@@ -10,8 +10,10 @@ ratings dropped); fixed stratified 70/10/20 split. Also `vader_tweets`, `vader_a
 Model: deep — `TextVectorization` (train-split vocabulary) → token + position embeddings →
 `transformer_layers` encoder blocks (`ktemplate/layers.py`) → masked pooling → logits; wide —
 TF-IDF of word 1-2-grams and character 2-5-grams (`pipelines.text.WideFeatures`) → a linear
-layer; their logits summed → softmax. `wide=auto, deep=auto` picks wide & deep, wide only or
-deep only by short fits on validation; `members` models averaged (5 with the encoder).
+layer, and beside it (`naive_bayes=auto`, classification) a second one over the features
+scaled by train-split naive-Bayes log-count ratios (NBSVM); their logits summed → softmax.
+`wide=auto, deep=auto` picks wide & deep, wide only or deep only by short fits on validation;
+`members` models averaged (5 with the encoder).
 Features are computed in the `tf.data` pipeline; `text_model` puts the same computation in
 front of the model for evaluation and the export. `embeddings=PATH` starts the encoder from
 word vectors; `backbone=PRESET|PATH` swaps it for a keras-hub backbone, frozen then
@@ -72,6 +74,7 @@ WIDE_OFF = ("auto", "none")  # wide values that add no linear part (auto: until 
 NAMED_VECTORS = ("glove-6b-50d",)  # embeddings= by name: pipelines.word_vectors.NAMED
 DEEP_MEMBERS = 5  # members=auto with the encoder (one model: -0.01 accuracy, movie sentences)
 WIDE_SCALE = 10.0  # the wide part's step size, relative to the encoder's (validation, 2 sets)
+NAIVE_BAYES = "beside"  # naive_bayes=auto for classification (validation, 5 text sets)
 Standardize = Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
 
 # ---------------------------------------------------------------------------------------------
@@ -102,6 +105,7 @@ class Config(TrainingConfig):
     pooling: Literal["mean", "max"] = "mean"  # how token vectors become one text vector
     wide: Literal["auto", "none", "word", "word_char"] = "auto"  # TF-IDF n-gram linear part
     deep: Literal["auto", "transformer", "none"] = "auto"  # the encoder; auto: on validation
+    naive_bayes: Literal["auto", "none", "beside", "only"] = "auto"  # wide: NB-scaled features
     members: PositiveInt | Auto = "auto"  # models averaged; auto: 5 with the encoder, else 1
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
     embeddings: str = "none"  # word vectors: glove-6b-50d, a GloVe/word2vec file or NAME.npy
@@ -127,6 +131,8 @@ class Config(TrainingConfig):
                     f"Config keys 'backbone' and {key!r} exclude each other: {key} works on the "
                     f"from-scratch model only; leave it at its default with a backbone."
                 )
+        if self.task == "regression" and self.naive_bayes in ("beside", "only"):
+            raise ValueError("naive_bayes needs classes: with task=regression use auto or none.")
         if self.deep == "none" and (self.wide == "none" or self.embeddings != "none"):
             raise ValueError("deep=none leaves the wide part alone: set wide, and no embeddings.")
         if self.embed_dim != "auto" and self.embed_dim % self.num_heads:
@@ -190,8 +196,11 @@ def load_data(config: Config, batch_size: int) -> Data:
         text.pick_sequence_length(auto, counts, "tokens", MAX_AUTO_SEQUENCE_LENGTH)
     spec["sequence_length"] = auto.config.sequence_length
     init = word_vectors.resolve_width(config, vocabulary, len(added), auto, DEFAULT_EMBED_DIM)
-    if config.wide not in WIDE_OFF:
-        spec["wide"] = text.wide_vocabulary(splits.train, config.wide)
+    if config.wide not in WIDE_OFF:  # naive_bayes=auto: NAIVE_BAYES for classes
+        classes = len(splits.class_names) if config.task == "classification" else 0
+        why = "validation, 5 text sets" if classes else "it needs classes"
+        nb = auto.pick("naive_bayes", NAIVE_BAYES if classes else "none", why) != "none"
+        spec["wide"] = text.wide_vocabulary(splits.train, config.wide, classes if nb else 0)
     spec["deep"] = config.deep != "none"
     why = "with the encoder, seeds differ" if spec["deep"] else "a linear part alone is convex"
     auto.pick("members", DEEP_MEMBERS if spec["deep"] else 1, why)
@@ -361,7 +370,9 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         for name, dtype in (("wide_ids", "int64"), ("wide_values", "float32")):
             inputs[name] = keras.Input(shape=(spec["wide"]["length"],), dtype=dtype, name=name)
         size = text.wide_size(spec["wide"])
-        wide = WideLinear(size, units, WIDE_SCALE, dtype="float32", name="wide")
+        nb = config.naive_bayes if "class_df" in spec["wide"] else "none"
+        ratios = text.nb_ratios(spec["wide"]) if nb != "none" else None
+        wide = WideLinear(size, units, WIDE_SCALE, nb, ratios, dtype="float32", name="wide")
         logits.append(wide([inputs["wide_ids"], inputs["wide_values"]]))
     x = logits[0] if len(logits) == 1 else keras.layers.Add(name="wide_and_deep")(logits)
     if kind == "classification":  # float32 softmax: stable probabilities in mixed precision
@@ -501,26 +512,7 @@ def portable_data(
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
-    if "backbone" in spec:
-        text_input = {
-            "kind": "text",
-            "serve": f"UTF-8 strings [batch]; the {spec['backbone']} tokenizer and packer "
-            f"({spec['sequence_length']} tokens) run inside the graph",
-            "backbone": spec["backbone"],
-        }
-        serving = {
-            "requires": ["tensorflow-text"],
-            "note": "the tokenizer's ops come from tensorflow-text: `import tensorflow_text` "
-            "before tf.saved_model.load (keras-hub and this project are not needed)",
-        }
-    else:
-        text_input = {
-            "kind": "text",
-            "serve": "UTF-8 strings [batch]; vectorization (standardize, split, vocabulary "
-            "lookup, pad/cut) happens inside the graph",
-            "vocabulary_size": len(spec["vocabulary"]) + 2,
-        }
-        serving = {}
+    text_input, serving = text.manifest_input(spec)
     kind = spec.get("task", "classification")
     return {
         "task": f"text_{kind}",

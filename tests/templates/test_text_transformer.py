@@ -489,6 +489,56 @@ def test_the_wide_part_is_a_linear_model_over_the_weighted_features():
     np.testing.assert_allclose(margins, np.array([0.4, -0.3, 0.0]) * tt.WIDE_SCALE, atol=1e-4)
 
 
+def test_naive_bayes_ratios_are_one_vs_rest_log_count_ratios():
+    texts = ["great film", "great fun", "awful film", "awful plot", "a film"]
+    labels = [1, 1, 0, 0, 0]
+    ds = tf.data.Dataset.from_tensor_slices((texts, labels))
+    wide = text.wide_vocabulary(ds, "word", classes=2)
+    vocabulary = wide["parts"]["word"]["vocabulary"]
+    # By hand: each class's document frequency of every word 1-2-gram.
+    df = np.zeros((len(vocabulary), 2))
+    for t, y in zip(texts, labels, strict=True):
+        words = t.split()
+        for gram in {*words, *(" ".join(p) for p in zip(words, words[1:], strict=False))}:
+            df[vocabulary.index(gram), y] += 1
+    np.testing.assert_array_equal(wide["class_df"], df.T)
+    ratios = text.nb_ratios(wide)
+    assert ratios.shape == (1 + len(vocabulary), 2) and (ratios[0] == 0).all()  # 0 pads
+    positive = (df[:, 1] + 1) / (df[:, 1] + 1).sum()  # smoothed by 1
+    negative = (df[:, 0] + 1) / (df[:, 0] + 1).sum()
+    np.testing.assert_allclose(ratios[1:, 1], np.log(positive / negative), atol=1e-5)
+    np.testing.assert_allclose(ratios[:, 0], -ratios[:, 1], atol=1e-5)  # two classes: mirrored
+    r = dict(zip(vocabulary, ratios[1:, 1], strict=True))
+    assert r["great"] > 0 > r["awful"] and r["great"] > r["film"] > r["awful"]
+    assert "class_df" not in text.wide_vocabulary(ds, "word")  # only when asked
+
+
+def test_naive_bayes_scales_a_second_linear_model_beside_the_first():
+    # Class document frequencies chosen so the ratios come out as simple numbers.
+    wide = {"parts": {"word": {"vocabulary": ["great", "awful", "film"], "idf": [1, 1, 1]}},
+            "length": 4, "class_df": [[0, 8, 2], [8, 0, 2]]}  # fmt: skip
+    ratios = text.nb_ratios(wide)
+    np.testing.assert_allclose(ratios[1:, 1], [np.log(9), -np.log(9), 0], atol=1e-5)
+    spec = {"class_names": ["neg", "pos"], "wide": wide, "deep": False, "sizes": {"train": 8}}
+    ids = np.array([[1, 3, 0, 0], [2, 0, 0, 0]], "int64")
+    values = np.array([[2.0, 1.0, 0, 0], [1.0, 0, 0, 0]], "float32")
+    margins = {}
+    for nb in ("beside", "only"):
+        config = tt.Config(**{**TINY, "wide": "word", "deep": "none", "naive_bayes": nb})
+        layer = tt.build_model(config, spec).get_layer("wide")
+        np.testing.assert_array_equal(layer.ratios.numpy(), ratios)
+        assert not layer.ratios.trainable and (nb == "beside") == hasattr(layer, "kernel")
+        layer.nb_kernel.assign(np.full((4, 2), 0.5, "float32"))
+        if nb == "beside":
+            layer.kernel.assign(np.array([[0, 0], [0, 0], [0, 0], [0, 1]], "float32"))
+        logits = layer([ids, values]).numpy()
+        margins[nb] = (logits[:, 1] - logits[:, 0]) / tt.WIDE_SCALE
+    # only: 0.5 * (2 * (ln 9 - -ln 9) + 1 * 0) = 2 ln 9, and -ln 9 for "awful" alone;
+    # beside adds the plain kernel's vote for "film" (weight 1).
+    np.testing.assert_allclose(margins["only"], [2 * np.log(9), -np.log(9)], atol=1e-5)
+    np.testing.assert_allclose(margins["beside"], [2 * np.log(9) + 1, -np.log(9)], atol=1e-5)
+
+
 def test_auto_chooses_wide_and_deep_on_validation(tmp_path):
     config = tt.Config()
     assert set(tt.candidates(config, {})) == {"wide & deep", "wide only", "deep only"}
