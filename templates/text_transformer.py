@@ -271,18 +271,26 @@ def _backbone_data(config: Config, batch_size: int, splits: text.TextSplits) -> 
 
 def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """wide=auto and deep=auto: wide & deep (TF-IDF of word and character n-grams beside the
-    encoder), the wide part alone, or the encoder alone, by short fits on validation
-    (`ktemplate.lifecycle`); with pretrained vectors the encoder stays."""
+    encoder), the wide part alone (with naive_bayes=auto: its two linear models, or either
+    alone), or the encoder alone, by short fits on validation (`ktemplate.lifecycle`); with
+    pretrained vectors the encoder stays."""
     if config.backbone != "none" or (config.wide != "auto" and config.deep != "auto"):
         return None
-    found = {"wide & deep": ("word_char", "transformer"), "wide only": ("word_char", "none"),
-             "deep only": ("none", "transformer")}  # fmt: skip
+    found = {"wide & deep": ("word_char", "transformer", {}),
+             "wide only": ("word_char", "none", {}),
+             "wide only, NB features": ("word_char", "none", {"naive_bayes": "only"}),
+             "wide only, TF-IDF features": ("word_char", "none", {"naive_bayes": "none"}),
+             "deep only": ("none", "transformer", {})}  # fmt: skip
+    if config.naive_bayes != "auto" or config.task != "classification":
+        found = {k: v for k, v in found.items() if not v[2]}
     fixed = {k: getattr(config, k) for k in ("wide", "deep") if getattr(config, k) != "auto"}
     if config.embeddings != "none":
         fixed["deep"] = "transformer"
     kept, again = {}, {"members": "auto"} if "members" in spec.get("resolved", {}) else {}
-    for name, (wide, deep) in found.items():
-        fields = {"wide": wide, "deep": deep, **fixed, **again}  # members follow the choice
+    for name, (wide, deep, nb) in found.items():
+        fields = {"wide": wide, "deep": deep, **nb, **fixed, **again}  # members follow it
+        if nb and fields["deep"] != "none":  # the variants of the wide part alone
+            continue
         if fields not in kept.values() and (fields["wide"], fields["deep"]) != ("none", "none"):
             kept[name] = fields
     return kept if len(kept) > 1 else None

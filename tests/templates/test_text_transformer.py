@@ -541,11 +541,18 @@ def test_naive_bayes_scales_a_second_linear_model_beside_the_first():
 
 def test_auto_chooses_wide_and_deep_on_validation(tmp_path):
     config = tt.Config()
-    assert set(tt.candidates(config, {})) == {"wide & deep", "wide only", "deep only"}
+    three = {"wide & deep", "wide only", "deep only"}
+    nb = {"wide only, NB features", "wide only, TF-IDF features"}  # naive_bayes=auto's others
+    assert set(tt.candidates(config, {})) == three | nb
+    assert set(tt.candidates(tt.Config(naive_bayes="beside"), {})) == three
+    assert set(tt.candidates(tt.Config(task="regression"), {})) == three
+    assert set(tt.candidates(tt.Config(deep="transformer"), {})) == {"wide & deep", "deep only"}
     assert tt.candidates(tt.Config(wide="none"), {}) is None  # only the encoder is left
-    word = tt.candidates(tt.Config(wide="word"), {})
+    word = tt.candidates(tt.Config(wide="word", naive_bayes="none"), {})
     assert word == {"wide & deep": {"wide": "word", "deep": "transformer"},
                     "wide only": {"wide": "word", "deep": "none"}}  # fmt: skip
+    word = tt.candidates(tt.Config(wide="word"), {})
+    assert word["wide only, NB features"] == {"wide": "word", "deep": "none", "naive_bayes": "only"}
     with pytest.raises(ValueError, match="deep=none leaves the wide part alone"):
         tt.Config(deep="none", wide="none")
     # A wide-only run trains, exports strings in and serves in a fresh process; its LiteRT/ONNX
@@ -556,10 +563,10 @@ def test_auto_chooses_wide_and_deep_on_validation(tmp_path):
     # What a run does before it trains: the short fits, then the winner's data and model.
     data, _, chosen = run._data_and_model(tt, config, tf.distribute.get_strategy(), refit=False)
     spec = data.spec
-    assert set(spec["candidates"]["scores"]) == {"wide & deep", "wide only", "deep only"}
+    assert set(spec["candidates"]["scores"]) == three | nb
     assert spec["resolved"]["wide"]["reason"].startswith("best val_accuracy")
     # members=auto follows the choice: one model for the linear part alone, else five.
-    members = 1 if spec["candidates"]["choice"] == "wide only" else tt.DEEP_MEMBERS
+    members = 1 if spec["candidates"]["choice"].startswith("wide only") else tt.DEEP_MEMBERS
     assert spec["resolved"]["members"]["value"] == members == chosen.members
     wide_only = dataclasses.replace(config, deep="none", wide="word_char")
     run_dir = run.train(tt, wide_only, output_dir=tmp_path / "runs", verbose=0)
