@@ -565,8 +565,8 @@ def test_auto_chooses_wide_and_deep_on_validation(tmp_path):
     spec = data.spec
     assert set(spec["candidates"]["scores"]) == three | nb
     assert spec["resolved"]["wide"]["reason"].startswith("best val_accuracy")
-    # members=auto follows the choice: one model for the linear part alone, else five.
-    members = 1 if spec["candidates"]["choice"].startswith("wide only") else tt.DEEP_MEMBERS
+    # members=auto follows the choice: five models for the encoder alone, else one.
+    members = tt.DEEP_MEMBERS if spec["candidates"]["choice"] == "deep only" else 1
     assert spec["resolved"]["members"]["value"] == members == chosen.members
     wide_only = dataclasses.replace(config, deep="none", wide="word_char")
     run_dir = run.train(tt, wide_only, output_dir=tmp_path / "runs", verbose=0)
