@@ -13,9 +13,9 @@ TF-IDF of word 1-2-grams and character 2-5-grams (`pipelines.text.WideFeatures`)
 layer, and beside it (`naive_bayes=auto`, classification) a second one over the features
 scaled by train-split naive-Bayes log-count ratios (NBSVM); their logits summed → softmax.
 `wide=auto, deep=auto` picks wide & deep, wide only or deep only by short fits on validation;
-`members` models averaged (5 for the encoder alone). Features are computed in the `tf.data`
-pipeline; `text_model` puts the same computation in front of the model for evaluation and the
-export. `embeddings=PATH` starts the encoder from word vectors; `backbone=PRESET|PATH` swaps
+`members` models averaged (5: encoder alone or from vectors). Features are computed in the
+`tf.data` pipeline; `text_model` puts the same computation in front of the model for evaluation
+and the export. `embeddings=PATH` starts the encoder from word vectors; `backbone=PRESET|PATH` swaps
 it for a keras-hub backbone, frozen then fine-tuned (its export needs tensorflow-text's ops).
 
 Export: `serve` takes `tf.string` [batch] and returns `probabilities`, `class_id` and
@@ -71,7 +71,7 @@ MISTAKES_SHOWN = 10  # rows of the most-confident-mistakes table
 
 WIDE_OFF = ("auto", "none")  # wide values that add no linear part (auto: until chosen)
 NAMED_VECTORS = ("glove-6b-50d",)  # embeddings= by name: pipelines.word_vectors.NAMED
-DEEP_MEMBERS = 5  # members=auto, encoder alone (one model: -0.01 accuracy, movie sentences)
+DEEP_MEMBERS = 5  # members=auto: the encoder alone, or from vectors (one model: -0.01 accuracy)
 WIDE_SCALE = 10.0  # the wide part's step size, relative to the encoder's (validation, 2 sets)
 NAIVE_BAYES = "beside"  # naive_bayes=auto for classification (validation, 5 text sets)
 Standardize = Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
@@ -105,7 +105,7 @@ class Config(TrainingConfig):
     wide: Literal["auto", "none", "word", "word_char"] = "auto"  # TF-IDF n-gram linear part
     deep: Literal["auto", "transformer", "none"] = "auto"  # the encoder; auto: on validation
     naive_bayes: Literal["auto", "none", "beside", "only"] = "auto"  # wide: NB-scaled features
-    members: PositiveInt | Auto = "auto"  # models averaged; auto: 5 for the encoder alone, else 1
+    members: PositiveInt | Auto = "auto"  # models averaged; auto: 5 encoder alone/vectors, else 1
     class_weight: Literal["auto", "none", "balanced"] = "auto"  # auto: balanced if unbalanced
     embeddings: str = "none"  # word vectors: glove-6b-50d, a GloVe/word2vec file or NAME.npy
     embeddings_trainable: bool = True  # fine-tune the pretrained vectors with the model
@@ -201,9 +201,9 @@ def load_data(config: Config, batch_size: int) -> Data:
         nb = auto.pick("naive_bayes", NAIVE_BAYES if classes else "none", why) != "none"
         spec["wide"] = text.wide_vocabulary(splits.train, config.wide, classes if nb else 0)
     spec["deep"] = config.deep != "none"
-    alone = spec["deep"] and "wide" not in spec  # the encoder alone: seeds differ most
-    why = "the encoder alone, seeds differ" if alone else "no gain on validation (wide part)"
-    auto.pick("members", DEEP_MEMBERS if alone else 1, why)
+    five = spec["deep"] and ("wide" not in spec or init is not None)  # members pay on val
+    why = "the encoder alone or from vectors" if five else "no gain on validation (wide part)"
+    auto.pick("members", DEEP_MEMBERS if five else 1, why)
     if init is not None:
         spec["embeddings"] = {
             "path": str(Path(word_vectors.path_of(config.embeddings)).resolve()),

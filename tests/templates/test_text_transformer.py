@@ -431,6 +431,10 @@ def test_pretrained_vectors_initialize_the_embedding_and_set_its_width(tmp_path)
     assert data.spec["embeddings"]["ngrams_found"] >= 1  # pairs of two words with vectors
     model = tt.build_model(run.resolved_config(config, data.spec), data.spec)
     assert model.get_layer("wide").output.shape[-1] == 2
+    # members=auto: five from vectors, even beside the linear part (one without vectors).
+    for embeddings, members in ((str(vectors), tt.DEEP_MEMBERS), ("none", 1)):
+        auto = dataclasses.replace(config, members="auto", embeddings=embeddings)
+        assert tt.load_data(auto, 4).spec["resolved"]["members"]["value"] == members
     table = model.get_layer("embedding").token_embedding.embeddings.numpy()
     vocabulary = data.spec["vocabulary"]
     expected = {}
