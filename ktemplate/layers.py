@@ -181,8 +181,9 @@ class WideLinear(keras.layers.Layer):
             self.kernel = self.add_weight(shape, "zeros", name="kernel")
         if self.naive_bayes != "none":
             self.ratios = self.add_weight(shape, "zeros", name="ratios", trainable=False)
-            if self._ratios is not None:
+            if self._ratios is not None:  # the first build's values; loading restores them
                 self.ratios.assign(np.asarray(self._ratios, "float32"))
+                self._ratios = None  # the weight holds them now: no second copy kept
             self.nb_kernel = self.add_weight(shape, "zeros", name="nb_kernel")
         self.bias = self.add_weight((self.units,), "zeros", name="bias")
 
