@@ -353,6 +353,13 @@ FREQUENCY_DEFAULTS = {
 }
 
 
+def seasons_in(frequency: str, season: int, window: int) -> list[int]:
+    """The seasons a window of `window` steps holds (2 steps or more): the frequency's natural
+    ones (`FREQUENCY_DEFAULTS`) and the run's `season`, shortest first."""
+    candidates, _, also_normal = FREQUENCY_DEFAULTS[frequency]
+    return sorted({s for s in (*candidates, *also_normal, season) if 2 <= s <= window})
+
+
 def season_candidates(frequency: str, n_train: int) -> list[int]:
     """The seasons worth trying for `frequency`: those the train part holds at least twice."""
     fitting = [s for s in FREQUENCY_DEFAULTS[frequency][0] if s >= 2 and 2 * s <= n_train]

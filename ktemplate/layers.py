@@ -300,6 +300,50 @@ class AddSeasonalBase(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="timeseries_lstm")
+class SeasonalLags(keras.layers.Layer):
+    """The seasonal-naive forecast at each of several seasons, taken from the window: for each
+    season s and each step ahead h (1..horizon), the target at the window's step
+    `window - s + (h - 1) % s`. Output [batch, len(seasons) * horizon], season by season, for
+    a head that weighs two seasonalities (a day and a week of hourly data) when the recurrent
+    layers read only the window's recent steps.
+
+    Args:
+        feature_index: the target feature (last axis of the window).
+        seasons: steps per season, each from 2 to the window's length.
+        horizon: steps ahead.
+    """
+
+    def __init__(self, feature_index: int, seasons: list[int], horizon: int, **kwargs):
+        super().__init__(**kwargs)
+        seasons = [int(s) for s in seasons]
+        if not seasons or min(seasons) < 2:
+            raise ValueError(f"SeasonalLags expects seasons of at least 2 steps, got {seasons}.")
+        if horizon < 1:
+            raise ValueError(f"SeasonalLags expects horizon >= 1, got {horizon}.")
+        self.feature_index, self.seasons, self.horizon = feature_index, seasons, horizon
+
+    def call(self, window):
+        longest = max(self.seasons)
+        steps = window.shape[1]
+        if steps is not None and longest > steps:
+            raise ValueError(
+                f"SeasonalLags: a season of {longest} steps needs a window holding one, got "
+                f"{steps} steps."
+            )
+        last = window[:, -longest:, self.feature_index]  # the longest season's steps
+        index = [longest - s + h % s for s in self.seasons for h in range(self.horizon)]
+        return keras.ops.take(last, index, axis=1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "feature_index": self.feature_index,
+            "seasons": self.seasons,
+            "horizon": self.horizon,
+        }
+
+
+@keras.saving.register_keras_serializable(package="timeseries_lstm")
 class AddHoltWintersBase(keras.layers.Layer):
     """Adds the additive Holt-Winters forecast of the window's target to a forecast of changes
     from it: a fixed linear map of the window (`forecasting.holt_winters_weights`, with the

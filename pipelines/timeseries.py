@@ -404,3 +404,46 @@ def prepare(
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def portable_windows(
+    values: np.ndarray, spec: dict[str, Any], split: str, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`split`'s forecast origins as raw windows, float32 [origins, window, features], and the
+    actual values after each [origins, horizon]; `limit` keeps that many origins spread evenly
+    over the split (the first ones alone would cover only its start of a trending series)."""
+    window, horizon = spec["window"], spec["horizon"]
+    starts = origins(tuple(spec["parts"][split]), window, horizon)
+    if limit is not None and len(starts) > limit:
+        starts = starts[np.linspace(0, len(starts) - 1, limit).round().astype(int)]
+    if not len(starts):
+        return np.zeros((0, window, len(spec["features"])), np.float32), np.zeros((0, horizon))
+    inputs, actual = window_arrays(values, spec["target_index"], starts, window, horizon)
+    return inputs.astype(np.float32), actual
+
+
+def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
+    """The export manifest's entries for a forecaster's spec."""
+    return {
+        "task": "time_series_forecasting",
+        "input": {
+            "kind": "window",
+            "window": spec["window"],
+            "features": spec["features"],
+            "serve": f"float32 [batch, {spec['window']}, {len(spec['features'])}]: the last "
+            f"{spec['window']} steps of {', '.join(spec['features'])} (in this order), oldest "
+            "first, in original units",
+        },
+        "outputs": {
+            "forecast": f"float32 [batch, {spec['horizon']}]: the next steps of "
+            f"{spec['target']}, in original units"
+        },
+        "window": spec["window"],
+        "horizon": spec["horizon"],
+        "season": spec["season"],
+        "frequency": spec.get("frequency", "none"),
+        "target_transform": spec.get("target_transform", "none"),
+        "features": spec["features"],
+        "target": spec["target"],
+        "time_span": spec["time_span"],
+    }

@@ -12,7 +12,10 @@ Model: normalization inside the model; the recurrent network forecasts changes f
 taken from the raw window (`forecast_base`: the last value, the value one season back, or a
 Holt-Winters forecast with coefficients fitted on train; `linear`, a ridge regression fitted
 on train, when set), chosen with the target's scale (`target_transform`) by short fits on
-validation; an optional causal Conv1D front end; a dense head of size `horizon`.
+validation; an optional causal Conv1D front end. The recurrent layers read the window's last
+`recurrent_window` steps (two days of a two-week window of hourly data); when that is shorter
+than the window, the head also sees the seasonal naive forecast at each season the window holds
+(a day and a week); a dense head of size `horizon`.
 
 Evaluation: rolling origin over the test tail; MAE, RMSE and MASE in original units beside
 naive and seasonal naive on the same origins; `forecasts.png`.
@@ -64,6 +67,7 @@ from ktemplate.layers import (
     LogFeature,
     RelativeToLastStep,
     ScaledMeanAbsoluteError,
+    SeasonalLags,
 )
 
 NAME = "timeseries_lstm"
@@ -85,6 +89,10 @@ class Config(TrainingConfig):
     target_column: str = ""  # CSV column to forecast (co2: the co2 column)
     window: PositiveInt | Auto = "auto"  # past steps seen; auto: window_seasons seasons
     window_seasons: PositiveFloat = 2.0  # window=auto: seasons it spans (>= 2 horizons)
+    recurrent_window: PositiveInt | Auto = "auto"  # the window's last steps the recurrent
+    # layers read; auto: 2 of the shortest season (or 2 horizons), at most the window
+    seasonal_lags: bool = True  # with a shorter recurrent_window than the window: the head
+    # also sees the seasonal naive forecast at each season the window holds
     horizon: PositiveInt | Auto = "auto"  # steps forecast at once; auto: by frequency
     season: PositiveInt | Auto = "auto"  # steps per season (MASE, baselines); auto: frequency
     target_transform: Literal["none", "log", "auto"] = "auto"  # auto: the better on validation
@@ -159,6 +167,18 @@ def resolve_auto(config: Config, series: timeseries.Series) -> Resolver:
         )
         auto.pick("window", window, f"shortened to fit {steps} steps")
         auto.pick("horizon", horizon, f"shortened to fit {steps} steps")
+    seasons = forecasting.seasons_in(frequency, season, window)
+    shortest = min(seasons, default=max(window, horizon))
+    recurrent = auto.pick(
+        "recurrent_window",
+        min(window, max(2 * shortest, 2 * horizon)),
+        f"2 of the shortest season ({shortest} steps) or 2 horizons, at most the window",
+    )
+    if recurrent > window:
+        raise ValueError(
+            f"recurrent_window={recurrent} is longer than the window "
+            f"({window} steps): set it to at most the window, or auto."
+        )
     return auto
 
 
@@ -213,6 +233,11 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
         "window": config.window,
         "horizon": config.horizon,
         "season": config.season,
+        "lag_seasons": (
+            forecasting.seasons_in(series.frequency, config.season, config.window)
+            if config.seasonal_lags and config.recurrent_window < config.window
+            else []
+        ),
         "frequency": series.frequency,
         "target_transform": transform,
         "target_positive": bool((series.values[:, target] > 0).all()),
@@ -280,6 +305,12 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     x = LogFeature(target, name="log_target")(inputs) if log else inputs
     normalized = keras.layers.Normalization(mean=spec["mean"], variance=(std**2).tolist())(x)
     x = RelativeToLastStep()(normalized) if config.relative else normalized
+    lags = None  # the seasonal naive forecasts (relative ones with `relative`) for the head
+    if spec.get("lag_seasons"):
+        lags = SeasonalLags(target, spec["lag_seasons"], spec["horizon"])(x)
+    recurrent = config.recurrent_window  # the recurrent layers read the window's last steps
+    if recurrent != "auto" and recurrent < spec["window"]:
+        x = keras.layers.Cropping1D((spec["window"] - recurrent, 0))(x)
     reg = training.regularizer(config)
     if config.conv_filters:
         x = keras.layers.Conv1D(
@@ -302,6 +333,8 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         )(x)
         if not last:
             x = keras.layers.Dropout(config.dropout)(x)
+    if lags is not None:
+        x = keras.layers.Concatenate()([x, lags])
     if config.dense_units:
         x = keras.layers.Dense(config.dense_units, kernel_regularizer=reg)(x)
         x = keras.layers.Activation(config.activation)(x)
@@ -442,50 +475,17 @@ def portable_data(
     data: Data, spec: dict[str, Any], split: str, limit: int | None = None
 ) -> convert.PortableData:
     """`split`'s forecast origins as raw windows (float32, original units), scored by the MAE
-    of the forecast; `limit` keeps that many origins spread evenly over the split (the first
-    ones alone would cover only its start of a trending series)."""
-    window, horizon = spec["window"], spec["horizon"]
-    starts = timeseries.origins(tuple(spec["parts"][split]), window, horizon)
-    if limit is not None and len(starts) > limit:
-        starts = starts[np.linspace(0, len(starts) - 1, limit).round().astype(int)]
-    if not len(starts):
-        inputs = np.zeros((0, window, len(spec["features"])), np.float32)
-        actual = np.zeros((0, horizon))
-    else:
-        inputs, actual = timeseries.window_arrays(
-            data.series.values, spec["target_index"], starts, window, horizon
-        )
+    of the forecast (`timeseries.portable_windows`)."""
+    inputs, actual = timeseries.portable_windows(data.series.values, spec, split, limit)
     return convert.PortableData(
-        inputs={"window": inputs.astype(np.float32)},
+        inputs={"window": inputs},
         metric=f"{split}_mae",
         score=lambda outputs: float(np.abs(outputs["forecast"] - actual).mean()),
     )
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "task": "time_series_forecasting",
-        "input": {
-            "kind": "window",
-            "window": spec["window"],
-            "features": spec["features"],
-            "serve": f"float32 [batch, {spec['window']}, {len(spec['features'])}]: the last "
-            f"{spec['window']} steps of {', '.join(spec['features'])} (in this order), oldest "
-            "first, in original units",
-        },
-        "outputs": {
-            "forecast": f"float32 [batch, {spec['horizon']}]: the next steps of "
-            f"{spec['target']}, in original units"
-        },
-        "window": spec["window"],
-        "horizon": spec["horizon"],
-        "season": spec["season"],
-        "frequency": spec.get("frequency", "none"),
-        "target_transform": spec.get("target_transform", "none"),
-        "features": spec["features"],
-        "target": spec["target"],
-        "time_span": spec["time_span"],
-    }
+    return timeseries.manifest_extras(spec)
 
 
 # ---------------------------------------------------------------------------------------------

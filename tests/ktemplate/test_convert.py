@@ -21,6 +21,8 @@ TINY = {
         epochs=1,
         window=16,
         horizon=4,
+        season=4,
+        recurrent_window=8,  # the LSTM reads the last 8 steps; the head gets the seasonal lags
         units=8,
         baseline=False,
         forecast_base="linear",
@@ -118,6 +120,8 @@ def test_litert_and_onnx_match_the_saved_model_in_a_fresh_process(name, tmp_path
     ]  # fmt: skip
 
     spec = files_lib.read_json(run_dir / "spec.json")
+    if name == "timeseries_lstm":  # the cropped recurrent input and the lags convert too
+        assert spec["lag_seasons"] == [4]
     np.savez(tmp_path / "inputs.npz", **_inputs(name, spec, run_dir))
     served = serve_in_fresh_process(SERVE_ALL, tmp_path, export, tmp_path / "inputs.npz")
     for fmt in ("litert", "onnx"):

@@ -12,6 +12,7 @@ from ktemplate.templates import timeseries_lstm
 
 from ktemplate import cli, forecasting, run, training
 from ktemplate import files as files_lib
+from ktemplate.layers import SeasonalLags
 from tests.helpers.fresh import serve_in_fresh_process
 
 FAST = dict(epochs=1, batch_size=64, early_stopping_patience=0, window=16, horizon=4, units=8)
@@ -460,6 +461,45 @@ def test_half_hourly_season_is_chosen_on_validation(tmp_path, weekly, season):
     assert "30-minute time stamps" in reason and "seasonal naive validation MAE" in reason
     assert "at 48 steps" in reason and "at 336 steps" in reason
     assert forecasting.season_candidates("30-minute", spec["parts"]["train"][1]) == [48, 336]
+
+
+def test_seasonal_lags_take_each_season_back_from_the_window():
+    window = np.arange(20, dtype="float32").reshape(2, 10, 1)
+    lags = SeasonalLags(0, [2, 4], 3)(window).numpy()
+    # season 2: steps 8, 9, 8; season 4: steps 6, 7, 8 (one season before each step ahead)
+    np.testing.assert_array_equal(lags[0], [8, 9, 8, 6, 7, 8])
+    np.testing.assert_array_equal(lags[1], lags[0] + 10)
+    with pytest.raises(ValueError, match="a season of 12 steps needs a window holding one"):
+        SeasonalLags(0, [12], 3)(window)
+
+
+def test_sub_daily_recurrent_layers_read_two_days_and_the_head_sees_both_seasons(tmp_path):
+    csv = write_half_hourly(tmp_path / "demand.csv")
+    config = timeseries_lstm.Config(
+        dataset=f"csv:{csv}", time_column="time", target_column="demand", units=4
+    )
+    data = run.load_data(timeseries_lstm, config)
+    spec, config = data.spec, run.resolved_config(config, data.spec)
+    assert (spec["season"], spec["window"], spec["lag_seasons"]) == (336, 672, [48, 336])
+    assert config.recurrent_window == 96  # two days, not the window's two weeks
+    assert "shortest season (48 steps)" in spec["resolved"]["recurrent_window"]["reason"]
+    model = timeseries_lstm.build_model(config, spec)
+    lstm = next(layer for layer in model.layers if isinstance(layer, keras.layers.LSTM))
+    assert lstm.input.shape[1] == 96
+    concat = next(layer for layer in model.layers if isinstance(layer, keras.layers.Concatenate))
+    assert concat.output.shape[-1] == 4 + 2 * 48  # the recurrent state and both seasons' lags
+    # Without lags, and reading the whole window: the model before these options.
+    plain = dataclasses.replace(config, seasonal_lags=False, recurrent_window=672)
+    spec_plain = run.load_data(timeseries_lstm, plain).spec
+    assert spec_plain["lag_seasons"] == []
+    lstm = next(
+        layer
+        for layer in timeseries_lstm.build_model(plain, spec_plain).layers
+        if isinstance(layer, keras.layers.LSTM)
+    )
+    assert lstm.input.shape[1] == 672
+    with pytest.raises(ValueError, match="recurrent_window=700 is longer than the window"):
+        run.load_data(timeseries_lstm, dataclasses.replace(config, recurrent_window=700))
 
 
 def test_forecast_baseline_tries_seasonal_naive_at_every_season(tmp_path):
