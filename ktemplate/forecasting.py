@@ -225,8 +225,10 @@ def holt_winters_weights(
     such that `window_values @ W` is the forecast of the next `horizon` steps.
 
     The states start from the window itself (the first season's mean as the level, the change
-    between the first two seasons' means as the trend, the first season's deviations as the
-    season; without a season, the first value and the first difference), then the smoothing
+    between the first two seasons' means as the trend, and as the season each slot's deviation
+    from its season's mean averaged over the window's whole seasons: with the small seasonal
+    smoothing statsmodels often fits, one season's noise would stay in every forecast; without
+    a season, the first value and the first difference), then the smoothing
     runs over the window with the given coefficients (statsmodels' parameterization: `beta`
     on the level's change, `gamma` on the season's error; None leaves the trend or the season
     out). Everything is linear in the window, so the map is exact; each column sums to 1, so it
@@ -238,7 +240,8 @@ def holt_winters_weights(
     if seasonal:
         level = y[:m].mean(axis=0)
         trend = (y[m : 2 * m].mean(axis=0) - level) / m if window >= 2 * m else 0 * level
-        seasons = [y[j] - level for j in range(m)]
+        cycles = [y[i * m : (i + 1) * m] for i in range(window // m)]  # the whole seasons
+        seasons = [np.mean([c[j] - c.mean(axis=0) for c in cycles], axis=0) for j in range(m)]
     else:
         level = y[0]
         trend = y[1] - y[0] if window > 1 else 0 * level

@@ -51,7 +51,10 @@ def test_holt_winters_weights_are_the_smoothing_as_one_linear_map():
             initialization_method="known",
             initial_level=level,
             initial_trend=(y[m : 2 * m].mean() - level) / m,
-            initial_seasonal=y[:m] - level,
+            # each slot's deviation from its season's mean, averaged over the 5 seasons
+            initial_seasonal=(y.reshape(5, m) - y.reshape(5, m).mean(axis=1, keepdims=True)).mean(
+                0
+            ),
         ).fit(smoothing_level=0.3, smoothing_trend=0.1, smoothing_seasonal=0.2, optimized=False)
     ahead = np.arange(1, 15)
     expected = (
