@@ -118,6 +118,14 @@ class Config(TrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if (
+            "auto" not in (self.window, self.recurrent_window)
+            and self.recurrent_window > self.window
+        ):
+            raise ValueError(
+                f"recurrent_window={self.recurrent_window} is longer than the window "
+                f"({self.window} steps): set it to at most the window, or auto."
+            )
         if self.forecast_base == "season" and self.season != "auto" and self.season < 2:
             raise ValueError(
                 "forecast_base=season needs a season of at least 2 steps, got "
@@ -169,16 +177,11 @@ def resolve_auto(config: Config, series: timeseries.Series) -> Resolver:
         auto.pick("horizon", horizon, f"shortened to fit {steps} steps")
     seasons = forecasting.seasons_in(frequency, season, window)
     shortest = min(seasons, default=max(window, horizon))
-    recurrent = auto.pick(
+    auto.pick(  # a set value longer than a resolved window fails in Config, via auto.config
         "recurrent_window",
         min(window, max(2 * shortest, 2 * horizon)),
         f"2 of the shortest season ({shortest} steps) or 2 horizons, at most the window",
     )
-    if recurrent > window:
-        raise ValueError(
-            f"recurrent_window={recurrent} is longer than the window "
-            f"({window} steps): set it to at most the window, or auto."
-        )
     return auto
 
 

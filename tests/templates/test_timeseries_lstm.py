@@ -500,6 +500,8 @@ def test_sub_daily_recurrent_layers_read_two_days_and_the_head_sees_both_seasons
     assert lstm.input.shape[1] == 672
     with pytest.raises(ValueError, match="recurrent_window=700 is longer than the window"):
         run.load_data(timeseries_lstm, dataclasses.replace(config, recurrent_window=700))
+    with pytest.raises(ValueError, match="recurrent_window=20 is longer than the window"):
+        timeseries_lstm.Config(window=16, recurrent_window=20)  # before any data is read
 
 
 def test_forecast_baseline_tries_seasonal_naive_at_every_season(tmp_path):
