@@ -66,7 +66,8 @@ class Data:
     train: Any  # tf.data.Dataset: batched, shuffled and augmented, ready for fit
     val: Any  # batched, no augmentation; None when refitting on train+val
     test: Any  # batched, no augmentation
-    spec: dict[str, Any]  # JSON-serializable facts the model and export need
+    spec: dict[str, Any]  # JSON-serializable facts the model and export need; a "pretrained"
+    # entry (the weights' name) makes the run keep the built weights unless training beats them
     # Unbatched, unaugmented train/val/test examples for the classical baseline (kept when
     # refitting on train+validation, so the baseline still picks its settings on validation).
     splits: dict[str, Any] | None = None

@@ -251,14 +251,41 @@ def _first_phase(model, data, config, run_dir: Path, verbose) -> dict[str, Any]:
     if record.exists() and weights.exists():
         model.load_weights(weights)
         return files.read_json(record)
-    history, epochs = _fit(model, data, config, run_dir, "train", config.epochs, 0, None, verbose)
+    start = _starting_weights(model, data, run_dir) if data.spec.get("pretrained") else None
+    history, epochs = _fit(model, data, config, run_dir, "train", config.epochs, 0, start, verbose)
     losses = history.get("val_loss")
     best_val_loss = float(min(losses)) if losses else None  # None: trained without validation
     result = {"epochs": epochs, "best_val_loss": best_val_loss}
+    if start is not None:  # the built model's weights stay the run's unless training beat them
+        kept = best_val_loss is None or not best_val_loss < start
+        result |= {"start_val_loss": start, "kept_starting_weights": kept}
+        result["best_val_loss"] = start if kept else best_val_loss
+        print(
+            f"Starting weights ({data.spec['pretrained']}): val_loss {start:.6g}; "
+            + ("training did not beat them: the run keeps them as they are."
+               if kept else f"training improved it to {best_val_loss:.6g}."),
+            flush=True,
+        )  # fmt: skip
     weights.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(weights)
     files.write_json(record, result)
     return result
+
+
+def _starting_weights(model, data: Data, run_dir: Path) -> float | None:
+    """A model built from pretrained weights (`spec["pretrained"]`) is the run's best checkpoint
+    until an epoch beats its validation loss, so training can only improve on it. Returns that
+    loss (recorded once: a resumed run keeps the first figure), None without validation."""
+    if data.val is None:
+        return None
+    record = run_dir / "starting_weights.json"
+    if record.exists():
+        return files.read_json(record)["val_loss"]
+    loss = float(model.evaluate(data.val, verbose=0, return_dict=True)["loss"])
+    with signals.deferred(), files.replacing(run_dir / "checkpoints" / "best.keras") as partial:
+        model.save(partial)
+    files.write_json(record, {"val_loss": loss})
+    return loss
 
 
 def merge_validation(data: Data) -> Data:
@@ -618,6 +645,13 @@ def _train_and_export(
         metrics = template.evaluate(model, data, run_dir)
     metrics["train_seconds"] = round(train_seconds, 2)
     metrics["epochs"] = phases
+    phase = files.read_json(run_dir / "train_phase.json") if config.members == 1 else {}
+    if "start_val_loss" in phase:
+        metrics["starting_weights"] = {
+            "weights": data.spec["pretrained"],
+            "val_loss": phase["start_val_loss"],
+            "kept": phase["kept_starting_weights"],
+        }
     if config.members > 1:
         metrics["members"] = config.members
     if config.baseline and template.baseline is not None:

@@ -12,14 +12,18 @@ denoising), salt-and-pepper or Poisson. Validation and test noise is fixed by a 
 
 Model: an encoder–decoder with skip connections; with `residual` it predicts the noise and
 subtracts it. Fully convolutional: any image size is padded (reflect) to a multiple of
-2**depth inside the model and cropped back.
+2**depth inside the model and cropped back. The default U-Net starts from weights shipped in
+the package (`pretrained`: a blind Gaussian denoiser trained on real photographs, grey and
+colour; `benchmarks/build_denoiser.py` rebuilds them), and the run keeps them as they are
+unless training on your images beats them on validation. `self_ensemble` averages the outputs
+over the 8 rotations and flips of an image where that pays on validation.
 
 Export: `serve` takes uint8 pixels [batch, H, W, C] (any H, W) and returns uint8 `denoised`;
 `serve_float` takes float32 in 0..1 and returns float32 in 0..1.
 
-What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves patch_size) → build_model
-→ fit on random noisy crops → evaluate on whole test images → baseline (non-local means,
-BM3D) → export.
+What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves patch_size, pretrained) →
+build_model (loads the weights) → fit on random noisy crops → calibrate (self_ensemble) →
+evaluate on whole test images → baseline (non-local means, BM3D) → export.
 
 Adapt it: `ktemplate new my_denoiser --from denoising_autoencoder`, then change the noise in
 `Config` to match your images (or your data in `load_data`); the rest is shared.
@@ -39,6 +43,7 @@ from typing import Annotated, Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 from ktemplate.pipelines import denoising
 
 from ktemplate import baselines, convert, reports, training
@@ -90,9 +95,25 @@ class Config(TrainingConfig):
     residual: bool = True  # predict the noise and subtract it (residual learning)
     loss: Literal["mse", "mae", "ssim"] = "mse"  # ssim: ssim_weight*(1-SSIM) + rest*MAE
     ssim_weight: Annotated[float, Range(0, 1)] = 0.84  # weight of 1-SSIM in the ssim loss
+    pretrained: str = "auto"  # builtin, none, or PATH (.weights.h5); auto: builtin where it fits
+    self_ensemble: bool | Auto = "auto"  # mean over 8 rotations/flips; auto: if it pays on val
 
     def __post_init__(self):
         super().__post_init__()
+        why_not = builtin_mismatch(self)
+        if self.pretrained == "builtin" and why_not:
+            raise ValueError(
+                f"Config: pretrained=builtin is {BUILTIN_DESCRIPTION}, and {why_not}: set "
+                "pretrained=none to train this model from scratch (or pretrained=auto)."
+            )
+        path = self.pretrained not in ("auto", "builtin", "none")
+        if path and not (
+            self.pretrained.endswith(".weights.h5") and Path(self.pretrained).is_file()
+        ):
+            raise ValueError(
+                f"Config key 'pretrained' is {self.pretrained!r}: give builtin, none, auto or an "
+                "existing .weights.h5 file of this model (model.save_weights)."
+            )
         if self.patches_per_epoch < self.batch_size:
             raise ValueError(
                 f"Config key 'patches_per_epoch' ({self.patches_per_epoch}) must be at least "
@@ -102,6 +123,37 @@ class Config(TrainingConfig):
             noise_settings(self)
         except ValueError as e:
             raise ValueError(f"Config: {e}") from None
+
+
+# pretrained=builtin: the default U-Net trained as a blind Gaussian denoiser on real photographs
+# (`benchmarks/build_denoiser.py` rebuilds the files and records how they were made).
+BUILTIN_ARCHITECTURE = {
+    "depth": 3, "filters": 16, "convs_per_level": 2, "kernel_size": 3, "residual": True,
+    "batch_norm": False, "activation": "relu",
+}  # fmt: skip
+BUILTIN_FILES = {1: "denoising_autoencoder_gray", 3: "denoising_autoencoder_rgb"}  # + .weights.h5
+BUILTIN_DESCRIPTION = "the default U-Net trained on photographs, Gaussian noise sigma 0.01-0.2"
+
+
+def builtin_mismatch(config: Config) -> str:
+    """Why the built-in weights cannot start this config's model ("" when they can)."""
+    for field, value in BUILTIN_ARCHITECTURE.items():
+        if getattr(config, field) != value:
+            return f"{field} is {getattr(config, field)!r}, not {value!r}"
+    return ""
+
+
+def pretrained_file(config: Config, channels: int) -> Path | None:
+    """The weights file a model of `config` starts from (None: from scratch); an unresolved
+    auto is builtin where the architecture fits."""
+    if config.pretrained == "none" or (config.pretrained == "auto" and builtin_mismatch(config)):
+        return None
+    if config.pretrained not in ("auto", "builtin"):
+        return Path(config.pretrained)
+    from importlib.resources import files
+
+    name = f"{BUILTIN_FILES[channels]}.weights.h5"
+    return Path(str(files("ktemplate.templates") / "weights" / name))
 
 
 def noise_settings(config: Config) -> denoising.Noise:
@@ -143,6 +195,11 @@ def load_data(config: Config, batch_size: int) -> Data:
         config.dataset, config.channels, requested, config.max_images, check_size=False
     )
     auto = resolve_patch_size(config, clean)
+    if auto.is_auto("pretrained"):
+        why_not = builtin_mismatch(config) or (
+            f"the noise is {config.noise}" if config.noise != "gaussian" else ""
+        )
+        auto.pick("pretrained", "none" if why_not else "builtin", why_not or BUILTIN_DESCRIPTION)
     config = auto.config
     denoising.check_patch_size(
         clean, config.patch_size, config.dataset, 2**config.depth, MIN_PATCH_SIZE
@@ -159,6 +216,8 @@ def load_data(config: Config, batch_size: int) -> Data:
         "names": clean.names,
         "skipped_files": clean.skipped,
         "dataset": config.dataset,
+        **({"pretrained": config.pretrained} if config.pretrained != "none" else {}),
+        "self_ensemble": config.self_ensemble,  # auto: `calibrate` decides on validation
         **auto.spec(),
     }
     return Data(
@@ -221,6 +280,15 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         x = keras.layers.Subtract(dtype="float32", name="subtract_noise")([padded, x])
     outputs = CropLike(dtype="float32", name="denoised")([x, inputs])
     model = keras.Model(inputs, outputs, name=NAME)
+    weights = pretrained_file(config, channels)
+    if weights is not None and not in_stateless_scope():  # (a size estimate has no weights)
+        try:
+            model.load_weights(weights)
+        except ValueError as e:
+            raise ValueError(
+                f"pretrained={config.pretrained}: {weights} does not fit this model ({e}). Give "
+                "the weights of a model with the same architecture fields, or pretrained=none."
+            ) from None
     steps = training.steps_per_epoch(config.patches_per_epoch, config.batch_size)
     model.compile(
         optimizer=training.make_optimizer(config, steps),
@@ -246,7 +314,16 @@ def make_loss(config: Config) -> keras.losses.Loss:
 
 
 def search_space(hp, config: Config) -> Config:
-    """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s."""
+    """Maps keras-tuner hyperparameters onto `Config` fields; defaults equal `config`'s. A
+    model that starts from pretrained weights keeps their architecture."""
+    if config.pretrained not in ("none", "auto"):
+        return dataclasses.replace(
+            config,
+            learning_rate=hp.Float(
+                "learning_rate", 1e-5, 1e-2, sampling="log", default=config.learning_rate
+            ),
+            loss=hp.Choice("loss", ["mse", "mae", "ssim"], default=config.loss),
+        )
     return dataclasses.replace(
         config,
         depth=hp.Int("depth", 1, 4, default=config.depth),
@@ -271,11 +348,11 @@ def serving_endpoints(model: keras.Model, spec: dict[str, Any]) -> dict:
     channels = spec["channels"]
 
     def denoise(images):
-        return tf.clip_by_value(tf.cast(model(images, training=False), tf.float32), 0.0, 1.0)
+        return denoised(model, images, spec)
 
     def serve(pixels):
-        denoised = denoise(tf.cast(pixels, tf.float32) / 255.0)
-        return {"denoised": tf.cast(tf.round(denoised * 255.0), tf.uint8)}
+        images = denoise(tf.cast(pixels, tf.float32) / 255.0)
+        return {"denoised": tf.cast(tf.round(images * 255.0), tf.uint8)}
 
     def serve_float(images):
         return {"denoised": denoise(images)}
@@ -298,8 +375,7 @@ def portable_endpoint(model: keras.Model, spec: dict[str, Any], runtime: str) ->
 
     def denoise(pixels):
         images = tf.cast(pixels, tf.float32) / 255.0
-        denoised = tf.clip_by_value(tf.cast(model(images, training=False), tf.float32), 0.0, 1.0)
-        return {"denoised": tf.cast(tf.round(denoised * 255.0), tf.uint8)}
+        return {"denoised": tf.cast(tf.round(denoised(model, images, spec) * 255.0), tf.uint8)}
 
     rng = np.random.default_rng(0)
     shape = (2, size, size, channels) if side else (2, size + 5, size + 3, channels)
@@ -326,8 +402,8 @@ def portable_data(
     tiles, cleans = denoising.uint8_tiles(ds, spec["patch_size"], spec["channels"], limit)
 
     def psnr(outputs):
-        denoised = outputs["denoised"].astype(np.float64) / 255.0
-        mse = np.mean((denoised - cleans) ** 2, axis=(1, 2, 3))
+        images = outputs["denoised"].astype(np.float64) / 255.0
+        mse = np.mean((images - cleans) ** 2, axis=(1, 2, 3))
         return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-12))))
 
     return convert.PortableData(inputs={"pixels": tiles}, metric=f"{split}_psnr_tiles", score=psnr)
@@ -345,6 +421,7 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
         },
         "outputs": {"denoised": "the denoised images, same shape, dtype and range as the input"},
         "trained_noise": spec["noise_description"],
+        "self_ensemble": spec.get("self_ensemble") is True,  # mean over 8 rotations and flips
     }
 
 
@@ -353,21 +430,53 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def denoised(model: keras.Model, images, spec: dict[str, Any]) -> tf.Tensor:
+    """The model's output on float32 images [B, H, W, C] in 0..1, clipped to 0..1; with
+    `spec["self_ensemble"]` true, the mean of its outputs over the 8 rotations and flips."""
+    if spec.get("self_ensemble") is not True:
+        return tf.clip_by_value(tf.cast(model(images, training=False), tf.float32), 0.0, 1.0)
+    outputs = []
+    for flip in (False, True):
+        x = tf.reverse(images, [2]) if flip else tf.convert_to_tensor(images)
+        for k in range(4):
+            y = tf.image.rot90(model(tf.image.rot90(x, k), training=False), 4 - k)
+            outputs.append(tf.reverse(y, [2]) if flip else y)
+    return tf.clip_by_value(tf.cast(tf.add_n(outputs) / 8.0, tf.float32), 0.0, 1.0)
+
+
+def calibrate(model: keras.Model, data: Data) -> dict[str, Any]:
+    """self_ensemble=auto: on when the 8-fold self-ensemble raises the validation tiles' mean
+    PSNR (it costs 8 model calls per image at serving time)."""
+    if data.spec["self_ensemble"] != "auto":
+        return {}
+    scores = {False: [], True: []}
+    for noisy, clean in data.val:
+        for ensemble in scores:
+            out = denoised(model, noisy, {"self_ensemble": ensemble})
+            mse = tf.reduce_mean(tf.square(out - clean), axis=[1, 2, 3])
+            scores[ensemble] += (10 * np.log10(1 / np.maximum(mse.numpy(), 1e-12))).tolist()
+    plain, mean = (float(np.mean(scores[e])) for e in (False, True))
+    return {
+        "self_ensemble": mean > plain,
+        "self_ensemble_val_psnr": {"off": round(plain, 3), "on": round(mean, 3)},
+    }
+
+
 def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
     """PSNR/SSIM of the whole test images, denoised and noisy; writes denoising.png."""
     names = data.spec["names"]["test"]
     digits = {"psnr": 3, "ssim": 4, "noisy_psnr": 3, "noisy_ssim": 4}  # rounding of the scores
     rows, shown = [], []
     for noisy, clean in data.test.as_numpy_iterator():
-        denoised = np.clip(model(noisy, training=False).numpy(), 0.0, 1.0)
+        out = denoised(model, noisy, data.spec).numpy()
         for i in range(len(noisy)):
-            psnr_out, ssim_out = reports.image_quality(clean[i], denoised[i])
+            psnr_out, ssim_out = reports.image_quality(clean[i], out[i])
             psnr_in, ssim_in = reports.image_quality(clean[i], noisy[i])
             row = {"psnr": psnr_out, "ssim": ssim_out, "noisy_psnr": psnr_in, "noisy_ssim": ssim_in}
             rounded = {k: round(v, digits[k]) for k, v in row.items()}
             rows.append({"image": names[len(rows)]} | rounded)
             if len(shown) < 8:
-                shown.append((names[len(rows) - 1], clean[i], noisy[i], denoised[i], rows[-1]))
+                shown.append((names[len(rows) - 1], clean[i], noisy[i], out[i], rows[-1]))
     metrics = {
         f"test_{key}": round(float(np.mean([r[key] for r in rows])), n) for key, n in digits.items()
     }
@@ -397,11 +506,11 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
     keep = set(baselines.spread(total, BASELINE_TEST_IMAGES).tolist())
     index = 0
     for noisy, clean in data.test.as_numpy_iterator():
-        denoised = np.clip(model(noisy, training=False).numpy(), 0.0, 1.0)
+        out = denoised(model, noisy, data.spec).numpy()
         for i in range(len(noisy)):
             if index in keep:
                 base_scores.append(reports.image_quality(clean[i], method(noisy[i])))
-                model_scores.append(reports.image_quality(clean[i], denoised[i]))
+                model_scores.append(reports.image_quality(clean[i], out[i]))
             index += 1
     if len(base_scores) < total:
         fitted["notes"].append(

@@ -177,7 +177,8 @@ def test_export_matches_in_memory_model_in_a_fresh_process(trained_run, tmp_path
     assert (served["uint8_dtype"], served["float_dtype"]) == ("uint8", "float32")
 
     model = run.load_best_model(trained_run)
-    expected = np.clip(model.predict(pixels.astype("float32") / 255.0, verbose=0), 0, 1)
+    spec = files_lib.read_json(trained_run / "spec.json")
+    expected = dae.denoised(model, pixels.astype("float32") / 255.0, spec).numpy()
     np.testing.assert_allclose(served["float"], expected, atol=1e-5)
     np.testing.assert_allclose(served["uint8"], np.round(expected * 255), atol=1)
     assert np.asarray(served["uint8"]).shape == pixels.shape
@@ -274,3 +275,122 @@ def test_patch_size_auto_fits_small_images(tmp_path):
         write_png(tmp_path / "tiny" / f"{i}.png", rng.integers(0, 256, (14, 14, 1), dtype="uint8"))
     with pytest.raises(ValueError, match="smaller than patch_size 16.*Remove those images"):
         dae.load_data(dae.Config(dataset=f"dir:{tmp_path / 'tiny'}", patch_size=16), 8)
+
+
+def test_pretrained_auto_starts_the_default_unet_from_the_builtin_weights(tmp_path):
+    write_png(tmp_path / "a.png", np.random.default_rng(0).integers(0, 256, (40, 40, 1), np.uint8))
+    for name in "bcde":
+        write_png(tmp_path / f"{name}.png", np.full((40, 40, 1), 90, np.uint8))
+    data = dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", batch_size=8), 8)
+    assert data.spec["pretrained"] == "builtin"
+    assert data.spec["resolved"]["pretrained"]["value"] == "builtin"
+    small = dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", **{**FAST, "batch_size": 8}), 8)
+    assert "pretrained" not in small.spec  # depth 1: from scratch, and the reason is recorded
+    assert small.spec["resolved"]["pretrained"] == {"value": "none", "reason": "depth is 1, not 3"}
+    noisy = dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", noise="poisson"), 8)
+    assert noisy.spec["resolved"]["pretrained"]["value"] == "none"
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_builtin_weights_ship_with_the_package_and_denoise(channels):
+    config = dae.Config(pretrained="builtin")
+    model = dae.build_model(config, {"channels": channels})
+    scratch = dae.build_model(
+        dataclasses.replace(config, pretrained="none"), {"channels": channels}
+    )
+    rng = np.random.default_rng(0)
+    clean = np.tile(np.linspace(0.2, 0.8, 48, dtype="float32"), (48, 1))[None, ..., None]
+    clean = np.repeat(clean, channels, axis=-1)
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype("float32")
+    error = float(np.mean((model(noisy).numpy() - clean) ** 2))
+    assert error < 0.25 * float(np.mean((noisy - clean) ** 2))  # it removes most of the noise
+    assert float(np.mean((scratch(noisy).numpy() - clean) ** 2)) > error
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (dict(pretrained="builtin", filters=8), "filters is 8, not 16.*pretrained=none"),
+        (dict(pretrained="builtin", residual=False), "residual is False"),
+        (dict(pretrained="no/such.weights.h5"), "existing .weights.h5 file"),
+        (dict(pretrained="weights.keras"), "existing .weights.h5 file"),
+    ],
+)
+def test_pretrained_rejects_what_cannot_start_the_model(override, match):
+    with pytest.raises(ValueError, match=match):
+        dae.Config(**override)
+
+
+def test_pretrained_path_of_another_architecture_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "other.weights.h5")
+    dae.build_model(dae.Config(**{**FAST, "filters": 4}), SPEC).save_weights(path)
+    with pytest.raises(ValueError, match="does not fit this model"):
+        dae.build_model(dae.Config(**FAST, pretrained=path), SPEC)
+
+
+def test_tuning_a_pretrained_model_keeps_its_architecture():
+    hp = keras_tuner.HyperParameters()
+    config = dae.search_space(hp, dae.Config(pretrained="builtin"))
+    assert set(hp.values) == {"learning_rate", "loss"}
+    assert (config.depth, config.filters) == (3, 16)
+
+
+def _starting_run(tmp_path, weights, learning_rate):
+    config = dae.Config(
+        **{**FAST, "epochs": 2, "patches_per_epoch": 256},
+        dataset=f"dir:{tmp_path / 'clean'}",
+        pretrained=weights,
+        learning_rate=learning_rate,
+        baseline=False,
+    )
+    return run.train(dae, config, output_dir=tmp_path / "runs", verbose=0)
+
+
+def test_a_run_keeps_its_starting_weights_unless_training_beats_them(tmp_path):
+    """Weights that denoise are kept when training only makes them worse (a learning rate
+    that wrecks them); weights that do not are replaced by the trained ones."""
+    ramps = [
+        np.clip(np.add.outer(np.arange(48) * a, np.arange(48) * b) + 60, 0, 255)[..., None]
+        for a, b in [(1, 2), (2, 1), (3, 0), (0, 3), (1, 1), (2, 2)]
+    ]
+    for i, ramp in enumerate(ramps):
+        write_png(tmp_path / "clean" / f"{i}.png", ramp.astype(np.uint8))
+    model = dae.build_model(dae.Config(**FAST, learning_rate=3e-3), SPEC)
+    noise = dae.noise_settings(dae.Config())
+    patches = dae.denoising.train_patches(
+        [r.astype(np.uint8) for r in ramps], 32, 512, 16, noise, 0
+    )
+    model.fit(patches, epochs=3, verbose=0)
+    model.save_weights(tmp_path / "good.weights.h5")
+    kept = _starting_run(tmp_path, str(tmp_path / "good.weights.h5"), 5.0)
+    assert files_lib.read_json(kept / "metrics.json")["starting_weights"]["kept"] is True
+    best = keras.models.load_model(kept / "checkpoints" / "best.keras", compile=False)
+    for ours, theirs in zip(best.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    dae.build_model(dae.Config(**FAST, seed=3), SPEC).save_weights(tmp_path / "raw.weights.h5")
+    trained = _starting_run(tmp_path, str(tmp_path / "raw.weights.h5"), 3e-3)
+    assert files_lib.read_json(trained / "metrics.json")["starting_weights"]["kept"] is False
+
+
+def test_self_ensemble_averages_the_eight_rotations_and_flips():
+    model = dae.build_model(dae.Config(**FAST), SPEC)
+    images = np.random.default_rng(0).random((2, 24, 40, 1), dtype="float32")
+    eight = []
+    for flip in (False, True):
+        x = images[:, :, ::-1] if flip else images
+        for k in range(4):
+            y = np.rot90(model.predict(np.rot90(x, k, axes=(1, 2)).copy(), verbose=0), -k, (1, 2))
+            eight.append(y[:, :, ::-1] if flip else y)
+    want = np.clip(np.mean(eight, axis=0), 0, 1)
+    got = dae.denoised(model, images, {"self_ensemble": True}).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    plain = dae.denoised(model, images, {"self_ensemble": False}).numpy()
+    np.testing.assert_allclose(plain, np.clip(model.predict(images, verbose=0), 0, 1), atol=1e-6)
+
+
+def test_self_ensemble_auto_is_decided_on_validation(trained_run):
+    spec = files_lib.read_json(trained_run / "spec.json")
+    scores = spec["self_ensemble_val_psnr"]
+    assert spec["self_ensemble"] is (scores["on"] > scores["off"])
+    manifest = files_lib.read_json(trained_run / "export" / "manifest.json")
+    assert manifest["self_ensemble"] is spec["self_ensemble"]

@@ -1,0 +1,293 @@
+"""Rebuilds denoising_autoencoder's built-in weights (`pretrained=builtin`) from real photographs.
+
+    python benchmarks/build_denoiser.py                      # both weight files, then the check
+    python benchmarks/build_denoiser.py --channels 1 --epochs 28 --patches 8192
+    python benchmarks/build_denoiser.py --evaluate-only      # the held-out check alone
+
+The corpus (clean photographs that ship in Debian packages, fetched once with `apt-get
+download`, see `debian_data.py`; and scikit-image's train split):
+
+    lomiri-wallpapers-16.04  15 photographs (CC-BY-4.0 / CC-BY-SA-4.0), 16 MB
+    ukui-wallpapers          12 photographs and renders (CC-BY-SA-3.0), 21 MB
+    scikit-image's train split (`pipelines.denoising.SKIMAGE_SPLITS["train"]`, BSD-3)
+
+Each wallpaper is shrunk (box filter) to at most `LONG_SIDE` px on its long side: a 4000 px
+JPEG shrunk four times keeps its detail and loses its sensor noise and compression artefacts,
+so the clean targets are clean. Kept out of training: scikit-image's validation and test
+images (the template's default data: its validation split decides whether a run's training
+beats the weights, its test split is the benchmark). Never used at all, for training or
+evaluation: `plasma-workspace-wallpapers` and `mate-backgrounds`. Held out for the check
+(`--evaluate-only`): the photographs of `lomiri-wallpapers-20.04` (CC-BY-4.0 / CC-BY-SA-4.0)
+and scikit-learn's two sample photographs, in grey and in colour.
+
+Each weight file is the template's own default U-Net (`build_model` with the default
+architecture fields), trained with the template itself (`ktemplate.train`, `dir:` the corpus,
+`pretrained=none`) as a blind denoiser: Gaussian noise with sigma drawn from
+[`SIGMA_MIN`, `SIGMA_MAX`] for every patch. The files land in `templates/weights/` with a JSON
+record of how they were made (corpus, noise, epochs, validation PSNR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import debian_data  # noqa: E402
+
+TRAIN_PACKAGES = ("lomiri-wallpapers-16.04", "ukui-wallpapers")
+HELD_OUT_PACKAGES = ("lomiri-wallpapers-20.04",)
+NEVER = ("plasma-workspace-wallpapers", "mate-backgrounds")  # others evaluate on these
+LONG_SIDE = 1024
+SIGMA_MIN, SIGMA_MAX = 0.01, 0.2
+EPOCHS = {1: 28, 3: 22}  # of `--patches` random patches each: about 33 minutes per file on 2 cores
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "templates" / "weights"
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def shrunk(path: Path) -> np.ndarray:
+    """An RGB uint8 image, its long side shrunk to at most LONG_SIDE px (box filter)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = LONG_SIDE / max(image.size)
+        if scale < 1:
+            size = (round(image.width * scale), round(image.height * scale))
+            image = image.resize(size, Image.Resampling.BOX)
+        return np.asarray(image)
+
+
+def package_photos(package: str) -> list[Path]:
+    assert package not in NEVER
+    root = debian_data.unpacked(package) / "usr/share/backgrounds"
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_EXTENSIONS)
+
+
+def write_corpus(folder: Path) -> list[dict]:
+    """The training corpus as PNG files in `folder`; returns what went in."""
+    from ktemplate.pipelines.denoising import SKIMAGE_COLOR, SKIMAGE_SPLITS, to_channels
+    from PIL import Image
+    from skimage import data as skdata
+
+    folder.mkdir(parents=True, exist_ok=True)
+    record = []
+    for package in TRAIN_PACKAGES:
+        for path in package_photos(package):
+            image = shrunk(path)
+            name = f"{package}__{path.stem}.png"
+            Image.fromarray(image).save(folder / name)
+            record.append({"file": name, "source": package, "shape": list(image.shape)})
+    for name in SKIMAGE_SPLITS["train"]:
+        image = getattr(skdata, name)()
+        if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
+            image = image[0]
+        image = to_channels(image, 3 if name in SKIMAGE_COLOR else 1)
+        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
+            folder / f"skimage__{name}.png"
+        )
+        record.append(
+            {"file": f"skimage__{name}.png", "source": "scikit-image", "shape": list(image.shape)}
+        )
+    return record
+
+
+def held_out() -> dict[str, np.ndarray]:
+    """The photographs the weights never saw (RGB uint8)."""
+    from sklearn.datasets import load_sample_images
+
+    photos = {}
+    for package in HELD_OUT_PACKAGES:
+        for path in package_photos(package):
+            photos[f"{package}/{path.stem}"] = shrunk(path)
+    sample = load_sample_images()
+    for name, image in zip(sample.filenames, sample.images, strict=True):
+        photos[f"scikit-learn/{Path(name).stem}"] = np.asarray(image)
+    return photos
+
+
+def build(channels: int, epochs: int, patches: int, corpus: Path, seed: int) -> dict:
+    import ktemplate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run = ktemplate.train(
+            "denoising_autoencoder",
+            dataset=f"dir:{corpus}",
+            output_dir=tmp,
+            pretrained="none",
+            channels=channels,
+            noise_sigma=SIGMA_MIN,
+            noise_sigma_max=SIGMA_MAX,
+            epochs=epochs,
+            patches_per_epoch=patches,
+            early_stopping_patience=0,
+            baseline=False,
+            seed=seed,
+            verbose=2,
+        )
+        seconds = time.perf_counter() - start
+        target = (
+            WEIGHTS_DIR / f"denoising_autoencoder_{'gray' if channels == 1 else 'rgb'}.weights.h5"
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".partial.{target.name}")  # Keras wants .weights.h5
+        run.model.save_weights(partial)
+        os.replace(partial, target)
+        val = run.history["train"]["val_psnr"]
+        return {
+            "file": target.name,
+            "channels": channels,
+            "epochs": epochs,
+            "patches_per_epoch": patches,
+            "noise": f"gaussian, sigma in [{SIGMA_MIN}, {SIGMA_MAX}] per patch",
+            "best_val_psnr": round(max(val), 3),
+            "corpus_test_psnr": run.metrics["test_psnr"],
+            "seconds": round(seconds, 1),
+            "seed": seed,
+            "config": {
+                k: run.config[k]
+                for k in (
+                    "filters",
+                    "depth",
+                    "convs_per_level",
+                    "kernel_size",
+                    "residual",
+                    "batch_norm",
+                    "activation",
+                    "learning_rate",
+                    "batch_size",
+                    "patch_size",
+                )
+            },
+        }
+
+
+EVAL_SIGMA = 0.1  # issue #31's noise level (25.5 on a 0..255 scale)
+FLIPS = [(k, f) for f in (False, True) for k in range(4)]  # the 8 rotations and flips
+
+
+def self_ensemble(model, noisy: np.ndarray) -> np.ndarray:
+    """The mean of the model's outputs over the 8 rotations and flips of `noisy` [H, W, C]."""
+    outputs = []
+    for k, flip in FLIPS:
+        x = np.rot90(noisy[:, ::-1] if flip else noisy, k)
+        y = np.rot90(model(x[np.newaxis], training=False).numpy()[0], -k)
+        outputs.append(y[:, ::-1] if flip else y)
+    return np.clip(np.mean(outputs, axis=0), 0.0, 1.0)
+
+
+def bm3d_at(noisy: np.ndarray, sigma: float) -> np.ndarray:
+    """BM3D (the bm3d package) at a known noise sigma; its RGB variant for colour."""
+    import bm3d
+
+    x = noisy.astype("float64")
+    if noisy.shape[-1] == 1:
+        return np.asarray(bm3d.bm3d(x[..., 0], sigma_psd=sigma))[..., np.newaxis]
+    return np.asarray(bm3d.bm3d_rgb(x, sigma_psd=sigma))
+
+
+def evaluate(image_sets: dict[str, list[tuple[str, np.ndarray]]]) -> list[dict]:
+    """Per set: mean PSNR/SSIM of the built-in weights as they are (and self-ensembled), of
+    BM3D at the true sigma and at the estimated sigma (the in-run baseline's), on the same
+    noisy images (Gaussian sigma EVAL_SIGMA, clipped, noise fixed per image)."""
+    from ktemplate.pipelines import denoising
+    from ktemplate.templates import denoising_autoencoder as dae
+
+    from ktemplate import baselines, reports
+
+    rows = []
+    noise = denoising.Noise(sigma=EVAL_SIGMA)
+    for set_name, images in image_sets.items():
+        channels = images[0][1].shape[-1]
+        model = dae.build_model(dae.Config(pretrained="builtin"), {"channels": channels})
+        noisy = denoising.fixed_noisy([im for _, im in images], noise, stream=7)
+        scores: dict[str, list] = {}
+        seconds: dict[str, float] = {}
+        methods = {
+            "builtin": lambda x, model=model: np.clip(model(x[np.newaxis])[0], 0.0, 1.0),
+            "builtin x8": lambda x, model=model: self_ensemble(model, x),
+            "BM3D (true sigma)": lambda x: bm3d_at(x, EVAL_SIGMA),
+            "BM3D (estimated sigma)": baselines.bm3d_denoise,
+        }
+        for (_, clean), x in zip(images, noisy, strict=True):
+            for method, fn in methods.items():
+                start = time.perf_counter()
+                out = np.asarray(fn(x))
+                seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - start
+                scores.setdefault(method, []).append(reports.image_quality(clean / 255.0, out))
+        row = {"set": set_name, "images": len(images), "channels": channels}
+        for method, found in scores.items():
+            row[method] = {
+                "psnr": round(float(np.mean([p for p, _ in found])), 3),
+                "ssim": round(float(np.mean([q for _, q in found])), 4),
+                "seconds": round(seconds[method], 1),
+            }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def evaluation_sets() -> dict[str, list[tuple[str, np.ndarray]]]:
+    """scikit-image's test images (grey, and its colour ones), and the held-out photographs
+    in grey and in colour."""
+    from ktemplate.pipelines.denoising import load_skimage, to_channels
+
+    sets = {}
+    for channels in (1, 3):
+        images = load_skimage(channels)
+        sets[f"skimage test, {'grey' if channels == 1 else 'colour'}"] = list(
+            zip(images.names["test"], images.test, strict=True)
+        )
+    photos = held_out()
+    sets["held-out photographs, grey"] = [(n, to_channels(im, 1)) for n, im in photos.items()]
+    sets["held-out photographs, colour"] = list(photos.items())
+    return sets
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--channels", type=int, choices=[1, 3], action="append")
+    parser.add_argument("--epochs", type=int, help="default: EPOCHS, per channel count")
+    parser.add_argument("--patches", type=int, default=8192, help="random patches per epoch")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--evaluate-only", action="store_true")
+    args = parser.parse_args(argv)
+    record_path = WEIGHTS_DIR / "denoising_autoencoder.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if not args.evaluate_only:
+        corpus = debian_data.cache().parent / "denoiser_corpus"
+        if corpus.exists():
+            shutil.rmtree(corpus)
+        record["corpus"] = write_corpus(corpus)
+        record["corpus_notes"] = (
+            f"wallpapers shrunk to at most {LONG_SIDE} px on the long side (box filter); "
+            f"never used: {', '.join(NEVER)}"
+        )
+        for channels in args.channels or [1, 3]:
+            epochs = args.epochs or EPOCHS[channels]
+            built = build(channels, epochs, args.patches, corpus, args.seed)
+            print(json.dumps(built), flush=True)
+            record.setdefault("weights", {})[str(channels)] = built
+            tmp = record_path.with_suffix(".partial")
+            tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+            os.replace(tmp, record_path)
+    record["evaluation"] = evaluate(evaluation_sets())
+    record["evaluation_noise"] = f"gaussian sigma {EVAL_SIGMA}, clipped to 0..1"
+    tmp = record_path.with_suffix(".partial")
+    tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, record_path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
