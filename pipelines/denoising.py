@@ -481,3 +481,94 @@ def uint8_tiles(ds, size: int, channels: int, limit: int | None = None):
         if limit is not None and count >= limit:
             break
     return np.concatenate(tiles)[:limit], np.concatenate(cleans)[:limit]
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in weights and the self-ensemble
+# ---------------------------------------------------------------------------------------------
+
+BUILTIN = "the default U-Net trained on photographs, Gaussian noise sigma 0.01-0.2"
+BUILTIN_FILES = {1: "denoising_autoencoder_gray", 3: "denoising_autoencoder_rgb"}  # .weights.h5
+
+
+def builtin_mismatch(config, architecture: dict) -> str:
+    """Why the built-in weights cannot start `config`'s model ("" when they can)."""
+    for field, value in architecture.items():
+        if getattr(config, field) != value:
+            return f"{field} is {getattr(config, field)!r}, not {value!r}"
+    return ""
+
+
+def check_pretrained(config, architecture: dict) -> None:
+    """Config's `pretrained`: builtin with another architecture, or a missing file, is an error."""
+    why_not = builtin_mismatch(config, architecture)
+    if config.pretrained == "builtin" and why_not:
+        raise ValueError(
+            f"Config: pretrained=builtin is {BUILTIN}, and {why_not}: set pretrained=none to "
+            "train this model from scratch (or pretrained=auto)."
+        )
+    path = Path(config.pretrained)
+    if config.pretrained not in ("auto", "builtin", "none") and not (
+        path.name.endswith(".weights.h5") and path.is_file()
+    ):
+        raise ValueError(
+            f"Config key 'pretrained' is {config.pretrained!r}: give builtin, none, auto or an "
+            "existing .weights.h5 file of this model (model.save_weights)."
+        )
+
+
+def pretrained_file(config, channels: int, architecture: dict) -> Path | None:
+    """The weights file a model of `config` starts from (None: from scratch); an unresolved
+    auto is builtin where the architecture fits."""
+    if config.pretrained == "none" or (
+        config.pretrained == "auto" and builtin_mismatch(config, architecture)
+    ):
+        return None
+    if config.pretrained not in ("auto", "builtin"):
+        return Path(config.pretrained)
+    from importlib.resources import files
+
+    name = f"{BUILTIN_FILES[channels]}.weights.h5"
+    return Path(str(files("ktemplate.templates") / "weights" / name))
+
+
+def load_pretrained(model, config, architecture: dict) -> None:
+    """Loads the weights `config.pretrained` names into the built `model` (not while a size
+    estimate builds it without weights); weights of another architecture are a clear error."""
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    weights = pretrained_file(config, model.input_shape[-1], architecture)
+    if weights is None or in_stateless_scope():
+        return
+    try:
+        model.load_weights(weights)
+    except ValueError as e:
+        raise ValueError(
+            f"pretrained={config.pretrained}: {weights} does not fit this model ({e}). Give "
+            "the weights of a model with the same architecture fields, or pretrained=none."
+        ) from None
+
+
+def denoise(model, images, ensemble: bool) -> tf.Tensor:
+    """`model` on float32 images [B, H, W, C] in 0..1, clipped to 0..1; with `ensemble`, the
+    mean of its outputs over the 8 rotations and flips (each undone)."""
+    if not ensemble:
+        return tf.clip_by_value(tf.cast(model(images, training=False), tf.float32), 0.0, 1.0)
+    outputs = []
+    for flip in (False, True):
+        x = tf.reverse(images, [2]) if flip else tf.convert_to_tensor(images)
+        for k in range(4):
+            y = tf.image.rot90(model(tf.image.rot90(x, k), training=False), 4 - k)
+            outputs.append(tf.reverse(y, [2]) if flip else y)
+    return tf.clip_by_value(tf.cast(tf.add_n(outputs) / 8.0, tf.float32), 0.0, 1.0)
+
+
+def self_ensemble_psnr(model, val: tf.data.Dataset) -> dict[str, float]:
+    """Mean PSNR (dB) over the (noisy, clean) validation tiles, plain ("off") and self-ensembled
+    ("on")."""
+    scores: dict[str, list[float]] = {"off": [], "on": []}
+    for noisy, clean in val:
+        for key in scores:
+            mse = tf.reduce_mean(tf.square(denoise(model, noisy, key == "on") - clean), [1, 2, 3])
+            scores[key] += (10 * np.log10(1 / np.maximum(mse.numpy(), 1e-12))).tolist()
+    return {key: round(float(np.mean(found)), 3) for key, found in scores.items()}

@@ -43,7 +43,6 @@ from typing import Annotated, Any, Literal
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.backend.common.stateless_scope import in_stateless_scope
 from ktemplate.pipelines import denoising
 
 from ktemplate import baselines, convert, reports, training
@@ -100,20 +99,7 @@ class Config(TrainingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        why_not = builtin_mismatch(self)
-        if self.pretrained == "builtin" and why_not:
-            raise ValueError(
-                f"Config: pretrained=builtin is {BUILTIN_DESCRIPTION}, and {why_not}: set "
-                "pretrained=none to train this model from scratch (or pretrained=auto)."
-            )
-        path = self.pretrained not in ("auto", "builtin", "none")
-        if path and not (
-            self.pretrained.endswith(".weights.h5") and Path(self.pretrained).is_file()
-        ):
-            raise ValueError(
-                f"Config key 'pretrained' is {self.pretrained!r}: give builtin, none, auto or an "
-                "existing .weights.h5 file of this model (model.save_weights)."
-            )
+        denoising.check_pretrained(self, BUILTIN_ARCHITECTURE)
         if self.patches_per_epoch < self.batch_size:
             raise ValueError(
                 f"Config key 'patches_per_epoch' ({self.patches_per_epoch}) must be at least "
@@ -131,29 +117,6 @@ BUILTIN_ARCHITECTURE = {
     "depth": 3, "filters": 16, "convs_per_level": 2, "kernel_size": 3, "residual": True,
     "batch_norm": False, "activation": "relu",
 }  # fmt: skip
-BUILTIN_FILES = {1: "denoising_autoencoder_gray", 3: "denoising_autoencoder_rgb"}  # + .weights.h5
-BUILTIN_DESCRIPTION = "the default U-Net trained on photographs, Gaussian noise sigma 0.01-0.2"
-
-
-def builtin_mismatch(config: Config) -> str:
-    """Why the built-in weights cannot start this config's model ("" when they can)."""
-    for field, value in BUILTIN_ARCHITECTURE.items():
-        if getattr(config, field) != value:
-            return f"{field} is {getattr(config, field)!r}, not {value!r}"
-    return ""
-
-
-def pretrained_file(config: Config, channels: int) -> Path | None:
-    """The weights file a model of `config` starts from (None: from scratch); an unresolved
-    auto is builtin where the architecture fits."""
-    if config.pretrained == "none" or (config.pretrained == "auto" and builtin_mismatch(config)):
-        return None
-    if config.pretrained not in ("auto", "builtin"):
-        return Path(config.pretrained)
-    from importlib.resources import files
-
-    name = f"{BUILTIN_FILES[channels]}.weights.h5"
-    return Path(str(files("ktemplate.templates") / "weights" / name))
 
 
 def noise_settings(config: Config) -> denoising.Noise:
@@ -196,10 +159,10 @@ def load_data(config: Config, batch_size: int) -> Data:
     )
     auto = resolve_patch_size(config, clean)
     if auto.is_auto("pretrained"):
-        why_not = builtin_mismatch(config) or (
+        why_not = denoising.builtin_mismatch(config, BUILTIN_ARCHITECTURE) or (
             f"the noise is {config.noise}" if config.noise != "gaussian" else ""
         )
-        auto.pick("pretrained", "none" if why_not else "builtin", why_not or BUILTIN_DESCRIPTION)
+        auto.pick("pretrained", "none" if why_not else "builtin", why_not or denoising.BUILTIN)
     config = auto.config
     denoising.check_patch_size(
         clean, config.patch_size, config.dataset, 2**config.depth, MIN_PATCH_SIZE
@@ -280,15 +243,7 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         x = keras.layers.Subtract(dtype="float32", name="subtract_noise")([padded, x])
     outputs = CropLike(dtype="float32", name="denoised")([x, inputs])
     model = keras.Model(inputs, outputs, name=NAME)
-    weights = pretrained_file(config, channels)
-    if weights is not None and not in_stateless_scope():  # (a size estimate has no weights)
-        try:
-            model.load_weights(weights)
-        except ValueError as e:
-            raise ValueError(
-                f"pretrained={config.pretrained}: {weights} does not fit this model ({e}). Give "
-                "the weights of a model with the same architecture fields, or pretrained=none."
-            ) from None
+    denoising.load_pretrained(model, config, BUILTIN_ARCHITECTURE)
     steps = training.steps_per_epoch(config.patches_per_epoch, config.batch_size)
     model.compile(
         optimizer=training.make_optimizer(config, steps),
@@ -431,35 +386,18 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def denoised(model: keras.Model, images, spec: dict[str, Any]) -> tf.Tensor:
-    """The model's output on float32 images [B, H, W, C] in 0..1, clipped to 0..1; with
-    `spec["self_ensemble"]` true, the mean of its outputs over the 8 rotations and flips."""
-    if spec.get("self_ensemble") is not True:
-        return tf.clip_by_value(tf.cast(model(images, training=False), tf.float32), 0.0, 1.0)
-    outputs = []
-    for flip in (False, True):
-        x = tf.reverse(images, [2]) if flip else tf.convert_to_tensor(images)
-        for k in range(4):
-            y = tf.image.rot90(model(tf.image.rot90(x, k), training=False), 4 - k)
-            outputs.append(tf.reverse(y, [2]) if flip else y)
-    return tf.clip_by_value(tf.cast(tf.add_n(outputs) / 8.0, tf.float32), 0.0, 1.0)
+    """The model's output on float32 images [B, H, W, C] in 0..1, clipped to 0..1 (averaged
+    over the 8 rotations and flips with `spec["self_ensemble"]` true)."""
+    return denoising.denoise(model, images, spec.get("self_ensemble") is True)
 
 
 def calibrate(model: keras.Model, data: Data) -> dict[str, Any]:
-    """self_ensemble=auto: on when the 8-fold self-ensemble raises the validation tiles' mean
-    PSNR (it costs 8 model calls per image at serving time)."""
+    """self_ensemble=auto: on when it raises the validation tiles' mean PSNR (it costs 8 model
+    calls per image at serving time)."""
     if data.spec["self_ensemble"] != "auto":
         return {}
-    scores = {False: [], True: []}
-    for noisy, clean in data.val:
-        for ensemble in scores:
-            out = denoised(model, noisy, {"self_ensemble": ensemble})
-            mse = tf.reduce_mean(tf.square(out - clean), axis=[1, 2, 3])
-            scores[ensemble] += (10 * np.log10(1 / np.maximum(mse.numpy(), 1e-12))).tolist()
-    plain, mean = (float(np.mean(scores[e])) for e in (False, True))
-    return {
-        "self_ensemble": mean > plain,
-        "self_ensemble_val_psnr": {"off": round(plain, 3), "on": round(mean, 3)},
-    }
+    scores = denoising.self_ensemble_psnr(model, data.val)
+    return {"self_ensemble": scores["on"] > scores["off"], "self_ensemble_val_psnr": scores}
 
 
 def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:

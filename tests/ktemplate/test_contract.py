@@ -65,7 +65,7 @@ def test_a_broken_template_is_refused_when_it_is_loaded(tmp_path, edit, message)
 
 
 def test_optional_hooks_left_out_are_none_and_the_engine_asks_nothing_else():
-    template = templates.load("denoising_autoencoder")
+    template = templates.load("tabular_mlp")
     assert template.calibrate is None and template.fine_tune is None
     engine = "\n".join(
         p.read_text() for folder in ("ktemplate", "tuning") for p in (ROOT / folder).glob("*.py")
