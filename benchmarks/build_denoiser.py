@@ -173,17 +173,6 @@ def build(channels: int, epochs: int, patches: int, corpus: Path, seed: int) -> 
 
 
 EVAL_SIGMA = 0.1  # issue #31's noise level (25.5 on a 0..255 scale)
-FLIPS = [(k, f) for f in (False, True) for k in range(4)]  # the 8 rotations and flips
-
-
-def self_ensemble(model, noisy: np.ndarray) -> np.ndarray:
-    """The mean of the model's outputs over the 8 rotations and flips of `noisy` [H, W, C]."""
-    outputs = []
-    for k, flip in FLIPS:
-        x = np.rot90(noisy[:, ::-1] if flip else noisy, k)
-        y = np.rot90(model(x[np.newaxis], training=False).numpy()[0], -k)
-        outputs.append(y[:, ::-1] if flip else y)
-    return np.clip(np.mean(outputs, axis=0), 0.0, 1.0)
 
 
 def bm3d_at(noisy: np.ndarray, sigma: float) -> np.ndarray:
@@ -215,7 +204,7 @@ def evaluate(image_sets: dict[str, list[tuple[str, np.ndarray]]], estimated=True
         seconds: dict[str, float] = {}
         methods = {
             "builtin": lambda x, model=model: np.clip(model(x[np.newaxis])[0], 0.0, 1.0),
-            "builtin x8": lambda x, model=model: self_ensemble(model, x),
+            "builtin x8": lambda x, model=model: denoising.denoise(model, x[np.newaxis], True)[0],
             "BM3D (true sigma)": lambda x: bm3d_at(x, EVAL_SIGMA),
             "BM3D (estimated sigma)": baselines.bm3d_denoise,
         }
