@@ -34,7 +34,7 @@ def classical_baselines(config: dae.Config) -> dict[str, dict[str, tuple[float, 
     """PSNR/SSIM per test image for TV (Chambolle) and non-local means, and their seconds."""
     from skimage.restoration import denoise_tv_chambolle
 
-    patch = dae.DEFAULT_PATCH_SIZE if config.patch_size == "auto" else config.patch_size
+    patch = denoising.DEFAULT_PATCH_SIZE if config.patch_size == "auto" else config.patch_size
     clean = denoising.load_clean_images(config.dataset, config.channels, patch)
     noisy = denoising.fixed_noisy(clean.test, dae.noise_settings(config), stream=1)
     import bm3d

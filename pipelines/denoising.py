@@ -316,6 +316,20 @@ def smallest_side(clean: CleanImages) -> int:
     return min(min(image.shape[:2]) for image in clean.train + clean.val)
 
 
+DEFAULT_PATCH_SIZE = 64  # patch_size=auto: this, or less when the images are smaller
+MIN_PATCH_SIZE = 16
+
+
+def auto_patch_size(clean: CleanImages, multiple: int) -> tuple[int, str]:
+    """patch_size=auto and why: 64, or the largest multiple of `multiple` (2**depth) that fits
+    the smallest train or validation image (small images such as 25x25 faces still train)."""
+    side = smallest_side(clean)
+    patch = min(DEFAULT_PATCH_SIZE, max(MIN_PATCH_SIZE, side // multiple * multiple))
+    if patch == DEFAULT_PATCH_SIZE:
+        return patch, f"the default {DEFAULT_PATCH_SIZE}"
+    return patch, f"the smallest train/validation image is {side} px (a multiple of 2**depth)"
+
+
 def check_patch_size(
     clean: CleanImages, patch_size: int, dataset: str, multiple: int = 1, smallest: int = 1
 ) -> None:
@@ -484,6 +498,69 @@ def uint8_tiles(ds, size: int, channels: int, limit: int | None = None):
 
 
 # ---------------------------------------------------------------------------------------------
+# Scores
+# ---------------------------------------------------------------------------------------------
+
+QUALITY_DIGITS = {"psnr": 3, "ssim": 4, "noisy_psnr": 3, "noisy_ssim": 4}  # rounding of scores
+
+
+def test_quality(ds, denoise_fn, names: list[str], shown: int = 8):
+    """PSNR/SSIM per image of `denoise_fn`'s output and of the noisy input over a batched
+    (noisy, clean) split: the means as `test_*` metrics, the rows (one per image, named), and up
+    to `shown` examples (name, clean, noisy, denoised, row) to plot."""
+    from ktemplate.reports import image_quality
+
+    rows, examples = [], []
+    for noisy, clean in ds.as_numpy_iterator():
+        out = np.asarray(denoise_fn(noisy))
+        for i in range(len(noisy)):
+            (psnr_out, ssim_out), (psnr_in, ssim_in) = (
+                image_quality(clean[i], out[i]),
+                image_quality(clean[i], noisy[i]),
+            )
+            row = {"psnr": psnr_out, "ssim": ssim_out, "noisy_psnr": psnr_in, "noisy_ssim": ssim_in}
+            rows.append(
+                {"image": names[len(rows)]}
+                | {k: round(v, QUALITY_DIGITS[k]) for k, v in row.items()}
+            )
+            if len(examples) < shown:
+                examples.append((rows[-1]["image"], clean[i], noisy[i], out[i], rows[-1]))
+    metrics = {
+        f"test_{key}": round(float(np.mean([r[key] for r in rows])), n)
+        for key, n in QUALITY_DIGITS.items()
+    }
+    return metrics | {"test_images": len(rows)}, rows, examples
+
+
+def paired_quality(ds, denoise_fn, method, keep: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """PSNR and SSIM ([n, 2] each) of `denoise_fn`'s output and of `method`'s (one image at a
+    time) on the images of a batched (noisy, clean) split whose index is in `keep`."""
+    from ktemplate.reports import image_quality
+
+    ours, theirs, index = [], [], 0
+    for noisy, clean in ds.as_numpy_iterator():
+        out = np.asarray(denoise_fn(noisy))
+        for i in range(len(noisy)):
+            if index in keep:
+                ours.append(image_quality(clean[i], out[i]))
+                theirs.append(image_quality(clean[i], method(noisy[i])))
+            index += 1
+    return np.array(ours).reshape(-1, 2), np.array(theirs).reshape(-1, 2)
+
+
+def tiles_psnr(cleans: np.ndarray):
+    """The score of a converted model's outputs on `uint8_tiles`' tiles: the mean PSNR (dB) of
+    the uint8 `denoised` tiles against the clean ones."""
+
+    def psnr(outputs) -> float:
+        images = outputs["denoised"].astype(np.float64) / 255.0
+        mse = np.mean((images - cleans) ** 2, axis=(1, 2, 3))
+        return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-12))))
+
+    return psnr
+
+
+# ---------------------------------------------------------------------------------------------
 # Built-in weights and the self-ensemble
 # ---------------------------------------------------------------------------------------------
 
@@ -497,6 +574,14 @@ def builtin_mismatch(config, architecture: dict) -> str:
         if getattr(config, field) != value:
             return f"{field} is {getattr(config, field)!r}, not {value!r}"
     return ""
+
+
+def auto_pretrained(config, architecture: dict) -> tuple[str, str]:
+    """pretrained=auto and why: builtin for the built-in architecture and Gaussian noise."""
+    why_not = builtin_mismatch(config, architecture) or (
+        f"the noise is {config.noise}" if config.noise != "gaussian" else ""
+    )
+    return ("none", why_not) if why_not else ("builtin", BUILTIN)
 
 
 def check_pretrained(config, architecture: dict) -> None:

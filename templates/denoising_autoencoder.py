@@ -130,42 +130,20 @@ def noise_settings(config: Config) -> denoising.Noise:
 # ---------------------------------------------------------------------------------------------
 
 
-DEFAULT_PATCH_SIZE = 64  # patch_size=auto: this, or less when the images are smaller
-MIN_PATCH_SIZE = 16
-
-
-def resolve_patch_size(config: Config, clean: denoising.CleanImages) -> Resolver:
-    """patch_size=auto: 64, or the largest multiple of 2**depth that fits the smallest train
-    or validation image (small images such as 25x25 faces still train)."""
-    auto = Resolver(config)
-    if auto.is_auto("patch_size"):
-        side, multiple = denoising.smallest_side(clean), 2**config.depth
-        fits = max(MIN_PATCH_SIZE, side // multiple * multiple)
-        patch = min(DEFAULT_PATCH_SIZE, fits)
-        reason = (
-            f"the default {DEFAULT_PATCH_SIZE}"
-            if patch == DEFAULT_PATCH_SIZE
-            else f"the smallest train/validation image is {side} px (a multiple of 2**depth)"
-        )
-        auto.pick("patch_size", patch, reason)
-    return auto
-
-
 def load_data(config: Config, batch_size: int) -> Data:
     """Clean images split by image; train patches with fresh noise, fixed-noise val/test."""
-    requested = DEFAULT_PATCH_SIZE if config.patch_size == "auto" else config.patch_size
+    requested = denoising.DEFAULT_PATCH_SIZE if config.patch_size == "auto" else config.patch_size
     clean = denoising.load_clean_images(
         config.dataset, config.channels, requested, config.max_images, check_size=False
     )
-    auto = resolve_patch_size(config, clean)
+    auto = Resolver(config)
+    if auto.is_auto("patch_size"):
+        auto.pick("patch_size", *denoising.auto_patch_size(clean, 2**config.depth))
     if auto.is_auto("pretrained"):
-        why_not = denoising.builtin_mismatch(config, BUILTIN_ARCHITECTURE) or (
-            f"the noise is {config.noise}" if config.noise != "gaussian" else ""
-        )
-        auto.pick("pretrained", "none" if why_not else "builtin", why_not or denoising.BUILTIN)
+        auto.pick("pretrained", *denoising.auto_pretrained(config, BUILTIN_ARCHITECTURE))
     config = auto.config
     denoising.check_patch_size(
-        clean, config.patch_size, config.dataset, 2**config.depth, MIN_PATCH_SIZE
+        clean, config.patch_size, config.dataset, 2**config.depth, denoising.MIN_PATCH_SIZE
     )
     noise = noise_settings(config)
     val = denoising.validation_tiles(clean.val, config.patch_size, batch_size, noise)
@@ -185,12 +163,7 @@ def load_data(config: Config, batch_size: int) -> Data:
     }
     return Data(
         train=denoising.train_patches(
-            clean.train,
-            config.patch_size,
-            config.patches_per_epoch,
-            batch_size,
-            noise,
-            config.seed,
+            clean.train, config.patch_size, config.patches_per_epoch, batch_size, noise, config.seed
         ),
         val=val,
         test=denoising.whole_images(clean.test, batch_size, noise),
@@ -355,13 +328,9 @@ def portable_data(
     against the clean ones."""
     ds = {"train": data.train, "val": data.val, "test": data.test}[split]
     tiles, cleans = denoising.uint8_tiles(ds, spec["patch_size"], spec["channels"], limit)
-
-    def psnr(outputs):
-        images = outputs["denoised"].astype(np.float64) / 255.0
-        mse = np.mean((images - cleans) ** 2, axis=(1, 2, 3))
-        return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-12))))
-
-    return convert.PortableData(inputs={"pixels": tiles}, metric=f"{split}_psnr_tiles", score=psnr)
+    return convert.PortableData(
+        inputs={"pixels": tiles}, metric=f"{split}_psnr_tiles", score=denoising.tiles_psnr(cleans)
+    )
 
 
 def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
@@ -402,27 +371,10 @@ def calibrate(model: keras.Model, data: Data) -> dict[str, Any]:
 
 def evaluate(model: keras.Model, data: Data, out_dir: str | Path | None) -> dict[str, Any]:
     """PSNR/SSIM of the whole test images, denoised and noisy; writes denoising.png."""
-    names = data.spec["names"]["test"]
-    digits = {"psnr": 3, "ssim": 4, "noisy_psnr": 3, "noisy_ssim": 4}  # rounding of the scores
-    rows, shown = [], []
-    for noisy, clean in data.test.as_numpy_iterator():
-        out = denoised(model, noisy, data.spec).numpy()
-        for i in range(len(noisy)):
-            psnr_out, ssim_out = reports.image_quality(clean[i], out[i])
-            psnr_in, ssim_in = reports.image_quality(clean[i], noisy[i])
-            row = {"psnr": psnr_out, "ssim": ssim_out, "noisy_psnr": psnr_in, "noisy_ssim": ssim_in}
-            rounded = {k: round(v, digits[k]) for k, v in row.items()}
-            rows.append({"image": names[len(rows)]} | rounded)
-            if len(shown) < 8:
-                shown.append((names[len(rows) - 1], clean[i], noisy[i], out[i], rows[-1]))
-    metrics = {
-        f"test_{key}": round(float(np.mean([r[key] for r in rows])), n) for key, n in digits.items()
-    }
-    metrics |= {
-        "test_images": len(rows),
-        "test_noise": data.spec["noise_description"],
-        "per_image": rows[:50],
-    }
+    metrics, rows, shown = denoising.test_quality(
+        data.test, lambda x: denoised(model, x, data.spec), data.spec["names"]["test"]
+    )
+    metrics |= {"test_noise": data.spec["noise_description"], "per_image": rows[:50]}
     if out_dir is not None:
         reports.plot_denoising(shown, Path(out_dir) / "denoising.png")
     return metrics
@@ -440,38 +392,29 @@ def baseline(model: keras.Model, data: Data, config: Config) -> dict[str, Any]:
     tiles = list(data.splits["val"].as_numpy_iterator())
     tiles = [tiles[i] for i in baselines.spread(len(tiles), BASELINE_VAL_TILES)]
     fitted, method = baselines.classical_denoiser(tiles, reports.image_quality)
-    model_scores, base_scores, total = [], [], data.spec["sizes"]["test"]
+    total = data.spec["sizes"]["test"]
     keep = set(baselines.spread(total, BASELINE_TEST_IMAGES).tolist())
-    index = 0
-    for noisy, clean in data.test.as_numpy_iterator():
-        out = denoised(model, noisy, data.spec).numpy()
-        for i in range(len(noisy)):
-            if index in keep:
-                base_scores.append(reports.image_quality(clean[i], method(noisy[i])))
-                model_scores.append(reports.image_quality(clean[i], out[i]))
-            index += 1
-    if len(base_scores) < total:
-        fitted["notes"].append(
-            f"compared on {len(base_scores)} of the {total} test images (spread)"
-        )
+    ours, theirs = denoising.paired_quality(
+        data.test, lambda x: denoised(model, x, data.spec), method, keep
+    )
+    if len(theirs) < total:
+        fitted["notes"].append(f"compared on {len(theirs)} of the {total} test images (spread)")
     fitted["seconds"] = round(time.perf_counter() - start, 2)
-    model_psnr = np.array([p for p, _ in model_scores])
-    base_psnr = np.array([p for p, _ in base_scores])
     return baselines.compare(
         fitted,
         {
-            "test_psnr": round(float(base_psnr.mean()), 3),
-            "test_ssim": round(float(np.mean([s for _, s in base_scores])), 4),
-            "test_images": len(base_scores),
+            "test_psnr": round(float(theirs[:, 0].mean()), 3),
+            "test_ssim": round(float(theirs[:, 1].mean()), 4),
+            "test_images": len(theirs),
         },
         metric="test_psnr",
         label="test PSNR (dB)",
-        model_value=float(model_psnr.mean()),
-        base_value=float(base_psnr.mean()),
+        model_value=float(ours[:, 0].mean()),
+        base_value=float(theirs[:, 0].mean()),
         higher_is_better=True,
         test="Wilcoxon signed-rank",
-        p_value=baselines.wilcoxon_p(model_psnr, base_psnr),
-        n=len(base_scores),
+        p_value=baselines.wilcoxon_p(ours[:, 0], theirs[:, 0]),
+        n=len(theirs),
         unit="images",
         config=config,
         tries=[
