@@ -3,6 +3,7 @@
     python benchmarks/build_denoiser.py                      # both weight files, then the check
     python benchmarks/build_denoiser.py --channels 1 --epochs 28 --patches 8192
     python benchmarks/build_denoiser.py --evaluate-only      # the held-out check alone
+    python benchmarks/build_denoiser.py --compare-architectures 8   # U-Net against DnCNN
 
 The corpus (clean photographs that ship in Debian packages, fetched once with `apt-get
 download`, see `debian_data.py`; and scikit-image's train split):
@@ -115,26 +116,32 @@ def held_out() -> dict[str, np.ndarray]:
     return photos
 
 
-def build(channels: int, epochs: int, patches: int, corpus: Path, seed: int) -> dict:
+def train_on_corpus(channels, epochs, patches, corpus: Path, seed, output_dir, **overrides):
+    """The template trained from scratch on the corpus as a blind Gaussian denoiser."""
     import ktemplate
 
+    return ktemplate.train(
+        "denoising_autoencoder",
+        dataset=f"dir:{corpus}",
+        output_dir=output_dir,
+        pretrained="none",
+        channels=channels,
+        noise_sigma=SIGMA_MIN,
+        noise_sigma_max=SIGMA_MAX,
+        epochs=epochs,
+        patches_per_epoch=patches,
+        early_stopping_patience=0,
+        baseline=False,
+        seed=seed,
+        verbose=2,
+        **overrides,
+    )
+
+
+def build(channels: int, epochs: int, patches: int, corpus: Path, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run = ktemplate.train(
-            "denoising_autoencoder",
-            dataset=f"dir:{corpus}",
-            output_dir=tmp,
-            pretrained="none",
-            channels=channels,
-            noise_sigma=SIGMA_MIN,
-            noise_sigma_max=SIGMA_MAX,
-            epochs=epochs,
-            patches_per_epoch=patches,
-            early_stopping_patience=0,
-            baseline=False,
-            seed=seed,
-            verbose=2,
-        )
+        run = train_on_corpus(channels, epochs, patches, corpus, seed, tmp)
         seconds = time.perf_counter() - start
         target = (
             WEIGHTS_DIR / f"denoising_autoencoder_{'gray' if channels == 1 else 'rgb'}.weights.h5"
@@ -170,6 +177,66 @@ def build(channels: int, epochs: int, patches: int, corpus: Path, seed: int) -> 
                 )
             },
         }
+
+
+# --compare-architectures: the template's U-Net against DnCNN (Zhang et al., IEEE TIP 2017:
+# 17 layers of 64 filters, about 0.56M weights) and a DnCNN of about the U-Net's arithmetic
+# per pixel, each trained from scratch for the same time on the grey corpus.
+ARCHITECTURES = {
+    "U-Net (the default)": {},
+    "DnCNN, 17 x 64 (published)": {"architecture": "dncnn", "dncnn_layers": 17, "filters": 64},
+    "DnCNN, 17 x 16": {"architecture": "dncnn", "dncnn_layers": 17, "filters": 16},
+}
+COMPARE_EPOCHS = 4
+
+
+def seconds_per_patch(overrides: dict) -> float:
+    """Training seconds per 64 x 64 patch (batch 32, after two warm-up steps)."""
+    import keras
+    from ktemplate.templates import denoising_autoencoder as dae
+
+    config = dae.Config(pretrained="none", patch_size=64, **overrides)
+    model = dae.build_model(config, {"channels": 1})
+    x = np.random.default_rng(0).uniform(size=(32, 64, 64, 1)).astype("float32")
+    model.train_on_batch(x, x)
+    model.train_on_batch(x, x)
+    start, steps = time.perf_counter(), 4
+    for _ in range(steps):
+        model.train_on_batch(x, x)
+    seconds = (time.perf_counter() - start) / (steps * len(x))
+    keras.backend.clear_session()
+    return seconds
+
+
+def compare_architectures(corpus: Path, minutes: float, seed: int) -> list[dict]:
+    """Each of ARCHITECTURES trained for about `minutes` of training (COMPARE_EPOCHS epochs of
+    as many patches as its measured speed allows), scored on the corpus' validation split
+    (the choice) and its test split."""
+    rows = []
+    for name, overrides in ARCHITECTURES.items():
+        per_patch = seconds_per_patch(overrides)
+        patches = max(64, round(minutes * 60 / COMPARE_EPOCHS / per_patch / 32) * 32)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            run = train_on_corpus(
+                1, COMPARE_EPOCHS, patches, corpus, seed, tmp, self_ensemble=False, **overrides
+            )
+            seconds = time.perf_counter() - start
+        row = {
+            "architecture": name,
+            "config": overrides,
+            "weights": run.model.count_params(),
+            "ms_per_patch": round(1000 * per_patch, 3),
+            "patches_seen": COMPARE_EPOCHS * patches,
+            "train_seconds": run.metrics["train_seconds"],
+            "run_seconds": round(seconds, 1),
+            "best_val_psnr": round(max(run.history["train"]["val_psnr"]), 3),
+            "corpus_test_psnr": run.metrics["test_psnr"],
+            "corpus_test_ssim": run.metrics["test_ssim"],
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
 
 
 EVAL_SIGMA = 0.1  # issue #31's noise level (25.5 on a 0..255 scale)
@@ -252,6 +319,12 @@ def main(argv=None) -> int:
     parser.add_argument("--patches", type=int, default=8192, help="random patches per epoch")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--evaluate-only", action="store_true")
+    parser.add_argument(
+        "--compare-architectures",
+        type=float,
+        metavar="MINUTES",
+        help="train the U-Net and two DnCNNs from scratch for MINUTES each (grey), then stop",
+    )
     parser.add_argument("--sets", nargs="+", help="evaluate these sets only (default: all)")
     parser.add_argument(
         "--true-sigma-only", action="store_true", help="skip BM3D at the estimated sigma"
@@ -264,6 +337,17 @@ def main(argv=None) -> int:
         if corpus.exists():
             shutil.rmtree(corpus)
         record["corpus"] = write_corpus(corpus)
+    if args.compare_architectures:
+        record["architectures"] = {
+            "protocol": f"grey corpus, from scratch, {COMPARE_EPOCHS} epochs of as many "
+            f"patches as {args.compare_architectures:g} minutes of training allow",
+            "rows": compare_architectures(corpus, args.compare_architectures, args.seed),
+        }
+        tmp = record_path.with_suffix(".partial")
+        tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, record_path)
+        return 0
+    if not args.evaluate_only:
         record["corpus_notes"] = (
             f"wallpapers shrunk to at most {LONG_SIDE} px on the long side (box filter); "
             f"never used: {', '.join(NEVER)}"

@@ -584,6 +584,26 @@ def auto_pretrained(config, architecture: dict) -> tuple[str, str]:
     return ("none", why_not) if why_not else ("builtin", BUILTIN)
 
 
+EPOCHS_FROM_SCRATCH, EPOCHS_FINE_TUNE = 20, 6  # epochs=auto
+
+
+def auto_epochs(pretrained: str) -> tuple[int, str]:
+    """epochs=auto and why: a fine-tune of pretrained weights needs fewer (on the default
+    data 6 epochs scored 30.74 dB against 20 epochs' 30.81, in 4 minutes of the run's 8)."""
+    if pretrained == "none":
+        return EPOCHS_FROM_SCRATCH, "training from scratch"
+    return EPOCHS_FINE_TUNE, f"fine-tuning the {pretrained} weights"
+
+
+def with_epochs(config, channels: int, architecture: dict):
+    """`config` with an unresolved epochs=auto set as `load_data` would (a model built outside a
+    run, such as `build_model(Config(), spec)`, still gets a learning-rate schedule)."""
+    if config.epochs != "auto":
+        return config
+    starts = pretrained_file(config, channels, architecture) is not None
+    return dataclasses.replace(config, epochs=auto_epochs("builtin" if starts else "none")[0])
+
+
 def check_pretrained(config, architecture: dict) -> None:
     """Config's `pretrained`: builtin with another architecture, or a missing file, is an error."""
     why_not = builtin_mismatch(config, architecture)

@@ -10,7 +10,8 @@ coins, page, cell, chelsea, immunohistochemistry) are never seen in training. Al
 and rotated, with new noise every epoch: Gaussian (fixed sigma, or a range for blind
 denoising), salt-and-pepper or Poisson. Validation and test noise is fixed by a seed.
 
-Model: an encoder–decoder with skip connections; with `residual` it predicts the noise and
+Model: an encoder–decoder with skip connections (a U-Net), or with `architecture=dncnn` a plain
+stack of full-resolution convolutions (DnCNN); with `residual` it predicts the noise and
 subtracts it. Fully convolutional: any image size is padded (reflect) to a multiple of
 2**depth inside the model and cropped back. The default U-Net starts from weights shipped in
 the package (`pretrained`: a blind Gaussian denoiser trained on real photographs, grey and
@@ -75,7 +76,7 @@ class Config(TrainingConfig):
     max_images: PositiveInt = 2000  # most images per split taken from a tfds: dataset
     patch_size: Annotated[int, Range(16)] | Auto = "auto"  # crops/tiles side; auto: 64 or less
     patches_per_epoch: PositiveInt = 2048  # random crops per training epoch
-    epochs: PositiveInt = 20  # maximum epochs; early stopping may end training sooner
+    epochs: PositiveInt | Auto = "auto"  # at most; auto: 20, or 6 to fine-tune pretrained weights
     batch_size: PositiveInt = 32  # per-replica batch size
     learning_rate: PositiveFloat = 1e-3  # peak learning rate (cosine decay to 1% of it)
     l2: NonNegativeFloat = 0.0  # L2 penalty on kernels (off: denoisers rarely overfit random crops)
@@ -87,6 +88,8 @@ class Config(TrainingConfig):
     noise_sigma_max: float = 0.0  # > noise_sigma: blind, sigma drawn in [noise_sigma, this]
     noise_amount: float = 0.05  # salt_pepper: fraction of pixels set to black or white
     noise_peak: float = 30.0  # poisson: photon count of a white pixel (lower is noisier)
+    architecture: Literal["unet", "dncnn"] = "unet"  # dncnn: a plain stack of full-size convs
+    dncnn_layers: Annotated[int, Range(2)] = 17  # dncnn: Conv2D layers, the output layer included
     depth: PositiveInt = 3  # downsampling steps (2x each); inputs padded to a multiple of 2**depth
     filters: PositiveInt = 16  # filters at full resolution, doubled at each deeper level
     convs_per_level: PositiveInt = 2  # Conv2D layers per level, in the encoder and the decoder
@@ -114,8 +117,8 @@ class Config(TrainingConfig):
 # pretrained=builtin: the default U-Net trained as a blind Gaussian denoiser on real photographs
 # (`benchmarks/build_denoiser.py` rebuilds the files and records how they were made).
 BUILTIN_ARCHITECTURE = {
-    "depth": 3, "filters": 16, "convs_per_level": 2, "kernel_size": 3, "residual": True,
-    "batch_norm": False, "activation": "relu",
+    "architecture": "unet", "depth": 3, "filters": 16, "convs_per_level": 2, "kernel_size": 3,
+    "residual": True, "batch_norm": False, "activation": "relu",
 }  # fmt: skip
 
 
@@ -141,6 +144,8 @@ def load_data(config: Config, batch_size: int) -> Data:
         auto.pick("patch_size", *denoising.auto_patch_size(clean, 2**config.depth))
     if auto.is_auto("pretrained"):
         auto.pick("pretrained", *denoising.auto_pretrained(config, BUILTIN_ARCHITECTURE))
+    if auto.is_auto("epochs"):
+        auto.pick("epochs", *denoising.auto_epochs(auto.config.pretrained))
     config = auto.config
     denoising.check_patch_size(
         clean, config.patch_size, config.dataset, 2**config.depth, denoising.MIN_PATCH_SIZE
@@ -177,8 +182,8 @@ def load_data(config: Config, batch_size: int) -> Data:
 # ---------------------------------------------------------------------------------------------
 
 
-def _conv_block(x, filters: int, config: Config):
-    for _ in range(config.convs_per_level):
+def _conv_block(x, filters: int, config: Config, convs: int | None = None):
+    for _ in range(convs or config.convs_per_level):
         x = keras.layers.Conv2D(
             filters,
             config.kernel_size,
@@ -195,18 +200,23 @@ def _conv_block(x, filters: int, config: Config):
 def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
     """Builds and compiles the denoiser: float32 noisy [B, H, W, C] in 0..1 → denoised."""
     channels = spec["channels"]
+    config = denoising.with_epochs(config, channels, BUILTIN_ARCHITECTURE)
     inputs = keras.Input(shape=(None, None, channels), name="noisy")
-    padded = PadToMultiple(2**config.depth, dtype="float32", name="pad")(inputs)
+    unet = config.architecture == "unet"
+    padded = PadToMultiple(2**config.depth if unet else 1, dtype="float32", name="pad")(inputs)
     x = padded
+    if not unet:  # Zhang et al. 2017: no pooling, the noise at the end
+        x = _conv_block(x, config.filters, config, convs=config.dncnn_layers - 1)
     skips = []
-    for level in range(config.depth):
+    for level in range(config.depth if unet else 0):
         x = _conv_block(x, config.filters * 2**level, config)
         skips.append(x)
         x = keras.layers.MaxPooling2D()(x)
-    x = _conv_block(x, config.filters * 2**config.depth, config)
+    if skips:
+        x = _conv_block(x, config.filters * 2**config.depth, config)
     if config.dropout:
         x = keras.layers.SpatialDropout2D(config.dropout)(x)
-    for level in reversed(range(config.depth)):
+    for level in reversed(range(len(skips))):
         x = keras.layers.Conv2DTranspose(config.filters * 2**level, 2, strides=2)(x)
         x = keras.layers.Concatenate()([x, skips[level]])
         x = _conv_block(x, config.filters * 2**level, config)
@@ -254,6 +264,7 @@ def search_space(hp, config: Config) -> Config:
         )
     return dataclasses.replace(
         config,
+        architecture=hp.Choice("architecture", ["unet", "dncnn"], default=config.architecture),
         depth=hp.Int("depth", 1, 4, default=config.depth),
         filters=hp.Choice(
             "filters", sorted({16, 24, 32, 48, config.filters}), default=config.filters

@@ -52,6 +52,20 @@ def test_model_denoises_any_size(shape):
     assert out.shape == shape
 
 
+def test_dncnn_is_a_plain_stack_of_full_resolution_convolutions():
+    config = dae.Config(**{**FAST, "architecture": "dncnn", "dncnn_layers": 5, "filters": 8})
+    model = dae.build_model(config, SPEC)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 5 and convs[-1].name == "head"
+    assert not [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    x = np.random.default_rng(0).uniform(size=(2, 13, 9, 1)).astype("float32")
+    assert model(x).shape == x.shape
+    model.fit(tf.data.Dataset.from_tensors((x, x)), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="architecture is 'dncnn', not 'unet'"):
+        dae.Config(architecture="dncnn", pretrained="builtin")
+    assert dae.search_space(keras_tuner.HyperParameters(), config) == config
+
+
 def test_residual_model_starts_from_the_input():
     model = dae.build_model(dae.Config(**FAST), SPEC)
     head = model.get_layer("head")
@@ -289,6 +303,9 @@ def test_pretrained_auto_starts_the_default_unet_from_the_builtin_weights(tmp_pa
     assert small.spec["resolved"]["pretrained"] == {"value": "none", "reason": "depth is 1, not 3"}
     noisy = dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", noise="poisson"), 8)
     assert noisy.spec["resolved"]["pretrained"]["value"] == "none"
+    # epochs=auto: a fine-tune of the weights is short, a model from scratch trains longer
+    assert data.spec["resolved"]["epochs"]["value"] == 6
+    assert noisy.spec["resolved"]["epochs"] == {"value": 20, "reason": "training from scratch"}
 
 
 @pytest.mark.parametrize("channels", [1, 3])
