@@ -216,24 +216,23 @@ def compare_architectures(corpus: Path, minutes: float, seed: int) -> list[dict]
     for name, overrides in ARCHITECTURES.items():
         per_patch = seconds_per_patch(overrides)
         patches = max(64, round(minutes * 60 / COMPARE_EPOCHS / per_patch / 32) * 32)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp:  # the run's model loads from its folder
             start = time.perf_counter()
             run = train_on_corpus(
                 1, COMPARE_EPOCHS, patches, corpus, seed, tmp, self_ensemble=False, **overrides
             )
-            seconds = time.perf_counter() - start
-        row = {
-            "architecture": name,
-            "config": overrides,
-            "weights": run.model.count_params(),
-            "ms_per_patch": round(1000 * per_patch, 3),
-            "patches_seen": COMPARE_EPOCHS * patches,
-            "train_seconds": run.metrics["train_seconds"],
-            "run_seconds": round(seconds, 1),
-            "best_val_psnr": round(max(run.history["train"]["val_psnr"]), 3),
-            "corpus_test_psnr": run.metrics["test_psnr"],
-            "corpus_test_ssim": run.metrics["test_ssim"],
-        }
+            row = {
+                "architecture": name,
+                "config": overrides,
+                "weights": run.model.count_params(),
+                "ms_per_patch": round(1000 * per_patch, 3),
+                "patches_seen": COMPARE_EPOCHS * patches,
+                "train_seconds": run.metrics["train_seconds"],
+                "run_seconds": round(time.perf_counter() - start, 1),
+                "best_val_psnr": round(max(run.history["train"]["val_psnr"]), 3),
+                "corpus_test_psnr": run.metrics["test_psnr"],
+                "corpus_test_ssim": run.metrics["test_ssim"],
+            }
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -338,10 +337,14 @@ def main(argv=None) -> int:
             shutil.rmtree(corpus)
         record["corpus"] = write_corpus(corpus)
     if args.compare_architectures:
+        rows = compare_architectures(corpus, args.compare_architectures, args.seed)
+        chosen = max(rows, key=lambda row: row["best_val_psnr"])["architecture"]
+        print(f"chosen on the corpus' validation PSNR: {chosen}", flush=True)
         record["architectures"] = {
             "protocol": f"grey corpus, from scratch, {COMPARE_EPOCHS} epochs of as many "
             f"patches as {args.compare_architectures:g} minutes of training allow",
-            "rows": compare_architectures(corpus, args.compare_architectures, args.seed),
+            "rows": rows,
+            "chosen": chosen,
         }
         tmp = record_path.with_suffix(".partial")
         tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
