@@ -321,13 +321,14 @@ MIN_PATCH_SIZE = 16
 
 
 def auto_patch_size(clean: CleanImages, multiple: int) -> tuple[int, str]:
-    """patch_size=auto and why: 64, or the largest multiple of `multiple` (2**depth) that fits
-    the smallest train or validation image (small images such as 25x25 faces still train)."""
+    """patch_size=auto and why: 64, or the largest multiple of `multiple` (a U-Net's 2**depth)
+    that fits the smallest train or validation image (small images such as 25x25 faces still
+    train)."""
     side = smallest_side(clean)
     patch = min(DEFAULT_PATCH_SIZE, max(MIN_PATCH_SIZE, side // multiple * multiple))
     if patch == DEFAULT_PATCH_SIZE:
         return patch, f"the default {DEFAULT_PATCH_SIZE}"
-    return patch, f"the smallest train/validation image is {side} px (a multiple of 2**depth)"
+    return patch, f"the smallest train/validation image is {side} px (a multiple of {multiple})"
 
 
 def check_patch_size(

@@ -12,8 +12,8 @@ denoising), salt-and-pepper or Poisson. Validation and test noise is fixed by a 
 
 Model: an encoder–decoder with skip connections (a U-Net), or with `architecture=dncnn` a plain
 stack of full-resolution convolutions (DnCNN); with `residual` it predicts the noise and
-subtracts it. Fully convolutional: any image size is padded (reflect) to a multiple of
-2**depth inside the model and cropped back. The default U-Net starts from weights shipped in
+subtracts it. Fully convolutional: the U-Net pads any image size (reflect) to a multiple of
+2**depth inside the model and crops back. The default U-Net starts from weights shipped in
 the package (`pretrained`: a blind Gaussian denoiser trained on real photographs, grey and
 colour; `benchmarks/build_denoiser.py` rebuilds them), and the run keeps them as they are
 unless training on your images beats them on validation. `self_ensemble` averages the outputs
@@ -139,16 +139,17 @@ def load_data(config: Config, batch_size: int) -> Data:
     clean = denoising.load_clean_images(
         config.dataset, config.channels, requested, config.max_images, check_size=False
     )
+    multiple = 2**config.depth if config.architecture == "unet" else 1  # what the model pads to
     auto = Resolver(config)
     if auto.is_auto("patch_size"):
-        auto.pick("patch_size", *denoising.auto_patch_size(clean, 2**config.depth))
+        auto.pick("patch_size", *denoising.auto_patch_size(clean, multiple))
     if auto.is_auto("pretrained"):
         auto.pick("pretrained", *denoising.auto_pretrained(config, BUILTIN_ARCHITECTURE))
     if auto.is_auto("epochs"):
         auto.pick("epochs", *denoising.auto_epochs(auto.config.pretrained))
     config = auto.config
     denoising.check_patch_size(
-        clean, config.patch_size, config.dataset, 2**config.depth, denoising.MIN_PATCH_SIZE
+        clean, config.patch_size, config.dataset, multiple, denoising.MIN_PATCH_SIZE
     )
     noise = noise_settings(config)
     val = denoising.validation_tiles(clean.val, config.patch_size, batch_size, noise)

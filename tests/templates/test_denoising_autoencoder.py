@@ -281,6 +281,8 @@ def test_patch_size_auto_fits_small_images(tmp_path):
     assert "25 px" in resolved["reason"]
     noisy, clean = next(iter(data.train))
     assert noisy.shape[1:] == (24, 24, 1)
+    dncnn = dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", architecture="dncnn"), 8)
+    assert dncnn.spec["patch_size"] == 25  # no pooling: any size fits
     # A patch_size the user sets is checked as before.
     with pytest.raises(ValueError, match="smaller than patch_size 32.*Set patch_size=24"):
         dae.load_data(dae.Config(dataset=f"dir:{tmp_path}", patch_size=32), 8)
