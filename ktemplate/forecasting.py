@@ -333,6 +333,85 @@ def linear_base_weights(
     return {"weights": w.astype("float32").tolist(), "ridge": ridge}
 
 
+THETA_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)  # level smoothing tried on train
+THETA_COEFFICIENTS = (1.0, 2.0, 3.0)  # theta tried on train (2: Assimakopoulos-Nikolopoulos)
+
+
+def theta_weights(
+    window: int, horizon: int, season: int, alpha: float, theta: float, detrend: bool = True
+) -> np.ndarray:
+    """The Theta method over one window as a fixed linear map: [window, horizon] weights W such
+    that `window_values @ W` is the forecast of the next `horizon` steps.
+
+    After statsmodels' `ThetaModel` (Assimakopoulos and Nikolopoulos 2000; Hyndman and Billah
+    2003), on the window alone: the season removed, simple exponential smoothing of the rest
+    from its first value, plus `1 - 1/theta` of the rest's least-squares slope, `(1 - 1/theta)
+    * slope * (h - 1 + 1/alpha - (1 - alpha)**window / alpha)` at h steps ahead, and the season
+    put back. The season is each slot's mean over the window's whole seasons (counted back from
+    its end) of the deviation from the window's least-squares line (`detrend`, as classical
+    decomposition removes the trend first; without it the trend inside a season leaks into it)
+    or from that season's mean. Additive, so multiplicative on a log target. Every step is
+    linear in the window; each column sums to 1, so the map commutes with shifting and scaling
+    the values (it runs on normalized values, like `holt_winters_weights`).
+    """
+    y = np.eye(window)  # row t: the window value at step t, as a coefficient vector
+    m = season if 2 <= season <= window else 1
+    steps = np.arange(window, dtype="float64") - (window - 1) / 2
+    seasons = np.zeros((m, window))
+    if m > 1:
+        cycles = window // m
+        first = window - cycles * m  # the whole seasons end with the window
+        line = y.mean(axis=0) + np.outer(steps, steps @ y) / float(steps @ steps)
+        for t in range(first, window):
+            start = first + (t - first) // m * m
+            reference = line[t] if detrend else y[start : start + m].mean(axis=0)
+            seasons[t % m] += (y[t] - reference) / cycles
+        seasons -= seasons.mean(axis=0)  # no level in the season
+    rest = y - seasons[np.arange(window) % m]
+    slope = steps @ rest / max(float(steps @ steps), 1e-12)
+    level = rest[0]
+    for t in range(window):
+        level = alpha * rest[t] + (1 - alpha) * level
+    drift = (1 - 1 / theta) * slope
+    columns = [
+        level
+        + drift * (h - 1 + 1 / alpha - (1 - alpha) ** window / alpha)
+        + seasons[(window + h - 1) % m]
+        for h in range(1, horizon + 1)
+    ]
+    return np.stack(columns, axis=1)
+
+
+def theta_base_weights(
+    target: np.ndarray, parts: dict[str, Any], window: int, horizon: int, season: int
+) -> dict[str, Any]:
+    """The `theta` forecast base: `theta_weights` with the smoothing (`THETA_ALPHAS`) and theta
+    (`THETA_COEFFICIENTS`) whose forecasts of the train windows have the lowest MAE, for each
+    season estimate (`detrend` or not), and of those two the one with the lower MAE on the
+    validation windows (as `linear_base_weights` chooses its penalty)."""
+    from ktemplate.pipelines import timeseries
+
+    def blocks(part):
+        starts = timeseries.origins(tuple(parts[part]), window, horizon)
+        x, t = timeseries.window_arrays(target[:, None], 0, starts, window, horizon)
+        return x[..., 0].astype("float64"), t.astype("float64")
+
+    (x, t), (val_x, val_t) = blocks("train"), blocks("val")
+    best = None
+    for detrend in (True, False) if 2 <= season <= window else (True,):
+        fits = {
+            (alpha, theta): theta_weights(window, horizon, season, alpha, theta, detrend)
+            for alpha in THETA_ALPHAS
+            for theta in THETA_COEFFICIENTS
+        }
+        (alpha, theta), w = min(fits.items(), key=lambda f: np.mean(np.abs(x @ f[1] - t)))
+        mae = float(np.mean(np.abs(val_x @ w - val_t)))
+        if best is None or mae < best[0]:
+            best = (mae, {"alpha": alpha, "theta": theta, "detrend": detrend}, w)
+    _, chosen, w = best
+    return {"weights": w.astype("float32").tolist(), **chosen}
+
+
 # ---------------------------------------------------------------------------------------------
 # Seasons and target scale from the data
 # ---------------------------------------------------------------------------------------------

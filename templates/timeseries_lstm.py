@@ -9,13 +9,12 @@ Data: by default statsmodels' bundled Mauna Loa CO2 series (2,284 weekly observa
 validation, test tail); statistics come from the train part only.
 
 Model: normalization inside the model; the recurrent network forecasts changes from a base
-taken from the raw window (`forecast_base`: the last value, the value one season back, or a
-Holt-Winters forecast with coefficients fitted on train; `linear`, a ridge regression fitted
-on train, when set), chosen with the target's scale (`target_transform`) by short fits on
-validation; an optional causal Conv1D front end. The recurrent layers read the window's last
-`recurrent_window` steps (two days of a two-week window of hourly data); when that is shorter
-than the window, the head also sees the seasonal naive forecast at each season the window holds
-(a day and a week); a dense head of size `horizon`.
+taken from the raw window (`forecast_base`: the last value, the value a season back, Holt-Winters
+or Theta fitted on train; `linear`, a ridge regression, when set), chosen with the target's
+scale (`target_transform`) by short fits on validation; an optional causal Conv1D front end.
+The recurrent layers read the window's last `recurrent_window` steps (two days of a two-week
+window of hourly data); when shorter than the window, the head also sees the seasonal naive
+forecast at each season the window holds (a day and a week); a dense head of size `horizon`.
 
 Evaluation: rolling origin over the test tail; MAE, RMSE and MASE in original units beside
 naive and seasonal naive on the same origins; `forecasts.png`.
@@ -113,7 +112,7 @@ class Config(TrainingConfig):
     conv_kernel: PositiveInt = 5  # kernel size of the Conv1D front end
     dense_units: NonNegativeInt = 0  # units of a hidden dense layer before the head; 0 removes it
     relative: bool = True  # forecast changes from a base taken from the window (suits trends)
-    forecast_base: Literal["auto", "last", "season", "ets", "linear"] = "auto"  # auto: on val
+    forecast_base: Literal["auto", "last", "season", "ets", "theta", "linear"] = "auto"  # auto: val
     loss: Literal["mse", "mae", "huber"] = "mse"  # training loss, in normalized units
 
     def __post_init__(self):
@@ -221,15 +220,16 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
     if transform == "log":
         model_values[:, target] = np.log(model_values[:, target])
     mean, std = timeseries.train_stats(model_values, parts["train"][1])
-    ets = linear = None  # Holt-Winters coefficients, or a linear forecaster, fitted on train
+    ets = linear = None  # Holt-Winters coefficients, or a linear map (W), fitted on train
+    values = model_values[:, target]
     if config.forecast_base == "ets":
-        ets = forecasting.holt_winters_coefficients(
-            model_values[: parts["train"][1], target], config.season
+        ets = forecasting.holt_winters_coefficients(values[: parts["train"][1]], config.season)
+    elif config.forecast_base == "theta":
+        linear = forecasting.theta_base_weights(
+            values, parts, config.window, config.horizon, config.season
         )
     elif config.forecast_base == "linear":
-        linear = forecasting.linear_base_weights(
-            model_values[:, target], parts, config.window, config.horizon
-        )
+        linear = forecasting.linear_base_weights(values, parts, config.window, config.horizon)
     forecasting.mase_scale(train_target, config.season)
     spec = {
         "dataset": config.dataset,
@@ -352,7 +352,7 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         x = AddHoltWintersBase(
             target, spec["window"], spec["horizon"], *smoothing, dtype="float32"
         )([x, normalized])
-    elif config.relative and base == "linear":
+    elif config.relative and base in ("linear", "theta"):  # a fixed linear map of the window
         x = AddLinearBase(
             target, spec["window"], spec["horizon"], spec["linear"]["weights"], dtype="float32"
         )([x, normalized])
@@ -396,13 +396,13 @@ def search_space(hp, config: Config) -> Config:
 
 def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """forecast_base=auto and target_transform=auto: each base the data allows (the last value;
-    seasonal naive when the window holds a season; Holt-Winters) with each target scale (log
+    seasonal naive when the window holds a season; Holt-Winters; Theta) with each target scale (log
     only for a positive target), chosen by short fits on validation MAE (`linear`: only when
     set; on gas and woolyrnq it did not win on validation)."""
     bases = [config.forecast_base]
     if config.forecast_base == "auto":
         seasonal = 2 <= spec["season"] <= spec["window"]
-        bases = ["last", *(["season"] if seasonal else []), "ets"]
+        bases = ["last", *(["season"] if seasonal else []), "ets", "theta"]
     scales = [config.target_transform]
     if "target_transform" in spec.get("resolved", {}):  # it was auto
         scales = ["none", "log"] if spec["target_positive"] else ["none"]

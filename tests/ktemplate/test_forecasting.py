@@ -65,3 +65,69 @@ def test_holt_winters_weights_are_the_smoothing_as_one_linear_map():
     np.testing.assert_allclose(y @ weights, expected, atol=1e-9)
     flat = forecasting.holt_winters_weights(30, 5, 1, 0.5, 0.2, None)  # no season
     np.testing.assert_allclose(np.full(30, 7.0) @ flat, 7.0)
+
+
+def test_theta_weights_are_the_theta_method_on_the_window_as_one_linear_map():
+    rng = np.random.default_rng(1)
+    t, m, window, horizon = np.arange(40), 12, 40, 15
+    y = 50 + 0.4 * t + 5 * np.sin(2 * np.pi * t / m) + rng.normal(0, 1, 40)
+    weights = forecasting.theta_weights(window, horizon, m, 0.3, 2.0, detrend=False)
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0)  # shift and scale commute with it
+    # The same steps on the numbers: the 3 whole seasons that end with the window give each
+    # slot's deviation; simple smoothing of the rest from its first value; half the slope.
+    whole = y[window - 3 * m :].reshape(3, m)
+    deviation = (whole - whole.mean(axis=1, keepdims=True)).mean(axis=0)  # slots 4..15 → % m
+    seasons = np.empty(m)
+    seasons[(np.arange(window - 3 * m, window - 2 * m)) % m] = deviation
+    rest = y - seasons[t % m]
+    level = rest[0]
+    for value in rest:
+        level = 0.3 * value + 0.7 * level
+    slope = np.polyfit(t, rest, 1)[0]
+    ahead = np.arange(1, horizon + 1)
+    expected = (
+        level
+        + 0.5 * slope * (ahead - 1 + 1 / 0.3 - 0.7**window / 0.3)
+        + seasons[(window + ahead - 1) % m]
+    )
+    np.testing.assert_allclose(y @ weights, expected, atol=1e-9)
+    # theta=1 and alpha=1 with no season: the last value (naive); a season repeats exactly.
+    naive = forecasting.theta_weights(20, 4, 1, 1.0, 1.0)
+    np.testing.assert_allclose(np.arange(20.0) @ naive, 19.0, atol=1e-9)
+    pattern = np.tile([3.0, -1.0, 4.0, 0.0], 6) + 10
+    repeated = forecasting.theta_weights(24, 8, 4, 0.5, 2.0, detrend=False)
+    np.testing.assert_allclose(pattern @ repeated, np.tile([13, 9, 14, 10.0], 2), atol=1e-9)
+    detrended = forecasting.theta_weights(24, 8, 4, 0.5, 2.0, detrend=True)
+    np.testing.assert_allclose(pattern @ detrended, np.tile([13, 9, 14, 10.0], 2), atol=0.05)
+    # A trend inside each season leaks into the season unless the line is removed first.
+    rising = 0.5 * np.arange(32.0) + np.tile([3.0, -1.0, 4.0, 0.0], 8)
+    errors = [
+        np.abs(rising[:24] @ forecasting.theta_weights(24, 8, 4, 1.0, 3.0, d) - rising[24:]).mean()
+        for d in (True, False)
+    ]
+    assert errors[0] < 0.5 * errors[1]
+
+
+def test_theta_base_fits_its_smoothing_on_the_train_windows():
+    t = np.arange(120.0)
+    target = 20 + 0.5 * t + 4 * np.sin(2 * np.pi * t / 12)
+    target += np.random.default_rng(0).normal(0, 0.3, 120)
+    parts = {"train": [0, 84], "val": [84, 102], "test": [102, 120]}
+    fitted = forecasting.theta_base_weights(target, parts, 24, 6, 12)
+    weights = np.asarray(fitted["weights"])
+    assert weights.shape == (24, 6)
+    windows = np.stack([target[o - 24 : o] for o in range(24, 79)])
+    actual = np.stack([target[o : o + 6] for o in range(24, 79)])
+
+    def train_mae(w):
+        return np.abs(windows @ w - actual).mean()
+
+    # For its season estimate, the grid's best on the train windows, and better there than
+    # the last value.
+    maes = {
+        (a, th): train_mae(forecasting.theta_weights(24, 6, 12, a, th, fitted["detrend"]))
+        for a in forecasting.THETA_ALPHAS
+        for th in forecasting.THETA_COEFFICIENTS
+    }
+    assert maes[(fitted["alpha"], fitted["theta"])] == pytest.approx(min(maes.values()))
+    assert train_mae(weights) < 0.5 * np.abs(windows[:, -1:] - actual).mean()

@@ -569,13 +569,32 @@ def test_linear_base_is_a_ridge_forecaster_fitted_on_train_and_kept_in_the_saved
     assert np.abs(windows @ weights - actual).mean() < np.abs(windows[:, -1:] - actual).mean()
 
 
+def test_theta_base_is_fitted_on_train_and_served_from_the_raw_window(tmp_path):
+    csv = write_growing_swing(tmp_path / "p.csv")
+    config = swing_config(csv, forecast_base="theta", target_transform="log", units=4)
+    spec = timeseries_lstm.load_data(config, 32).spec
+    assert spec["linear"]["alpha"] in forecasting.THETA_ALPHAS
+    weights = forecasting.theta_weights(
+        spec["window"], spec["horizon"], spec["season"], spec["linear"]["alpha"],
+        spec["linear"]["theta"], spec["linear"]["detrend"],
+    )  # fmt: skip
+    np.testing.assert_allclose(spec["linear"]["weights"], weights, atol=1e-6)
+    model = timeseries_lstm.build_model(run.resolved_config(config, spec), spec)
+    for weight in model.trainable_weights:  # the changes are 0: the base remains
+        weight.assign(np.zeros(weight.shape, "float32"))
+    x = np.random.default_rng(0).uniform(50, 150, (2, spec["window"], 1)).astype("float32")
+    t = spec["target_index"]
+    normalized = (np.log(x[:, :, t]) - spec["mean"][t]) / spec["std"][t]
+    np.testing.assert_allclose(model.predict(x, verbose=0), normalized @ weights, atol=1e-4)
+
+
 def test_forecast_base_and_target_scale_are_candidates_chosen_on_validation(tmp_path):
     csv = write_growing_swing(tmp_path / "p.csv")
     config = swing_config(csv)
     spec = timeseries_lstm.load_data(config, 32).spec
     found = timeseries_lstm.candidates(run.resolved_config(config, spec), spec)
     assert sorted(found) == sorted(
-        f"{b} base, {t} target" for b in ("last", "season", "ets") for t in ("none", "log")
+        f"{b} base, {t} target" for b in ("last", "season", "ets", "theta") for t in ("none", "log")
     )
     fixed = swing_config(csv, forecast_base="ets", target_transform="none")
     spec = timeseries_lstm.load_data(fixed, 32).spec
