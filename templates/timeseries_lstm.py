@@ -10,7 +10,7 @@ validation, test tail); statistics come from the train part only.
 
 Model: normalization inside the model; the recurrent network forecasts changes from a base
 taken from the raw window (`forecast_base`: the last value, the value a season back, Holt-Winters
-or Theta fitted on train; `linear`, a ridge regression, when set), chosen with the target's
+fitted on train; when set, Theta or a ridge regression, `linear`), chosen with the target's
 scale (`target_transform`) by short fits on validation; an optional causal Conv1D front end.
 The recurrent layers read the window's last `recurrent_window` steps (two days of a two-week
 window of hourly data); when shorter than the window, the head also sees the seasonal naive
@@ -396,13 +396,13 @@ def search_space(hp, config: Config) -> Config:
 
 def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """forecast_base=auto and target_transform=auto: each base the data allows (the last value;
-    seasonal naive when the window holds a season; Holt-Winters; Theta) with each target scale (log
-    only for a positive target), chosen by short fits on validation MAE (`linear`: only when
-    set; on gas and woolyrnq it did not win on validation)."""
+    seasonal naive when the window holds a season; Holt-Winters) with each target scale (log
+    only for a positive target), chosen by short fits on validation MAE (`linear` and `theta`:
+    only when set; see benchmarks/RESULTS.md)."""
     bases = [config.forecast_base]
     if config.forecast_base == "auto":
         seasonal = 2 <= spec["season"] <= spec["window"]
-        bases = ["last", *(["season"] if seasonal else []), "ets", "theta"]
+        bases = ["last", *(["season"] if seasonal else []), "ets"]
     scales = [config.target_transform]
     if "target_transform" in spec.get("resolved", {}):  # it was auto
         scales = ["none", "log"] if spec["target_positive"] else ["none"]
