@@ -296,6 +296,18 @@ def holt_winters_coefficients(train: np.ndarray, season: int) -> dict[str, Any]:
     }
 
 
+def window_blocks(
+    target: np.ndarray, part: tuple[int, int], window: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The windows [n, window] and target blocks [n, horizon] (float64) of one part's forecast
+    origins, for fitting a base that is a fixed linear map of the window."""
+    from ktemplate.pipelines import timeseries
+
+    starts = timeseries.origins(tuple(part), window, horizon)
+    x, t = timeseries.window_arrays(target[:, None], 0, starts, window, horizon)
+    return x[..., 0].astype("float64"), t.astype("float64")
+
+
 LINEAR_RIDGE = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # ridge penalties tried (share of the mean power)
 
 
@@ -310,12 +322,9 @@ def linear_base_weights(
     MAE from `LINEAR_RIDGE`). The last value is folded back into W, so each column sums to 1
     and the map commutes with shifting and scaling the values, like `holt_winters_weights`.
     """
-    from ktemplate.pipelines import timeseries
 
     def blocks(part):
-        starts = timeseries.origins(tuple(parts[part]), window, horizon)
-        x, t = timeseries.window_arrays(target[:, None], 0, starts, window, horizon)
-        x, t = x[..., 0].astype("float64"), t.astype("float64")
+        x, t = window_blocks(target, parts[part], window, horizon)
         return x - x[:, -1:], t - x[:, -1:]
 
     x, t = blocks("train")
@@ -389,14 +398,8 @@ def theta_base_weights(
     (`THETA_COEFFICIENTS`) whose forecasts of the train windows have the lowest MAE, for each
     season estimate (`detrend` or not), and of those two the one with the lower MAE on the
     validation windows (as `linear_base_weights` chooses its penalty)."""
-    from ktemplate.pipelines import timeseries
-
-    def blocks(part):
-        starts = timeseries.origins(tuple(parts[part]), window, horizon)
-        x, t = timeseries.window_arrays(target[:, None], 0, starts, window, horizon)
-        return x[..., 0].astype("float64"), t.astype("float64")
-
-    (x, t), (val_x, val_t) = blocks("train"), blocks("val")
+    x, t = window_blocks(target, parts["train"], window, horizon)
+    val_x, val_t = window_blocks(target, parts["val"], window, horizon)
     best = None
     for detrend in (True, False) if 2 <= season <= window else (True,):
         fits = {

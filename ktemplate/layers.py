@@ -383,7 +383,8 @@ class AddHoltWintersBase(keras.layers.Layer):
 class AddLinearBase(keras.layers.Layer):
     """Adds a fixed linear forecast of the window's target, `window[:, :, i] @ W`, to a
     forecast of changes from it (`forecasting.linear_base_weights`: a ridge regression fitted
-    on the train windows). W is a non-trainable weight, so it is saved with the model.
+    on the train windows; `forecasting.theta_base_weights`: the Theta method). W is a
+    non-trainable weight, so it is saved with the model.
 
     Args:
         feature_index: the target feature (last axis of the window).
