@@ -22,6 +22,12 @@ Required (what `ktemplate train NAME` needs):
 Optional (each with the default the engine uses when it is left out):
 
     TUNE_OBJECTIVE                    what `ktemplate tune` optimizes; default "val_loss"
+    ENSEMBLE_FIELD                    a Config field whose `candidates` differ in the model
+                                      alone (the data, targets and output units stay): the run
+                                      also trains the runner-up that differs from the winner in
+                                      that field only, and keeps the winner, the runner-up or
+                                      their average by validation (`ktemplate.lifecycle`);
+                                      default None: the winner alone
     fine_tune(model, config, spec)    → (recompiled model, epochs) of a second phase, or None;
                                       default: no second phase
     calibrate(model, data)            → constants the export needs from the trained model
@@ -97,7 +103,7 @@ HOOKS = (
     Hook("candidates", ("config", "spec"), False, "{name: {field: value}} or None"),
 )
 HOOK_NAMES = tuple(h.name for h in HOOKS)
-CONSTANTS = ("NAME", "Config", "TUNE_OBJECTIVE")
+CONSTANTS = ("NAME", "Config", "TUNE_OBJECTIVE", "ENSEMBLE_FIELD")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +115,7 @@ class Template:
     NAME: str
     Config: type
     TUNE_OBJECTIVE: str
+    ENSEMBLE_FIELD: str | None
     load_data: Callable
     build_model: Callable
     search_space: Callable
@@ -144,6 +151,10 @@ def bind(module: ModuleType | Template) -> Template:
     objective = namespace.get("TUNE_OBJECTIVE", "val_loss")
     if not isinstance(objective, str) or not objective.startswith("val_"):
         problems.append(f"TUNE_OBJECTIVE is {objective!r}: use a validation metric, e.g. val_loss")
+    ensemble = namespace.get("ENSEMBLE_FIELD")
+    dataclass = isinstance(config, type) and dataclasses.is_dataclass(config)
+    if dataclass and ensemble is not None and ensemble not in _field_names(config):
+        problems.append(f"ENSEMBLE_FIELD is {ensemble!r}, which is not a Config field")
     for hook in HOOKS:
         fn = namespace.get(hook.name)
         if fn is None:
@@ -176,6 +187,7 @@ def bind(module: ModuleType | Template) -> Template:
         NAME=name,
         Config=config,
         TUNE_OBJECTIVE=objective,
+        ENSEMBLE_FIELD=ensemble,
         **found,
     )
 
@@ -207,6 +219,10 @@ def _signature_problem(hook: Hook, fn: Any) -> str | None:
         f"hook {hook.name} takes ({got}); the engine calls it as "
         f"{hook.name}({', '.join(hook.params)}) -> {hook.returns}"
     )
+
+
+def _field_names(config: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(config)]
 
 
 def _config_problems(config: Any) -> list[str]:

@@ -19,6 +19,15 @@ A template offers an `auto` choice between variants of itself with the optional 
 validation split by the template's `TUNE_OBJECTIVE`, records the choice and its reason in the
 spec (`candidates`, and each field under `resolved`), and the run trains the winner. `ktemplate
 tune` searches the same variants as one `hp.Choice("candidate", names)`.
+
+A short fit is a noisy guess at how a variant ends (one that starts near the answer leads after
+a few epochs and may end behind). A template whose variants differ in one field that changes
+the model alone (timeseries_lstm's `forecast_base`) names it `ENSEMBLE_FIELD`; then the best
+runner-up that differs from the winner in that field only, and scored within `PARTNER_MARGIN`
+of it, is the winner's *partner*: the run trains both in full (`members/0` and `members/1`)
+and keeps the winner, the partner or their average, whichever scores best on validation
+(`ensemble.json`, and `ensemble` in the spec and metrics) — the M4 lesson that a combination of
+different forecasters is hard to beat, kept only where validation says it pays.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from typing import Any
 
 CANDIDATE_EPOCH_SHARE = 0.25  # a short fit runs this share of `epochs` ...
 MIN_CANDIDATE_EPOCHS = 3  # ... and at least this many (never more than `epochs`)
+PARTNER_MARGIN = 0.1  # a partner's short-fit score is within 10% of the winner's
 
 
 def candidate_epochs(config: Any) -> int:
@@ -84,7 +94,49 @@ def choose(template, config: Any, found: dict[str, dict[str, Any]], strategy=Non
         "seconds": round(time.perf_counter() - start, 2),
         "reason": reason,
     }
+    partner = _partner(template.ENSEMBLE_FIELD, found, finite, choice, objective.direction)
+    if partner is not None:
+        record["partner"] = {"name": partner, "fields": found[partner], "of": found[choice]}
     return dataclasses.replace(config, **found[choice]), record
+
+
+def _partner(field, found, scores, choice, direction) -> str | None:
+    """The best candidate that differs from `choice` in `field` alone, scored within
+    `PARTNER_MARGIN` of it; None without one (or without an `ENSEMBLE_FIELD`)."""
+    if field is None:
+        return None
+    rest = {k: v for k, v in found[choice].items() if k != field}
+    alike = {
+        n: s
+        for n, s in scores.items()
+        if n != choice
+        and {k: v for k, v in found[n].items() if k != field} == rest
+        and abs(s - scores[choice]) <= PARTNER_MARGIN * abs(scores[choice])
+    }
+    if not alike:
+        return None
+    return (min if direction == "min" else max)(alike, key=alike.get)
+
+
+def pick_ensemble(template, models: dict[str, Any], val) -> tuple[str, Any, dict[str, float]]:
+    """Scores each model of `models` ({name: compiled model}) and their average on `val` by the
+    template's objective; returns the best one's name ("average" for the average), that model
+    and every score."""
+    from ktemplate import run
+    from ktemplate.tuning import search
+
+    objective = search.objective_for(template, None)
+    first = next(iter(models.values()))
+    average = run.average_models(list(models.values()))
+    average.compile_from_config(first.get_compile_config())
+    key = objective.name.removeprefix("val_")
+    every = {**models, "average": average}
+    scores = {}
+    for name, model in every.items():
+        found = model.evaluate(val, verbose=0, return_dict=True)[key]
+        scores[name] = round(float(found), 6)
+    kept = (min if objective.direction == "min" else max)(scores, key=scores.get)
+    return kept, every[kept], scores
 
 
 def _short_fit(template, config: Any, fields: dict, epochs: int, objective, strategy) -> float:

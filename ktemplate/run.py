@@ -394,6 +394,72 @@ def _train_members(
     return phases
 
 
+def _partner(run_dir: Path, config, data: Data) -> dict[str, Any] | None:
+    """The chosen candidate's partner (`ktemplate.lifecycle`), as recorded in the run's spec
+    when the run began (so a resumed run trains the same pair); None without one, with
+    `members` > 1 or without a validation split to choose on."""
+    if config.members != 1 or data.val is None:
+        return None
+    record = files.read_json(run_dir / "spec.json").get("candidates", {})
+    return {**record["partner"], "choice": record["choice"]} if "partner" in record else None
+
+
+def _train_pair(template, model, data, config, strategy, refit, run_dir: Path, verbose, partner):
+    """Trains the short fits' choice and its partner in full (`members/0`, `members/1`) and keeps
+    the one, the other or their average, whichever scores best on validation; the kept model's
+    config and spec become the run's. Returns (epochs per phase, data, config) of the kept.
+    `ensemble.json` records the choice last, so a resumed run redoes only what is missing."""
+    record = run_dir / "ensemble.json"
+    if record.exists():  # resumed after the choice: config.json is already the kept model's
+        return files.read_json(record)["epochs"], data, config
+    configs = {
+        partner["choice"]: dataclasses.replace(config, **partner["of"]),
+        partner["name"]: dataclasses.replace(config, **partner["fields"]),
+    }
+    phases, models, built = {}, {}, {}
+    for i, (name, member_config) in enumerate(configs.items()):
+        if member_config == config:
+            built[name] = (data, model, config)
+        else:  # the partner (or, resumed after config.json changed, the choice)
+            built[name] = _data_and_model(template, member_config, strategy, refit)
+        member_dir = run_dir / "members" / str(i)
+        done = member_dir / "member.json"
+        if not done.exists():
+            role = "the short fits' choice" if i == 0 else "its partner"
+            print(f"Training {name} in full ({role})", flush=True)
+            member_dir.mkdir(parents=True, exist_ok=True)
+            member_data, member_model, member_config = built[name]
+            trained = _train_one(template, member_model, member_data, member_config, member_dir,
+                                 verbose)  # fmt: skip
+            files.write_json(done, trained)
+            shutil.rmtree(member_dir / "backup", ignore_errors=True)
+        for phase, epochs in files.read_json(done).items():
+            phases.setdefault(phase, []).append(epochs)
+        with strategy.scope():
+            models[name] = keras.models.load_model(member_dir / "checkpoints" / "best.keras")
+    first = files.read_json(run_dir / "spec.json")
+    with strategy.scope():
+        kept, best, scores = lifecycle.pick_ensemble(template, models, data.val)
+    with files.replacing(run_dir / "checkpoints" / "best.keras") as partial:
+        best.save(partial)
+    data, _, config = built[partner["choice"] if kept == "average" else kept]
+    shown = ", ".join(f"{n} {s:.4g}" for n, s in scores.items())
+    metric = first["candidates"]["metric"]
+    reason = f"best {metric} of the two trained in full and their average: {shown}"
+    data.spec["ensemble"] = {"members": list(configs), "kept": kept, "scores": scores,
+                             "metric": metric, "reason": reason}  # fmt: skip
+    data.spec["candidates"] = first["candidates"]
+    data.spec["resolved"] = {**first.get("resolved", {}), **data.spec.get("resolved", {})}
+    for field, value in partner["fields" if kept == partner["name"] else "of"].items():
+        if value != "auto":
+            data.spec["resolved"][field] = {"value": value, "reason": reason}
+    print(f"auto: ensemble={kept} ({reason})", flush=True)
+    files.write_json(run_dir / "config.json", config_lib.to_dict(config))
+    files.write_json(run_dir / "spec.json", data.spec)
+    files.write_json(record, {**data.spec["ensemble"], "epochs": phases})
+    return phases, data, config
+
+
 def average_models(models: list[keras.Model], name: str = "ensemble") -> keras.Model:
     """One model whose outputs are the element-wise mean of `models`' (same inputs/outputs)."""
     if len(models) == 1:
@@ -620,8 +686,13 @@ def _train_and_export(
     template, model, data, config, strategy, refit, run_dir, run_info, verbose, before_export
 ) -> Path:
     start = time.perf_counter()
+    partner = _partner(run_dir, config, data)
     try:
-        if config.members == 1:
+        if partner is not None:
+            phases, data, config = _train_pair(
+                template, model, data, config, strategy, refit, run_dir, verbose, partner
+            )
+        elif config.members == 1:
             phases = _train_one(template, model, data, config, run_dir, verbose)
         else:
             phases = _train_members(
@@ -645,7 +716,8 @@ def _train_and_export(
         metrics = template.evaluate(model, data, run_dir)
     metrics["train_seconds"] = round(train_seconds, 2)
     metrics["epochs"] = phases
-    phase = files.read_json(run_dir / "train_phase.json") if config.members == 1 else {}
+    single = config.members == 1 and partner is None
+    phase = files.read_json(run_dir / "train_phase.json") if single else {}
     if "start_val_loss" in phase:
         metrics["starting_weights"] = {
             "weights": data.spec["pretrained"],
@@ -654,6 +726,8 @@ def _train_and_export(
         }
     if config.members > 1:
         metrics["members"] = config.members
+    if "ensemble" in data.spec:
+        metrics["ensemble"] = {k: data.spec["ensemble"][k] for k in ("kept", "scores", "metric")}
     if config.baseline and template.baseline is not None:
         metrics["baseline"] = fit_baseline(template, model, data, config, run_dir)
     try:

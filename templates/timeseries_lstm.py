@@ -9,9 +9,10 @@ Data: by default statsmodels' bundled Mauna Loa CO2 series (2,284 weekly observa
 validation, test tail); statistics come from the train part only.
 
 Model: normalization inside the model; the recurrent network forecasts changes from a base
-taken from the raw window (`forecast_base`: the last value, the value a season back, Holt-Winters
-fitted on train; when set, Theta or a ridge regression, `linear`), chosen with the target's
-scale (`target_transform`) by short fits on validation; an optional causal Conv1D front end.
+taken from the raw window (`forecast_base`: the last value, a season back, Holt-Winters or Theta
+fitted on train; when set, a ridge regression), chosen with the target's scale by short fits on
+validation; a close runner-up base is trained too, kept or averaged where validation says so
+(`ENSEMBLE_FIELD`); an optional causal Conv1D front end.
 The recurrent layers read the window's last `recurrent_window` steps (two days of a two-week
 window of hourly data); when shorter than the window, the head also sees the seasonal naive
 forecast at each season the window holds (a day and a week); a dense head of size `horizon`.
@@ -23,8 +24,8 @@ Export: `serve` takes a raw window in original units, float32 [batch, window, fe
 manifest's order), and returns `forecast`, float32 [batch, horizon], in original units.
 
 What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves season, horizon, window)
-→ candidates (forecast_base × target_transform, short fits) → build_model → fit → evaluate
-(rolling origins) → baseline (naive, seasonal naive, Holt-Winters) → export.
+→ candidates (forecast_base × target_transform, short fits) → build_model → fit (+ a partner
+base's) → evaluate (rolling origins) → baseline (naive, seasonal naive, Holt-Winters) → export.
 
 Adapt it: `ktemplate new my_forecast --from timeseries_lstm`, then change `Config` defaults
 (window, horizon, season), the data section (`load_data`) and `build_model`.
@@ -71,6 +72,7 @@ from ktemplate.layers import (
 
 NAME = "timeseries_lstm"
 TUNE_OBJECTIVE = "val_mae"  # what `ktemplate tune` optimizes by default (original units)
+ENSEMBLE_FIELD = "forecast_base"  # a close runner-up base is trained too (`ktemplate.lifecycle`)
 
 # ---------------------------------------------------------------------------------------------
 # Config
@@ -126,10 +128,7 @@ class Config(TrainingConfig):
                 f"({self.window} steps): set it to at most the window, or auto."
             )
         if self.forecast_base == "season" and self.season != "auto" and self.season < 2:
-            raise ValueError(
-                "forecast_base=season needs a season of at least 2 steps, got "
-                f"season={self.season}."
-            )
+            raise ValueError(f"forecast_base=season needs season >= 2, got {self.season}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,13 +395,13 @@ def search_space(hp, config: Config) -> Config:
 
 def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """forecast_base=auto and target_transform=auto: each base the data allows (the last value;
-    seasonal naive when the window holds a season; Holt-Winters) with each target scale (log
-    only for a positive target), chosen by short fits on validation MAE (`linear` and `theta`:
-    only when set; see benchmarks/RESULTS.md)."""
+    seasonal naive when the window holds a season; Holt-Winters; Theta) with each target scale
+    (log only for a positive target), chosen by short fits on validation MAE (`linear`: only
+    when set; see benchmarks/RESULTS.md)."""
     bases = [config.forecast_base]
     if config.forecast_base == "auto":
         seasonal = 2 <= spec["season"] <= spec["window"]
-        bases = ["last", *(["season"] if seasonal else []), "ets"]
+        bases = ["last", *(["season"] if seasonal else []), "ets", "theta"]
     scales = [config.target_transform]
     if "target_transform" in spec.get("resolved", {}):  # it was auto
         scales = ["none", "log"] if spec["target_positive"] else ["none"]

@@ -52,6 +52,10 @@ def _broken_copy(tmp_path, edit) -> Path:
         ),
         (lambda s: s.replace('TUNE_OBJECTIVE = "val_loss"', 'TUNE_OBJECTIVE = "loss"'), "val_"),
         (
+            lambda s: s.replace('TUNE_OBJECTIVE = "val_loss"', 'ENSEMBLE_FIELD = "unitz"'),
+            "ENSEMBLE_FIELD is 'unitz', which is not a Config field",
+        ),
+        (
             lambda s: s.replace("target_fpr: float = 0.05", "target_fpr: float = 5.0"),
             "Config\\(\\) fails with its defaults",
         ),

@@ -1,5 +1,6 @@
 """The `auto` choice between a template's candidates: short fits, scored on validation."""
 
+import pytest
 from ktemplate.tuning import report, search
 
 from ktemplate import files, lifecycle, run, templates
@@ -48,3 +49,52 @@ def test_tune_searches_the_candidates_as_one_choice(tmp_path, monkeypatch):
     champion = files.read_json(folder / "champion" / "config.json")
     assert champion["units"] == {"narrow": 8, "wide": 48}[best]
     assert "candidates" not in files.read_json(folder / "champion" / "spec.json")  # no refits
+
+
+def test_a_partner_differs_in_the_ensemble_field_alone_and_is_close_to_the_winner():
+    found = {
+        "a": {"base": "x", "scale": "none"},
+        "b": {"base": "y", "scale": "none"},
+        "c": {"base": "z", "scale": "none"},
+        "d": {"base": "y", "scale": "log"},  # another scale: never averaged with "a"
+    }
+    scores = {"a": 1.0, "b": 1.08, "c": 1.05, "d": 1.01}
+    assert lifecycle._partner("base", found, scores, "a", "min") == "c"
+    assert lifecycle._partner(None, found, scores, "a", "min") is None  # no ENSEMBLE_FIELD
+    far = {**scores, "b": 1.2, "c": 1.3}  # more than PARTNER_MARGIN behind
+    assert lifecycle._partner("base", found, far, "a", "min") is None
+    accuracy = {"a": 0.9, "b": 0.85, "c": 0.7, "d": 0.95}
+    assert lifecycle._partner("base", found, accuracy, "a", "max") == "b"
+
+
+def test_the_run_trains_the_partner_and_keeps_the_best_of_the_two_and_their_average(
+    tmp_path, monkeypatch
+):
+    folder = _copy_with_candidates(tmp_path, "choice_c")
+    path = folder / "choice_c.py"
+    path.write_text(path.read_text().replace("\nNAME = ", '\nENSEMBLE_FIELD = "units"\nNAME = ', 1))
+    monkeypatch.setenv(templates.PROJECT_DIR_ENV, str(folder))
+    monkeypatch.setattr(lifecycle, "PARTNER_MARGIN", 100.0)  # any runner-up is close here
+    template = templates.load("choice_c")
+    config = template.Config(epochs=4, baseline=False)
+    run_dir = run.train(template, config, output_dir=tmp_path / "runs", verbose=0)
+    spec = files.read_json(run_dir / "spec.json")
+    record = files.read_json(run_dir / "ensemble.json")
+    assert sorted(record["members"]) == ["narrow", "wide"] and record["metric"] == "val_loss"
+    assert record["members"][0] == spec["candidates"]["choice"]  # the short fits' winner first
+    scores = record["scores"]
+    assert set(scores) == {"narrow", "wide", "average"}
+    assert record["kept"] == min(scores, key=scores.get) == spec["ensemble"]["kept"]
+    assert len(record["epochs"]["train"]) == 2  # each trained in full, in members/0 and 1
+    assert (run_dir / "members" / "1" / "checkpoints" / "best.keras").is_file()
+    units = files.read_json(run_dir / "config.json")["units"]
+    if record["kept"] != "average":  # the kept one's config is the run's
+        assert units == {"narrow": 8, "wide": 48}[record["kept"]]
+    # The exported model is the kept one: its validation loss is the recorded score.
+    data = run.load_data(template, run.recorded_config(template, run_dir))
+    model = run.load_best_model(run_dir)
+    model.compile(loss=template.build_model(run.recorded_config(template, run_dir), data.spec).loss)
+    loss = model.evaluate(data.val, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(scores[record["kept"]], rel=1e-4)
+    metrics = files.read_json(run_dir / "metrics.json")
+    assert metrics["ensemble"]["kept"] == record["kept"]

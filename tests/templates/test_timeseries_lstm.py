@@ -594,7 +594,7 @@ def test_forecast_base_and_target_scale_are_candidates_chosen_on_validation(tmp_
     spec = timeseries_lstm.load_data(config, 32).spec
     found = timeseries_lstm.candidates(run.resolved_config(config, spec), spec)
     assert sorted(found) == sorted(
-        f"{b} base, {t} target" for b in ("last", "season", "ets") for t in ("none", "log")
+        f"{b} base, {t} target" for b in ("last", "season", "ets", "theta") for t in ("none", "log")
     )
     fixed = swing_config(csv, forecast_base="ets", target_transform="none")
     spec = timeseries_lstm.load_data(fixed, 32).spec
