@@ -180,7 +180,7 @@ def main() -> None:
         f"python {platform.python_version()}; seed {args.seed}; overrides {extra or 'none'}\n"
     )
     print(
-        "| series | steps, test origins x horizon | chosen base, target | model val MAE | model "
+        "| series | steps, test origins x horizon | base, target (partner) | model val MAE | model "
         "MAE | seasonal naive | Holt-Winters | Theta | ratio to the best | run s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -202,9 +202,16 @@ def main() -> None:
             best = min(found, key=found.get)
             ratio = metrics["test_mae"] / found[best]
             ratios.append(ratio)
+            chosen = f"{config_used['forecast_base']}, {config_used['target_transform']}"
+            pair = spec.get("ensemble")  # a partner base trained too: which model was kept
+            if pair:
+                first, second = pair["members"]  # the short fits' choice, its partner
+                other = first if pair["kept"] == second else second
+                how = "averaged with" if pair["kept"] == "average" else "kept over"
+                chosen += f" ({how} {other})"
             print(
                 f"| {name} | {spec['steps']}, {spec['sizes']['test']} x {spec['horizon']} "
-                f"| {config_used['forecast_base']}, {config_used['target_transform']} "
+                f"| {chosen} "
                 f"| {val_mae(template, run_dir, data, spec):.4g} | {metrics['test_mae']:.4g} "
                 f"| {found['seasonal naive']:.4g} "
                 f"| {found['Holt-Winters']:.4g} | {found['Theta']:.4g} "

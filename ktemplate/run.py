@@ -22,8 +22,12 @@ Run folder layout (`saved_models/<template>/<run-id>/`):
     spec.json       the data spec (input shape, class names, split sizes, ...)
     logs/           TensorBoard logs per phase
     history_*.csv   per-epoch metrics
-    checkpoints/best.keras   the best model by val_loss (members > 1: the members' average)
-    members/<i>/    members > 1: each member's checkpoints, logs and history
+    checkpoints/best.keras   the best model by val_loss (members > 1: the members' average;
+                    with a partner candidate: the one kept, maybe the two's average)
+    members/<i>/    members > 1, or a partner candidate (`ktemplate.lifecycle`): each model's
+                    checkpoints, logs and history
+    ensemble.json   with a partner candidate: both models' and their average's validation
+                    scores, and which was kept
     backup/         BackupAndRestore state while a run is unfinished
     metrics.json    test metrics (written last: its presence marks a finished run)
     *.png           plots

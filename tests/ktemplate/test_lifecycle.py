@@ -1,5 +1,7 @@
 """The `auto` choice between a template's candidates: short fits, scored on validation."""
 
+import shutil
+
 import pytest
 from ktemplate.tuning import report, search
 
@@ -98,3 +100,16 @@ def test_the_run_trains_the_partner_and_keeps_the_best_of_the_two_and_their_aver
     assert loss == pytest.approx(scores[record["kept"]], rel=1e-4)
     metrics = files.read_json(run_dir / "metrics.json")
     assert metrics["ensemble"]["kept"] == record["kept"]
+    # Killed after the runner-up started, before the choice: a resumed run keeps the finished
+    # model, trains the other again and chooses on the scores of both.
+    for path in ("metrics.json", "ensemble.json", "members/1/member.json"):
+        (run_dir / path).unlink()
+    shutil.rmtree(run_dir / "export")
+    first = run_dir / "members" / "0" / "checkpoints" / "best.keras"
+    stamp = first.stat().st_mtime_ns
+    resumed = run.train(template, config, resume=run_dir, verbose=0)
+    again = files.read_json(resumed / "ensemble.json")
+    assert again["members"] == record["members"] and again["scores"]["narrow"] > 0
+    assert again["scores"] == pytest.approx(scores, rel=0.05)  # the retrained one: same seed
+    assert again["kept"] == min(again["scores"], key=again["scores"].get)
+    assert first.stat().st_mtime_ns == stamp  # the finished one is not trained again
