@@ -308,6 +308,18 @@ def window_blocks(
     return x[..., 0].astype("float64"), t.astype("float64")
 
 
+def season_pays(train: np.ndarray, config: Any) -> bool:
+    """Whether the seasonal naive forecast from the window (its last season, repeated) beats the
+    window's last value, by MAE over the train part's windows. The `season` base is weighed
+    only then: a seasonally adjusted or trend-only series has no season it could use."""
+    window, horizon, season = config.window, config.horizon, config.season
+    if not 2 <= season <= window:
+        return False
+    x, t = window_blocks(train, (0, len(train)), window, horizon)
+    seasonal = x[:, window - season + np.arange(horizon) % season]
+    return float(np.abs(seasonal - t).mean()) < float(np.abs(x[:, -1:] - t).mean())
+
+
 LINEAR_RIDGE = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # ridge penalties tried (share of the mean power)
 
 

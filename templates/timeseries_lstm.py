@@ -243,6 +243,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
         "frequency": series.frequency,
         "target_transform": transform,
         "target_positive": bool((series.values[:, target] > 0).all()),
+        "seasonal": forecasting.season_pays(train_target, config),  # a `season` base candidate
         "ets": ets,
         "linear": linear,
         "features": series.features,
@@ -395,13 +396,12 @@ def search_space(hp, config: Config) -> Config:
 
 def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """forecast_base=auto and target_transform=auto: each base the data allows (the last value;
-    seasonal naive when the window holds a season; Holt-Winters; Theta) with each target scale
+    seasonal naive where it beats the last value on train; Holt-Winters; Theta) with each scale
     (log only for a positive target), chosen by short fits on validation MAE (`linear`: only
     when set; see benchmarks/RESULTS.md)."""
     bases = [config.forecast_base]
     if config.forecast_base == "auto":
-        seasonal = 2 <= spec["season"] <= spec["window"]
-        bases = ["last", *(["season"] if seasonal else []), "ets", "theta"]
+        bases = ["last", *(["season"] if spec["seasonal"] else []), "ets", "theta"]
     scales = [config.target_transform]
     if "target_transform" in spec.get("resolved", {}):  # it was auto
         scales = ["none", "log"] if spec["target_positive"] else ["none"]

@@ -138,3 +138,16 @@ def test_theta_base_fits_its_smoothing_on_the_train_windows():
     last_value = np.zeros((24, 6))
     last_value[-1] = 1.0
     assert mae(weights, 24, 78) < 0.5 * mae(last_value, 24, 78)
+
+
+def test_the_season_base_is_weighed_only_where_seasonal_naive_beats_the_last_value():
+    from types import SimpleNamespace
+
+    t = np.arange(120, dtype=float)
+    noise = np.random.default_rng(0).normal(0, 0.3, 120)
+    config = SimpleNamespace(window=24, horizon=12, season=12)
+    seasonal = 10 + 0.05 * t + 3 * np.sin(2 * np.pi * t / 12) + noise
+    assert forecasting.season_pays(seasonal, config)
+    trend = 10 + 0.5 * t + noise  # seasonally adjusted: a year back is further off than now
+    assert not forecasting.season_pays(trend, config)
+    assert not forecasting.season_pays(seasonal, SimpleNamespace(window=8, horizon=12, season=12))
