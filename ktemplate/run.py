@@ -415,6 +415,8 @@ def _train_pair(template, model, data, config, strategy, refit, run_dir: Path, v
     `ensemble.json` records the choice last, so a resumed run redoes only what is missing."""
     record = run_dir / "ensemble.json"
     if record.exists():  # resumed after the choice: config.json is already the kept model's
+        recorded = files.read_json(run_dir / "spec.json")
+        data.spec.update({k: recorded[k] for k in ("ensemble", "candidates", "resolved")})
         return files.read_json(record)["epochs"], data, config
     configs = {
         partner["choice"]: dataclasses.replace(config, **partner["of"]),

@@ -113,3 +113,9 @@ def test_the_run_trains_the_partner_and_keeps_the_best_of_the_two_and_their_aver
     assert again["scores"] == pytest.approx(scores, rel=0.05)  # the retrained one: same seed
     assert again["kept"] == min(again["scores"], key=again["scores"].get)
     assert first.stat().st_mtime_ns == stamp  # the finished one is not trained again
+    # Killed after the choice (while exporting): resumed, it keeps the choice and its record.
+    (run_dir / "metrics.json").unlink()
+    shutil.rmtree(run_dir / "export")
+    run.train(template, config, resume=run_dir, verbose=0)
+    assert files.read_json(run_dir / "metrics.json")["ensemble"]["kept"] == again["kept"]
+    assert files.read_json(run_dir / "spec.json")["ensemble"]["scores"] == again["scores"]
