@@ -66,8 +66,10 @@ def choose(template, config: Any, found: dict[str, dict[str, Any]], strategy=Non
     Returns:
         (the chosen config, the record for the spec: choice, scores, metric, epochs, reason).
     """
+    from ktemplate import contract
     from ktemplate.tuning import search
 
+    template = contract.bind(template)  # a module passed as it is: its constants and hooks
     objective = search.objective_for(template, None)
     epochs = candidate_epochs(config)
     scores = {}
