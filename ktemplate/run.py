@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import importlib
 import os
 import shutil
@@ -315,17 +316,7 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
         chosen, record = lifecycle.choose(template, config, found, strategy)
         first = data.spec  # what the first load resolved from the data stays on record
         data, model, config = _data_and_model(template, chosen, strategy, refit)
-        data.spec["resolved"] = {**first.get("resolved", {}), **data.spec.get("resolved", {})}
-        data.spec["warnings"] = list(
-            dict.fromkeys(first.get("warnings", []) + data.spec.get("warnings", []))
-        )
-        for field, value in found[record["choice"]].items():
-            if value == "auto":  # resolved again by the chosen variant's load_data
-                continue
-            data.spec.setdefault("resolved", {})[field] = {
-                "value": value,
-                "reason": record["reason"],
-            }
+        _record_choice(data.spec, first, found[record["choice"]], record["reason"])
         data.spec["candidates"] = record
         return data, model, config
     if refit and template.calibrate is None:
@@ -339,6 +330,17 @@ def _data_and_model(template, config, strategy, refit: bool) -> tuple[Data, kera
     )
     with strategy.scope(), hook("build_model", template):
         return data, template.build_model(config, data.spec), config
+
+
+def _record_choice(spec: dict, first: dict, fields: dict, reason: str) -> None:
+    """Keeps in `spec` what the first load resolved from the data (`resolved`, `warnings`) and
+    records each chosen field with `reason` (an `auto` value is resolved again by the chosen
+    variant's load_data, which says why)."""
+    spec["resolved"] = {**first.get("resolved", {}), **spec.get("resolved", {})}
+    spec["warnings"] = list(dict.fromkeys(first.get("warnings", []) + spec.get("warnings", [])))
+    for field, value in fields.items():
+        if value != "auto":
+            spec["resolved"][field] = {"value": value, "reason": reason}
 
 
 def _train_one(template, model, data, config, run_dir: Path, verbose) -> dict[str, int]:
@@ -379,16 +381,16 @@ def _train_members(
     best = []
     for i in range(config.members):
         member_dir = run_dir / "members" / str(i)
-        record = member_dir / "member.json"
-        if not record.exists():
-            print(f"Member {i + 1}/{config.members}", flush=True)
+
+        def train(i=i, member_dir=member_dir):
+            nonlocal data, model
             if i > 0:  # member 0 is the model and data built by the caller
                 member_config = dataclasses.replace(config, seed=config.seed + i)
                 data, model, _ = _data_and_model(template, member_config, strategy, refit)
-            member_dir.mkdir(parents=True, exist_ok=True)
-            files.write_json(record, _train_one(template, model, data, config, member_dir, verbose))
-            shutil.rmtree(member_dir / "backup", ignore_errors=True)
-        for phase, epochs in files.read_json(record).items():
+            return _train_one(template, model, data, config, member_dir, verbose)
+
+        trained = _train_member(member_dir, f"Member {i + 1}/{config.members}", train)
+        for phase, epochs in trained.items():
             phases.setdefault(phase, []).append(epochs)
         best.append(member_dir / "checkpoints" / "best.keras")
     with strategy.scope():
@@ -398,7 +400,20 @@ def _train_members(
     return phases
 
 
-def _partner(run_dir: Path, config, data: Data) -> dict[str, Any] | None:
+def _train_member(member_dir: Path, message: str, train: Callable[[], dict]) -> dict[str, int]:
+    """One model of an ensemble in its own folder: `train()` fits it there unless its
+    `member.json` (written when it finished) is there already, so a resumed run skips it.
+    Returns its epochs per phase."""
+    record = member_dir / "member.json"
+    if not record.exists():
+        print(message, flush=True)
+        member_dir.mkdir(parents=True, exist_ok=True)
+        files.write_json(record, train())
+        shutil.rmtree(member_dir / "backup", ignore_errors=True)
+    return files.read_json(record)
+
+
+def _recorded_partner(run_dir: Path, config, data: Data) -> dict[str, Any] | None:
     """The chosen candidate's partner (`ktemplate.lifecycle`), as recorded in the run's spec
     when the run began (so a resumed run trains the same pair); None without one, with
     `members` > 1 or without a validation split to choose on."""
@@ -429,17 +444,13 @@ def _train_pair(template, model, data, config, strategy, refit, run_dir: Path, v
         else:  # the partner (or, resumed after config.json changed, the choice)
             built[name] = _data_and_model(template, member_config, strategy, refit)
         member_dir = run_dir / "members" / str(i)
-        done = member_dir / "member.json"
-        if not done.exists():
-            role = "the short fits' choice" if i == 0 else "its partner"
-            print(f"Training {name} in full ({role})", flush=True)
-            member_dir.mkdir(parents=True, exist_ok=True)
-            member_data, member_model, member_config = built[name]
-            trained = _train_one(template, member_model, member_data, member_config, member_dir,
-                                 verbose)  # fmt: skip
-            files.write_json(done, trained)
-            shutil.rmtree(member_dir / "backup", ignore_errors=True)
-        for phase, epochs in files.read_json(done).items():
+        member_data, member_model, member_config = built[name]
+        role = "the short fits' choice" if i == 0 else "its partner"
+        train = functools.partial(
+            _train_one, template, member_model, member_data, member_config, member_dir, verbose
+        )
+        trained = _train_member(member_dir, f"Training {name} in full ({role})", train)
+        for phase, epochs in trained.items():
             phases.setdefault(phase, []).append(epochs)
         with strategy.scope():
             models[name] = keras.models.load_model(member_dir / "checkpoints" / "best.keras")
@@ -455,10 +466,7 @@ def _train_pair(template, model, data, config, strategy, refit, run_dir: Path, v
     data.spec["ensemble"] = {"members": list(configs), "kept": kept, "scores": scores,
                              "metric": metric, "reason": reason}  # fmt: skip
     data.spec["candidates"] = first["candidates"]
-    data.spec["resolved"] = {**first.get("resolved", {}), **data.spec.get("resolved", {})}
-    for field, value in partner["fields" if kept == partner["name"] else "of"].items():
-        if value != "auto":
-            data.spec["resolved"][field] = {"value": value, "reason": reason}
+    _record_choice(data.spec, first, partner["fields" if kept == partner["name"] else "of"], reason)
     print(f"auto: ensemble={kept} ({reason})", flush=True)
     files.write_json(run_dir / "config.json", config_lib.to_dict(config))
     files.write_json(run_dir / "spec.json", data.spec)
@@ -692,7 +700,7 @@ def _train_and_export(
     template, model, data, config, strategy, refit, run_dir, run_info, verbose, before_export
 ) -> Path:
     start = time.perf_counter()
-    partner = _partner(run_dir, config, data)
+    partner = _recorded_partner(run_dir, config, data)
     try:
         if partner is not None:
             phases, data, config = _train_pair(
