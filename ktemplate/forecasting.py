@@ -403,26 +403,88 @@ def theta_weights(
     return np.stack(columns, axis=1)
 
 
+def season_profile(train: np.ndarray, season: int) -> np.ndarray:
+    """The seasonal profile of a train part by classical decomposition: each slot's mean
+    deviation from the centred moving average over one season (a 2 x m average for an even
+    season), less the slots' mean. Slot j holds the steps `t` with `t % season == j`."""
+    kernel = np.r_[0.5, np.ones(season - 1), 0.5] if season % 2 == 0 else np.ones(season)
+    trend = np.convolve(train, kernel / season, mode="valid")
+    offset = (len(kernel) - 1) // 2
+    deviation = train[offset : offset + len(trend)] - trend
+    slots = (np.arange(len(trend)) + offset) % season
+    profile = np.array([deviation[slots == j].mean() for j in range(season)])
+    return profile - profile.mean()
+
+
+def profile_phases(profile: np.ndarray, window: int) -> np.ndarray:
+    """[window, m] scores Q such that `argmax(window_values @ Q)` is the slot of the window's
+    first step: the phase whose profile correlates best with the window less its least-squares
+    line (so the scores ignore level and trend). Row t, column k: the profile at slot k + t."""
+    m = len(profile)
+    steps = np.arange(window, dtype="float64") - (window - 1) / 2
+    detrend = np.eye(window) - 1.0 / window - np.outer(steps, steps) / float(steps @ steps)
+    rolled = np.stack([profile[(k + np.arange(window)) % m] for k in range(m)], axis=1)
+    return detrend @ rolled
+
+
+def profile_offsets(profile: np.ndarray, window: int, weights: np.ndarray) -> np.ndarray:
+    """[m, horizon] offsets: for a window whose first step is at slot k, the forecast of a map W
+    run on the window less the profile, plus the profile over the horizon: `window @ W +
+    offsets[k]` is `(window - S_k) @ W + F_k`."""
+    m, horizon = len(profile), weights.shape[1]
+    inside = np.stack([profile[(k + np.arange(window)) % m] for k in range(m)])
+    ahead = np.stack([profile[(k + window + np.arange(horizon)) % m] for k in range(m)])
+    return ahead - inside @ weights
+
+
 def theta_base_weights(
     target: np.ndarray, parts: dict[str, Any], window: int, horizon: int, season: int
 ) -> dict[str, Any]:
     """The `theta` forecast base: `theta_weights` with the smoothing (`THETA_ALPHAS`) and theta
     (`THETA_COEFFICIENTS`) whose forecasts of the train windows have the lowest MAE, for each
-    season estimate (`detrend` or not), and of those two the one with the lower MAE on the
-    validation windows (as `linear_base_weights` chooses its penalty)."""
-    x, t = window_blocks(target, parts["train"], window, horizon)
-    val_x, val_t = window_blocks(target, parts["val"], window, horizon)
+    season estimate, and of those the one with the lower MAE on the validation windows (as
+    `linear_base_weights` chooses its penalty).
+
+    The season estimates: from the window (`detrend`: deviations from its line, or from each
+    season's mean), or the train part's `season_profile` (`profile`, in `target`'s units), the
+    window's phase found from its values (`profile_phases`): the season seen over the whole
+    train part, not just the window's few seasons, at the cost of guessing the phase. With a
+    profile the map runs on the window less the profile and the forecast adds the offsets of
+    the phase (`profile_offsets`)."""
+    blocks = {
+        part: window_blocks(target, parts[part], window, horizon) for part in ("train", "val")
+    }
+    seasonal = 2 <= season <= window
+    estimates: list[Any] = [True, False] if seasonal else [True]
+    if seasonal and parts["train"][1] - parts["train"][0] >= 2 * season + 1:
+        estimates.append(season_profile(target[slice(*parts["train"])], season))
     best = None
-    for detrend in (True, False) if 2 <= season <= window else (True,):
+    for estimate in estimates:
+        profile = None if isinstance(estimate, bool) else estimate
+        phase = {}  # with a profile: each window's phase, by part
+        if profile is not None:
+            phases = profile_phases(profile, window)
+            phase = {part: np.argmax(x @ phases, axis=1) for part, (x, _) in blocks.items()}
+
+        def mae(w, part, profile=profile, phase=phase):
+            x, t = blocks[part]
+            forecast = x @ w
+            if profile is not None:
+                forecast = forecast + profile_offsets(profile, window, w)[phase[part]]
+            return float(np.mean(np.abs(forecast - t)))
+
         fits = {
-            (alpha, theta): theta_weights(window, horizon, season, alpha, theta, detrend)
+            (alpha, theta): theta_weights(
+                window, horizon, season if profile is None else 1, alpha, theta, estimate is True
+            )
             for alpha in THETA_ALPHAS
             for theta in THETA_COEFFICIENTS
         }
-        (alpha, theta), w = min(fits.items(), key=lambda f: np.mean(np.abs(x @ f[1] - t)))
-        mae = float(np.mean(np.abs(val_x @ w - val_t)))
-        if best is None or mae < best[0]:
-            best = (mae, {"alpha": alpha, "theta": theta, "detrend": detrend}, w)
+        (alpha, theta), w = min(fits.items(), key=lambda f: mae(f[1], "train"))
+        if best is None or mae(w, "val") < best[0]:
+            chosen = {"alpha": alpha, "theta": theta, "detrend": estimate is True}
+            listed = None if profile is None else profile.tolist()
+            best = (mae(w, "val"), {**chosen, "profile": listed}, w)
     _, chosen, w = best
     return {"weights": w.astype("float32").tolist(), **chosen}
 

@@ -386,30 +386,58 @@ class AddLinearBase(keras.layers.Layer):
     on the train windows; `forecasting.theta_base_weights`: the Theta method). W is a
     non-trainable weight, so it is saved with the model.
 
+    With a seasonal `profile` (the train part's, `forecasting.season_profile`), W runs on the
+    window less the profile and the profile over the horizon is added back, at the phase that
+    correlates best with the window (`forecasting.profile_phases`, `profile_offsets`).
+
     Args:
         feature_index: the target feature (last axis of the window).
         window, horizon: the input and forecast lengths (W is [window, horizon]).
         weights: W's values (a nested list); None when a saved model restores them.
+        profile: None, or the seasonal profile (one value per slot of the season) in the
+            window's units.
     """
 
-    def __init__(self, feature_index, window, horizon, weights=None, **kwargs):
+    def __init__(self, feature_index, window, horizon, weights=None, profile=None, **kwargs):
         super().__init__(**kwargs)
         self.feature_index, self.window, self.horizon = feature_index, window, horizon
         initial = "zeros" if weights is None else keras.initializers.Constant(weights)
         self.base_weights = self.add_weight(
             shape=(window, horizon), initializer=initial, trainable=False, name="base_weights"
         )
+        self.profile = None if profile is None else [float(v) for v in profile]
+        if self.profile is not None:
+            values = np.asarray(self.profile, "float64")
+            m = len(values)
+            constants = {
+                "phases": forecasting.profile_phases(values, window),
+                "inside": np.stack([values[(k + np.arange(window)) % m] for k in range(m)]),
+                "ahead": np.stack(
+                    [values[(k + window + np.arange(horizon)) % m] for k in range(m)]
+                ),
+            }
+            self.constants = {
+                k: keras.ops.convert_to_tensor(v.astype("float32")) for k, v in constants.items()
+            }
 
     def call(self, inputs, training=False):
         changes, window = inputs
         values = keras.ops.cast(window[:, :, self.feature_index], "float32")
-        base = keras.ops.matmul(values, keras.ops.cast(self.base_weights, "float32"))
+        weights = keras.ops.cast(self.base_weights, "float32")
+        base = keras.ops.matmul(values, weights)
+        if self.profile is not None:
+            c = self.constants
+            offsets = c["ahead"] - keras.ops.matmul(c["inside"], weights)  # [m, horizon]
+            # tf.argmax: keras.ops.argmax's handling of -0.0 does not convert to LiteRT
+            phase = tf.argmax(keras.ops.matmul(values, c["phases"]), axis=1)
+            chosen = keras.ops.one_hot(phase, len(self.profile), dtype="float32")
+            base = base + keras.ops.matmul(chosen, offsets)
         return keras.ops.cast(changes, self.compute_dtype) + keras.ops.cast(
             base, self.compute_dtype
         )
 
     def get_config(self):
-        names = ("feature_index", "window", "horizon")
+        names = ("feature_index", "window", "horizon", "profile")
         return {**super().get_config(), **{n: getattr(self, n) for n in names}}
 
 

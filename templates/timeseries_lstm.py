@@ -11,8 +11,7 @@ validation, test tail); statistics come from the train part only.
 Model: normalization inside the model; the recurrent network forecasts changes from a base
 taken from the raw window (`forecast_base`: the last value, a season back, Holt-Winters or Theta
 fitted on train; when set, a ridge regression), chosen with the target's scale by short fits on
-validation; a close runner-up base is trained too, kept or averaged where validation says so
-(`ENSEMBLE_FIELD`); an optional causal Conv1D front end.
+validation; a close runner-up may be kept or averaged in (`ENSEMBLE_FIELD`); optional causal Conv1D.
 The recurrent layers read the window's last `recurrent_window` steps (two days of a two-week
 window of hourly data); when shorter than the window, the head also sees the seasonal naive
 forecast at each season the window holds (a day and a week); a dense head of size `horizon`.
@@ -223,9 +222,10 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
     values = model_values[:, target]
     if config.forecast_base == "ets":
         ets = forecasting.holt_winters_coefficients(values[: parts["train"][1]], config.season)
-    elif config.forecast_base == "theta":
+    elif config.forecast_base == "theta":  # fitted on normalized values, as the model runs it
+        normalized = (values - mean[target]) / std[target]
         linear = forecasting.theta_base_weights(
-            values, parts, config.window, config.horizon, config.season
+            normalized, parts, config.window, config.horizon, config.season
         )
     elif config.forecast_base == "linear":
         linear = forecasting.linear_base_weights(values, parts, config.window, config.horizon)
@@ -353,8 +353,9 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
             target, spec["window"], spec["horizon"], *smoothing, dtype="float32"
         )([x, normalized])
     elif config.relative and base in ("linear", "theta"):  # a fixed linear map of the window
+        weights, profile = spec["linear"]["weights"], spec["linear"].get("profile")
         x = AddLinearBase(
-            target, spec["window"], spec["horizon"], spec["linear"]["weights"], dtype="float32"
+            target, spec["window"], spec["horizon"], weights, profile, dtype="float32"
         )([x, normalized])
     elif config.relative:
         x = AddLastValue(spec["target_index"], dtype="float32")([x, normalized])

@@ -116,28 +116,74 @@ def test_theta_base_fits_its_smoothing_on_the_train_windows():
     fitted = forecasting.theta_base_weights(target, parts, 24, 6, 12)
     weights = np.asarray(fitted["weights"])
     assert weights.shape == (24, 6)
+    profile = forecasting.season_profile(target[:84], 12)
 
-    def mae(w, first, last):  # over the windows whose forecasts start at first..last
+    def forecast(w, first, last, with_profile):  # from the origins first..last
         windows = np.stack([target[o - 24 : o] for o in range(first, last + 1)])
-        actual = np.stack([target[o : o + 6] for o in range(first, last + 1)])
-        return np.abs(windows @ w - actual).mean()
+        values = windows @ w
+        if with_profile:  # the phase from each window, the profile's offsets added
+            phase = np.argmax(windows @ forecasting.profile_phases(profile, 24), axis=1)
+            values += forecasting.profile_offsets(profile, 24, w)[phase]
+        return values
 
-    # Per season estimate, the grid's best on the train windows; of the two, the better on the
-    # validation windows; better on train than the last value.
+    def mae(w, first, last, with_profile=False):
+        actual = np.stack([target[o : o + 6] for o in range(first, last + 1)])
+        return np.abs(forecast(w, first, last, with_profile) - actual).mean()
+
+    # Per season estimate (from the window's line, its seasons' means, or the train part's
+    # profile), the grid's best on the train windows; of those, the best on the validation
+    # windows; better on train than the last value.
     best = {}
-    for detrend in (True, False):
+    for estimate in ("line", "means", "profile"):
         grid = {
-            (a, th): forecasting.theta_weights(24, 6, 12, a, th, detrend)
+            (a, th): forecasting.theta_weights(
+                24, 6, 1 if estimate == "profile" else 12, a, th, estimate == "line"
+            )
             for a in forecasting.THETA_ALPHAS
             for th in forecasting.THETA_COEFFICIENTS
         }
-        best[detrend] = min(grid.items(), key=lambda item: mae(item[1], 24, 78))
-    chosen = min(best, key=lambda d: mae(best[d][1], 84, 96))
-    assert (fitted["detrend"], fitted["alpha"], fitted["theta"]) == (chosen, *best[chosen][0])
+        best[estimate] = min(
+            grid.items(), key=lambda item: mae(item[1], 24, 78, estimate == "profile")
+        )
+    chosen = min(best, key=lambda e: mae(best[e][1], 84, 96, e == "profile"))
+    found = "profile" if fitted["profile"] else "line" if fitted["detrend"] else "means"
+    assert (found, fitted["alpha"], fitted["theta"]) == (chosen, *best[chosen][0])
     np.testing.assert_allclose(weights, best[chosen][1], atol=1e-6)
+    if fitted["profile"]:
+        np.testing.assert_allclose(fitted["profile"], profile)
     last_value = np.zeros((24, 6))
     last_value[-1] = 1.0
-    assert mae(weights, 24, 78) < 0.5 * mae(last_value, 24, 78)
+    assert mae(weights, 24, 78, chosen == "profile") < 0.5 * mae(last_value, 24, 78)
+    # A series too short for a profile (two seasons and a step) weighs only the window's.
+    short = forecasting.theta_base_weights(
+        target[:60], {"train": [0, 24], "val": [24, 48]}, 12, 6, 12
+    )
+    assert short["profile"] is None
+
+
+def test_season_profile_and_the_window_phase_come_from_the_values():
+    rng = np.random.default_rng(3)
+    shape = np.array([5.0, 3.0, -1.0, -4.0, -6.0, -2.0, 0.0, 1.0, 2.0, 4.0, -3.0, 1.0])
+    shape -= shape.mean()
+    t = np.arange(240)
+    series = 100 + 0.8 * t + shape[t % 12] + rng.normal(0, 0.5, 240)
+    profile = forecasting.season_profile(series, 12)
+    np.testing.assert_allclose(profile.mean(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(profile, shape, atol=0.3)  # the trend does not leak into it
+    # Each window's first step's slot, found from its values alone (level and trend ignored).
+    phases = forecasting.profile_phases(profile, 18)
+    starts = np.arange(0, 200, 7)
+    windows = np.stack([series[s : s + 18] for s in starts])
+    np.testing.assert_array_equal(np.argmax(windows @ phases, axis=1), starts % 12)
+    np.testing.assert_array_equal(np.argmax((3 * windows - 50) @ phases, axis=1), starts % 12)
+    # Offsets: window @ W + offsets[k] is (window - profile) @ W + the profile ahead.
+    w = forecasting.theta_weights(18, 5, 1, 0.4, 2.0)
+    offsets = forecasting.profile_offsets(profile, 18, w)
+    k = starts[3] % 12
+    inside, ahead = profile[(k + np.arange(18)) % 12], profile[(k + 18 + np.arange(5)) % 12]
+    np.testing.assert_allclose(
+        windows[3] @ w + offsets[k], (windows[3] - inside) @ w + ahead, atol=1e-9
+    )
 
 
 def test_the_season_base_is_weighed_only_where_seasonal_naive_beats_the_last_value():

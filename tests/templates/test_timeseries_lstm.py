@@ -1,4 +1,5 @@
 import dataclasses
+import importlib.util
 import json
 import re
 import textwrap
@@ -10,7 +11,7 @@ import pytest
 from ktemplate.pipelines import timeseries
 from ktemplate.templates import timeseries_lstm
 
-from ktemplate import cli, forecasting, run, training
+from ktemplate import cli, convert, forecasting, run, serving, training
 from ktemplate import files as files_lib
 from ktemplate.layers import SeasonalLags
 from tests.helpers.fresh import serve_in_fresh_process
@@ -573,19 +574,56 @@ def test_theta_base_is_fitted_on_train_and_served_from_the_raw_window(tmp_path):
     csv = write_growing_swing(tmp_path / "p.csv")
     config = swing_config(csv, forecast_base="theta", target_transform="log", units=4)
     spec = timeseries_lstm.load_data(config, 32).spec
-    assert spec["linear"]["alpha"] in forecasting.THETA_ALPHAS
+    linear = spec["linear"]
+    assert linear["alpha"] in forecasting.THETA_ALPHAS
+    # A clean multiplicative season: the train part's profile (in normalized log units) beats
+    # the window's few seasons on validation.
+    assert linear["profile"] is not None and len(linear["profile"]) == spec["season"]
     weights = forecasting.theta_weights(
-        spec["window"], spec["horizon"], spec["season"], spec["linear"]["alpha"],
-        spec["linear"]["theta"], spec["linear"]["detrend"],
-    )  # fmt: skip
-    np.testing.assert_allclose(spec["linear"]["weights"], weights, atol=1e-6)
+        spec["window"], spec["horizon"], 1, linear["alpha"], linear["theta"]
+    )
+    np.testing.assert_allclose(linear["weights"], weights, atol=1e-6)
     model = timeseries_lstm.build_model(run.resolved_config(config, spec), spec)
     for weight in model.trainable_weights:  # the changes are 0: the base remains
         weight.assign(np.zeros(weight.shape, "float32"))
-    x = np.random.default_rng(0).uniform(50, 150, (2, spec["window"], 1)).astype("float32")
     t = spec["target_index"]
+    series = timeseries.load_series(f"csv:{csv}", "month", "", "passengers").values[:, t]
+    starts = timeseries.origins(tuple(spec["parts"]["test"]), spec["window"], spec["horizon"])
+    x = np.stack([series[o - spec["window"] : o] for o in starts])[..., None].astype("float32")
     normalized = (np.log(x[:, :, t]) - spec["mean"][t]) / spec["std"][t]
-    np.testing.assert_allclose(model.predict(x, verbose=0), normalized @ weights, atol=1e-4)
+    profile = np.asarray(linear["profile"])
+    phase = np.argmax(normalized @ forecasting.profile_phases(profile, spec["window"]), axis=1)
+    np.testing.assert_array_equal(phase, (starts - spec["window"]) % 12)  # found, not given
+    expected = (
+        normalized @ weights + forecasting.profile_offsets(profile, spec["window"], weights)[phase]
+    )
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4)
+    # Saved and served without the project: the profile travels in the layer's config.
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, atol=1e-4)
+    # The export serves it without the project, and LiteRT and ONNX take the phase's argmax
+    # too (each checked in its runtime against the SavedModel).
+    formats = ["saved_model"]
+    if importlib.util.find_spec("tf2onnx") and importlib.util.find_spec("ai_edge_litert"):
+        formats += ["litert", "onnx"]
+    serving.write_export(
+        tmp_path / "export",
+        model,
+        timeseries_lstm.serving_endpoints(model, spec),
+        {},
+        convert=lambda folder: convert.write_formats(folder, timeseries_lstm, model, spec, formats),
+    )
+    np.save(tmp_path / "windows.npy", x)
+    served = serve_in_fresh_process(
+        FRESH_PROCESS, tmp_path, str(tmp_path / "export"), str(tmp_path / "windows.npy")
+    )
+    original = timeseries_lstm.to_original_units(expected, spec)
+    np.testing.assert_allclose(served, original, rtol=1e-5)
+    manifest = files_lib.read_json(tmp_path / "export" / "manifest.json")
+    for fmt in formats[1:]:
+        check = manifest["formats"][fmt]["check"]["forecast"]
+        assert check["max_abs_diff"] <= check["tolerance"], fmt
 
 
 def test_forecast_base_and_target_scale_are_candidates_chosen_on_validation(tmp_path):
