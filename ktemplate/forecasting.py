@@ -228,7 +228,9 @@ def holt_winters_weights(
     between the first two seasons' means as the trend, and as the season each slot's deviation
     from its season's mean averaged over the window's whole seasons: with the small seasonal
     smoothing statsmodels often fits, one season's noise would stay in every forecast; without
-    a season, the first value and the first difference), then the smoothing
+    a season, the window's least-squares line, or its mean without a trend: a trend started from
+    the first difference, which a small fitted trend smoothing barely corrects, runs away on a
+    noisy series), then the smoothing
     runs over the window with the given coefficients (statsmodels' parameterization: `beta`
     on the level's change, `gamma` on the season's error; None leaves the trend or the season
     out). Everything is linear in the window, so the map is exact; each column sums to 1, so it
@@ -242,10 +244,13 @@ def holt_winters_weights(
         trend = (y[m : 2 * m].mean(axis=0) - level) / m if window >= 2 * m else 0 * level
         cycles = [y[i * m : (i + 1) * m] for i in range(window // m)]  # the whole seasons
         seasons = [np.mean([c[j] - c.mean(axis=0) for c in cycles], axis=0) for j in range(m)]
-    else:
-        level = y[0]
-        trend = y[1] - y[0] if window > 1 else 0 * level
+    elif window > 1:  # the least-squares line one step before the window (the mean: no trend)
+        steps = np.arange(window, dtype="float64") - (window - 1) / 2
+        trend = steps @ y / float(steps @ steps)
+        level = y.mean(axis=0) - (window + 1) / 2 * trend * (beta is not None)
         seasons = [0 * level]
+    else:
+        level, trend, seasons = y[0], 0 * y[0], [0 * y[0]]
     if beta is None:
         trend = 0 * level
     for t in range(window):
@@ -266,34 +271,51 @@ def holt_winters_weights(
     return np.stack(columns, axis=1)
 
 
-def holt_winters_coefficients(train: np.ndarray, season: int) -> dict[str, Any]:
-    """The smoothing coefficients of additive Holt-Winters fitted on a train part (statsmodels),
-    for `holt_winters_weights`: a season when the part holds two of at most
-    `MAX_SEASONAL_PERIOD` steps, else the trend alone."""
+def holt_winters_base(target: np.ndarray, parts: dict[str, Any], config: Any) -> dict[str, Any]:
+    """The `ets` forecast base: the smoothing coefficients of additive Holt-Winters fitted on
+    the train part (statsmodels), for `holt_winters_weights`: a season when the part holds two
+    of at most `MAX_SEASONAL_PERIOD` steps, and an additive trend or none, whichever forecasts
+    the validation windows with the lower MAE (as the classical baseline picks its variant;
+    `trend` records it). A trend started from one window's first steps and smoothed little can
+    run away on a noisy series with no trend (yearly river flows). `config`: the run's window,
+    horizon and season."""
     import warnings
 
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
+    window, horizon, season = config.window, config.horizon, config.season
+    train = target[: parts["train"][1]]
     seasonal = 2 <= season <= MAX_SEASONAL_PERIOD and len(train) >= 2 * season + 2
     first = fit_start(len(train), season if seasonal else 1)
-    with warnings.catch_warnings():  # convergence chatter from the optimizer
-        warnings.simplefilter("ignore")
-        params = (
-            ExponentialSmoothing(
-                train[first:],
-                trend="add",
-                seasonal="add" if seasonal else None,
-                seasonal_periods=season if seasonal else None,
+    val_x, val_t = window_blocks(target, parts["val"], window, horizon)
+    best = None
+    for trend in ("add", None):
+        with warnings.catch_warnings():  # convergence chatter from the optimizer
+            warnings.simplefilter("ignore")
+            params = (
+                ExponentialSmoothing(
+                    train[first:],
+                    trend=trend,
+                    seasonal="add" if seasonal else None,
+                    seasonal_periods=season if seasonal else None,
+                )
+                .fit()
+                .params
             )
-            .fit()
-            .params
+        found = {
+            "alpha": float(params["smoothing_level"]),
+            "beta": float(params["smoothing_trend"]) if trend else None,
+            "gamma": float(params["smoothing_seasonal"]) if seasonal else None,
+            "season": int(season) if seasonal else 1,
+            "trend": trend or "none",
+        }
+        weights = holt_winters_weights(
+            window, horizon, found["season"], found["alpha"], found["beta"], found["gamma"]
         )
-    return {
-        "alpha": float(params["smoothing_level"]),
-        "beta": float(params["smoothing_trend"]),
-        "gamma": float(params["smoothing_seasonal"]) if seasonal else None,
-        "season": int(season) if seasonal else 1,
-    }
+        mae = float(np.mean(np.abs(val_x @ weights - val_t))) if len(val_x) else 0.0
+        if best is None or mae < best[0]:
+            best = (mae, found)
+    return best[1]
 
 
 def window_blocks(

@@ -221,7 +221,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
     ets = linear = None  # Holt-Winters coefficients, or a linear map (W), fitted on train
     values = model_values[:, target]
     if config.forecast_base == "ets":
-        ets = forecasting.holt_winters_coefficients(values[: parts["train"][1]], config.season)
+        ets = forecasting.holt_winters_base(values, parts, config)
     elif config.forecast_base == "theta":  # fitted on normalized values, as the model runs it
         normalized = (values - mean[target]) / std[target]
         linear = forecasting.theta_base_weights(

@@ -65,6 +65,14 @@ def test_holt_winters_weights_are_the_smoothing_as_one_linear_map():
     np.testing.assert_allclose(y @ weights, expected, atol=1e-9)
     flat = forecasting.holt_winters_weights(30, 5, 1, 0.5, 0.2, None)  # no season
     np.testing.assert_allclose(np.full(30, 7.0) @ flat, 7.0)
+    # No season: the trend starts from the window's least-squares line, not its first
+    # difference (0 here), so even unsmoothed it carries on the line; with no trend, the mean.
+    t = np.arange(30.0)
+    zigzag = 5 + 2 * t + (-1) ** t
+    frozen = forecasting.holt_winters_weights(30, 5, 1, 0.0, 0.0, None)
+    np.testing.assert_allclose(zigzag @ frozen, 5 + 2 * np.arange(30, 35), atol=0.3)
+    level_only = forecasting.holt_winters_weights(30, 5, 1, 0.0, None, None)
+    np.testing.assert_allclose(zigzag @ level_only, zigzag.mean())
 
 
 def test_theta_weights_are_the_theta_method_on_the_window_as_one_linear_map():
@@ -197,3 +205,36 @@ def test_the_season_base_is_weighed_only_where_seasonal_naive_beats_the_last_val
     trend = 10 + 0.5 * t + noise  # seasonally adjusted: a year back is further off than now
     assert not forecasting.season_pays(trend, config)
     assert not forecasting.season_pays(seasonal, SimpleNamespace(window=8, horizon=12, season=12))
+
+
+def test_holt_winters_base_takes_a_trend_only_where_it_forecasts_validation_better():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(5)
+    parts = {"train": [0, 200], "val": [200, 260], "test": [260, 300]}
+    config = SimpleNamespace(window=12, horizon=6, season=1)
+    flat = 1000 + rng.normal(0, 120, 300)  # a noisy level (yearly river flows)
+    rising = 50 + 3.0 * np.arange(300) + rng.normal(0, 2, 300)
+    chosen = {}
+    for name, series in (("flat", flat), ("rising", rising)):
+        found = forecasting.holt_winters_base(series, parts, config)
+        assert found["season"] == 1 and found["gamma"] is None
+        assert (found["beta"] is None) == (found["trend"] == "none")
+        chosen[name] = found["trend"]
+        # The variant kept is the one with the lower validation MAE of the two fits.
+        val_x, val_t = forecasting.window_blocks(series, parts["val"], 12, 6)
+        kept = forecasting.holt_winters_weights(12, 6, 1, found["alpha"], found["beta"], None)
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+        other_trend = None if found["trend"] == "add" else "add"
+        params = ExponentialSmoothing(series[:200], trend=other_trend).fit().params
+        other = forecasting.holt_winters_weights(
+            12,
+            6,
+            1,
+            params["smoothing_level"],
+            params["smoothing_trend"] if other_trend else None,
+            None,
+        )
+        assert np.abs(val_x @ kept - val_t).mean() <= np.abs(val_x @ other - val_t).mean() + 1e-9
+    assert chosen == {"flat": "none", "rising": "add"}
