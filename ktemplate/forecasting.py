@@ -273,25 +273,23 @@ def holt_winters_weights(
 
 def holt_winters_base(target: np.ndarray, parts: dict[str, Any], config: Any) -> dict[str, Any]:
     """The `ets` forecast base: the smoothing coefficients of additive Holt-Winters fitted on
-    the train part (statsmodels), for `holt_winters_weights`. With a season (when the part
-    holds two of at most `MAX_SEASONAL_PERIOD` steps) or none, with an additive trend or none:
-    the variant that forecasts the validation windows with the lower MAE (as the classical
-    baseline picks its variant; `season` 1 and `trend` record it). A trend started from one
-    window's first steps and smoothed little runs away on a noisy series with no trend (yearly
-    river flows); seasonal states fitted to a seasonally adjusted series only add noise.
-    `config`: the run's window, horizon and season."""
+    the train part (statsmodels), for `holt_winters_weights`: a season when the part holds two
+    of at most `MAX_SEASONAL_PERIOD` steps, and an additive trend or none, whichever forecasts
+    the validation windows with the lower MAE (as the classical baseline picks its variant;
+    `trend` records it). A trend started from one window's first steps and smoothed little can
+    run away on a noisy series with no trend (yearly river flows). `config`: the run's window,
+    horizon and season."""
     import warnings
 
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     window, horizon, season = config.window, config.horizon, config.season
     train = target[: parts["train"][1]]
-    can_season = 2 <= season <= MAX_SEASONAL_PERIOD and len(train) >= 2 * season + 2
+    seasonal = 2 <= season <= MAX_SEASONAL_PERIOD and len(train) >= 2 * season + 2
+    first = fit_start(len(train), season if seasonal else 1)
     val_x, val_t = window_blocks(target, parts["val"], window, horizon)
     best = None
-    variants = [(s, t) for s in dict.fromkeys([can_season, False]) for t in ("add", None)]
-    for seasonal, trend in variants:
-        first = fit_start(len(train), season if seasonal else 1)
+    for trend in ("add", None):
         with warnings.catch_warnings():  # convergence chatter from the optimizer
             warnings.simplefilter("ignore")
             params = (

@@ -238,17 +238,3 @@ def test_holt_winters_base_takes_a_trend_only_where_it_forecasts_validation_bett
         )
         assert np.abs(val_x @ kept - val_t).mean() <= np.abs(val_x @ other - val_t).mean() + 1e-9
     assert chosen == {"flat": "none", "rising": "add"}
-
-
-def test_holt_winters_base_drops_a_season_the_series_does_not_have():
-    from types import SimpleNamespace
-
-    rng = np.random.default_rng(2)
-    t = np.arange(300)
-    parts = {"train": [0, 200], "val": [200, 260], "test": [260, 300]}
-    config = SimpleNamespace(window=16, horizon=8, season=4)
-    adjusted = 100 + 0.8 * t + np.cumsum(rng.normal(0, 1, 300))  # trend, no season
-    seasonal = 100 + 0.8 * t + 6 * np.array([3, -1, -4, 2])[t % 4] + rng.normal(0, 1, 300)
-    assert forecasting.holt_winters_base(adjusted, parts, config)["season"] == 1
-    found = forecasting.holt_winters_base(seasonal, parts, config)
-    assert found["season"] == 4 and found["gamma"] is not None
