@@ -438,24 +438,32 @@ def season_profile(train: np.ndarray, season: int) -> np.ndarray:
     return profile - profile.mean()
 
 
+def profile_at_phases(
+    profile: np.ndarray, window: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The profile over a window and over the horizon after it, for a window whose first step
+    is at slot k: S [m, window] and F [m, horizon], row k."""
+    m = len(profile)
+    inside = np.stack([profile[(k + np.arange(window)) % m] for k in range(m)])
+    ahead = np.stack([profile[(k + window + np.arange(horizon)) % m] for k in range(m)])
+    return inside, ahead
+
+
 def profile_phases(profile: np.ndarray, window: int) -> np.ndarray:
     """[window, m] scores Q such that `argmax(window_values @ Q)` is the slot of the window's
     first step: the phase whose profile correlates best with the window less its least-squares
     line (so the scores ignore level and trend). Row t, column k: the profile at slot k + t."""
-    m = len(profile)
     steps = np.arange(window, dtype="float64") - (window - 1) / 2
     detrend = np.eye(window) - 1.0 / window - np.outer(steps, steps) / float(steps @ steps)
-    rolled = np.stack([profile[(k + np.arange(window)) % m] for k in range(m)], axis=1)
-    return detrend @ rolled
+    inside, _ = profile_at_phases(profile, window, 0)
+    return detrend @ inside.T
 
 
 def profile_offsets(profile: np.ndarray, window: int, weights: np.ndarray) -> np.ndarray:
     """[m, horizon] offsets: for a window whose first step is at slot k, the forecast of a map W
     run on the window less the profile, plus the profile over the horizon: `window @ W +
-    offsets[k]` is `(window - S_k) @ W + F_k`."""
-    m, horizon = len(profile), weights.shape[1]
-    inside = np.stack([profile[(k + np.arange(window)) % m] for k in range(m)])
-    ahead = np.stack([profile[(k + window + np.arange(horizon)) % m] for k in range(m)])
+    offsets[k]` is `(window - S_k) @ W + F_k` (`profile_at_phases`)."""
+    inside, ahead = profile_at_phases(profile, window, weights.shape[1])
     return ahead - inside @ weights
 
 

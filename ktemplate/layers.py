@@ -408,14 +408,9 @@ class AddLinearBase(keras.layers.Layer):
         self.profile = None if profile is None else [float(v) for v in profile]
         if self.profile is not None:
             values = np.asarray(self.profile, "float64")
-            m = len(values)
-            constants = {
-                "phases": forecasting.profile_phases(values, window),
-                "inside": np.stack([values[(k + np.arange(window)) % m] for k in range(m)]),
-                "ahead": np.stack(
-                    [values[(k + window + np.arange(horizon)) % m] for k in range(m)]
-                ),
-            }
+            inside, ahead = forecasting.profile_at_phases(values, window, horizon)
+            phases = forecasting.profile_phases(values, window)
+            constants = {"phases": phases, "inside": inside, "ahead": ahead}
             self.constants = {
                 k: keras.ops.convert_to_tensor(v.astype("float32")) for k, v in constants.items()
             }
