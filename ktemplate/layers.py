@@ -419,14 +419,17 @@ class AddLinearBase(keras.layers.Layer):
         changes, window = inputs
         values = keras.ops.cast(window[:, :, self.feature_index], "float32")
         weights = keras.ops.cast(self.base_weights, "float32")
-        base = keras.ops.matmul(values, weights)
+        # Products and sums, not matmuls: LiteRT's dynamic-range quantization would run these
+        # in int8 (the base's error, and with a profile wrong phases from the argmax; tf.argmax:
+        # keras.ops.argmax's handling of -0.0 does not convert to LiteRT).
+        ops = keras.ops
+        base = ops.sum(values[:, :, None] * weights[None], axis=1)
         if self.profile is not None:
             c = self.constants
-            offsets = c["ahead"] - keras.ops.matmul(c["inside"], weights)  # [m, horizon]
-            # tf.argmax: keras.ops.argmax's handling of -0.0 does not convert to LiteRT
-            phase = tf.argmax(keras.ops.matmul(values, c["phases"]), axis=1)
-            chosen = keras.ops.one_hot(phase, len(self.profile), dtype="float32")
-            base = base + keras.ops.matmul(chosen, offsets)
+            offsets = c["ahead"] - ops.matmul(c["inside"], weights)  # constants: folded
+            scores = ops.sum(values[:, :, None] * c["phases"][None], axis=1)  # [batch, m]
+            chosen = ops.one_hot(tf.argmax(scores, axis=1), len(self.profile), dtype="float32")
+            base = base + ops.sum(chosen[:, :, None] * offsets[None], axis=1)
         return keras.ops.cast(changes, self.compute_dtype) + keras.ops.cast(
             base, self.compute_dtype
         )
