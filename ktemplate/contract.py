@@ -31,8 +31,10 @@ Optional (each with the default the engine uses when it is left out):
     fine_tune(model, config, spec)    → (recompiled model, epochs) of a second phase, or None;
                                       default: no second phase
     calibrate(model, data)            → constants the export needs from the trained model
-                                      (into the spec); default: none. A template with it keeps
-                                      its validation split out of a champion's refit
+                                      (into the spec); default: none. It may set weights in
+                                      place and say so (`weights_changed`: the run saves them
+                                      back). A template with it keeps its validation split out
+                                      of a champion's refit
     baseline(model, data, config)     → the `baseline` block of metrics.json (a classical method
                                       on the same splits, compared; `ktemplate.baselines`);
                                       default: no baseline

@@ -9,6 +9,7 @@ beat "same as one season ago" on the data the model learned from.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,56 @@ def plot_forecasts(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+
+
+def rolling_metrics(
+    series: Any,
+    spec: dict[str, Any],
+    starts: np.ndarray,
+    forecast: np.ndarray,
+    actual: np.ndarray,
+    plot: Path | None = None,
+) -> dict[str, Any]:
+    """The test metrics of forecasts from `starts` (original units, [origins, horizon]):
+    MAE, RMSE and MASE beside naive and seasonal naive on the same origins, the data's
+    missing values and gaps; the forecast plot to `plot` when given. `series` is the loaded
+    series (`pipelines.timeseries.load_series`), `spec` the run's."""
+    horizon, season = spec["horizon"], spec["season"]
+    target_series = series.values[:, spec["target_index"]]
+    scale = mase_scale(target_series[: spec["parts"]["train"][1]], season)
+    references = {
+        "naive": naive(target_series, starts, horizon),
+        "seasonal_naive": seasonal_naive(target_series, starts, horizon, season),
+    }
+    model_errors = errors(forecast, actual, scale)
+    reference_errors = {name: errors(f, actual, scale) for name, f in references.items()}
+    metrics = {
+        "test_mae": model_errors["mae"],
+        "test_rmse": model_errors["rmse"],
+        "test_mase": model_errors["mase"],
+        "test_seasonal_naive_mae": reference_errors["seasonal_naive"]["mae"],
+        "test_naive_mae": reference_errors["naive"]["mae"],
+        "test_origins": int(len(starts)),
+        "horizon": horizon,
+        "mase_scale": round(scale, 5),
+        "missing_interpolated": int(sum(spec["missing_interpolated"].values())),
+        "time_gaps": int(spec["time_gaps"]["count"]),
+        "test_mae_by_step": model_errors["mae_by_step"],
+        "baselines": reference_errors,
+        "missing_by_column": spec["missing_interpolated"],
+    }
+    if plot is not None:
+        plot_forecasts(
+            target_series,
+            starts,
+            forecast,
+            references,
+            plot,
+            title=f"{spec['target']}: rolling-origin forecasts over the test tail "
+            f"(MAE {model_errors['mae']:.3g}, MASE {model_errors['mase']:.3g})",
+            time=series.time,
+        )
+    return metrics
 
 
 MAX_FIT_STEPS = 20_000  # Holt-Winters fits its parameters on at most the last this many steps
@@ -526,6 +577,27 @@ def theta_base_weights(
 # By sampling frequency: the candidate seasons (in steps; season=auto takes the one whose
 # seasonal naive forecast is best on validation), the horizon, and other seasons that are also
 # normal for it (a season the user sets outside these gets a warning).
+RESIDUAL_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)  # residual_scale=auto: tried on validation
+
+
+def residual_scale(
+    base: np.ndarray, full: np.ndarray, actual: np.ndarray, to_units: Callable
+) -> tuple[float, dict[float, float]]:
+    """The scale s of `RESIDUAL_SCALES` whose forecasts `base + s * (full - base)` have the
+    lowest MAE against `actual` (ties: the larger s), and every scale's MAE.
+
+    `base` and `full` are the model's outputs [origins, horizon] without and with its
+    correction (normalized units; `to_units` turns them into the target's units). Scale 0 is
+    the classical base alone; 1 the model as trained.
+    """
+    found = {}
+    for scale in RESIDUAL_SCALES:
+        forecast = to_units(base + scale * (full - base))
+        found[scale] = round(float(np.mean(np.abs(forecast - actual))), 6)
+    best = min(found.values())
+    return max(s for s, mae in found.items() if mae <= best), found
+
+
 FREQUENCY_DEFAULTS = {
     "1-minute": ((1440, 10080), 60, ()),  # a day, a week; an hour ahead
     "5-minute": ((288, 2016), 24, ()),  # a day, a week; two hours ahead

@@ -28,6 +28,8 @@ Run folder layout (`saved_models/<template>/<run-id>/`):
                     checkpoints, logs and history
     ensemble.json   with a partner candidate: both models' and their average's validation
                     scores, and which was kept
+    calibrated.json when `calibrate` set weights in place (timeseries_lstm's residual_scale):
+                    its constants; the checkpoint holds the weights it set
     backup/         BackupAndRestore state while a run is unfinished
     metrics.json    test metrics (written last: its presence marks a finished run)
     *.png           plots
@@ -663,6 +665,23 @@ def _train_here(
         raise
 
 
+def _calibrate(template, model: keras.Model, data: Data, run_dir: Path) -> dict[str, Any]:
+    """`template.calibrate`'s constants. Weights it sets in place (`weights_changed`) are saved
+    back as the best checkpoint (the model exported), and its constants with them in
+    `calibrated.json`: a resumed run reads them there and does not scale the weights twice."""
+    record = run_dir / "calibrated.json"
+    if record.is_file():
+        return files.read_json(record)
+    with hook("calibrate", template):
+        found = template.calibrate(model, data)
+    if found.pop("weights_changed", False):
+        with signals.deferred():
+            with files.replacing(run_dir / "checkpoints" / "best.keras") as partial:
+                model.save(partial)
+            files.write_json(record, found)
+    return found
+
+
 def run_bytes(model: keras.Model, config: Any) -> int:
     """About the disk a run needs: per member, a best checkpoint and a backup with the
     optimizer's two moments (3 copies of the weights each) and the export (one more)."""
@@ -719,12 +738,14 @@ def _train_and_export(
     if template.calibrate is not None:
         # Constants the export needs from the trained model (an anomaly threshold from the
         # validation scores): into the spec, which the export reads.
-        with hook("calibrate", template):
-            found = template.calibrate(model, data)
+        known = set(data.spec.get("resolved", {}))
+        found = _calibrate(template, model, data, run_dir)
         for warning in found.pop("warnings", []):
             warn(warning)
             data.spec.setdefault("warnings", []).append(warning)
         data.spec.update(found)
+        fresh = {k: v for k, v in data.spec.get("resolved", {}).items() if k not in known}
+        print_resolved({"resolved": fresh})  # an `auto` field set from the trained model
         files.write_json(run_dir / "spec.json", data.spec)
     with hook("evaluate", template):
         metrics = template.evaluate(model, data, run_dir)

@@ -24,7 +24,8 @@ manifest's order), and returns `forecast`, float32 [batch, horizon], in original
 
 What runs, in order (`ktemplate/lifecycle.py`): load_data (resolves season, horizon, window)
 → candidates (forecast_base × target_transform, short fits) → build_model → fit (+ a partner
-base's) → evaluate (rolling origins) → baseline (naive, seasonal naive, Holt-Winters) → export.
+base's) → calibrate (the network's correction to the base scaled by `residual_scale`, 0..1 on
+validation) → evaluate (rolling origins) → baseline (naive, seasonal naive, Holt-Winters) → export.
 
 Adapt it: `ktemplate new my_forecast --from timeseries_lstm`, then change `Config` defaults
 (window, horizon, season), the data section (`load_data`) and `build_model`.
@@ -37,6 +38,7 @@ Adapt it: `ktemplate new my_forecast --from timeseries_lstm`, then change `Confi
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -115,6 +117,8 @@ class Config(TrainingConfig):
     relative: bool = True  # forecast changes from a base taken from the window (suits trends)
     forecast_base: Literal["auto", "last", "season", "ets", "theta", "linear"] = "auto"  # auto: val
     loss: Literal["mse", "mae", "huber"] = "mse"  # training loss, in normalized units
+    residual_scale: Annotated[float, Range(0, 1)] | Auto = "auto"  # the network's correction
+    # to the base, scaled after training; auto: on validation (0: the classical base alone)
 
     def __post_init__(self):
         super().__post_init__()
@@ -128,6 +132,8 @@ class Config(TrainingConfig):
             )
         if self.forecast_base == "season" and self.season != "auto" and self.season < 2:
             raise ValueError(f"forecast_base=season needs season >= 2, got {self.season}.")
+        if not self.relative and self.residual_scale not in ("auto", 1):
+            raise ValueError("residual_scale scales a correction to the base: needs relative.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +250,7 @@ def load_data(config: Config, batch_size: int) -> ForecastData:
         "target_transform": transform,
         "target_positive": bool((series.values[:, target] > 0).all()),
         "seasonal": forecasting.season_pays(train_target, config),  # a `season` base candidate
+        "residual_scale": config.residual_scale if config.relative else 1,  # see `calibrate`
         "ets": ets,
         "linear": linear,
         "features": series.features,
@@ -342,7 +349,7 @@ def build_model(config: Config, spec: dict[str, Any]) -> keras.Model:
         x = keras.layers.Dense(config.dense_units, kernel_regularizer=reg)(x)
         x = keras.layers.Activation(config.activation)(x)
     x = keras.layers.Dropout(config.dropout)(x)
-    x = keras.layers.Dense(spec["horizon"], dtype="float32")(x)
+    x = keras.layers.Dense(spec["horizon"], dtype="float32", name="correction")(x)
     base = config.forecast_base if config.forecast_base != "auto" else "last"  # no choice made
     if config.relative and base == "season":
         season = spec["season"]
@@ -418,6 +425,36 @@ def candidates(config: Config, spec: dict[str, Any]) -> dict[str, dict[str, Any]
 # ---------------------------------------------------------------------------------------------
 # Serving
 # ---------------------------------------------------------------------------------------------
+
+
+def calibrate(model: keras.Model, data: ForecastData) -> dict[str, Any]:
+    """residual_scale: the head's output (`correction`, each member's), the network's change
+    to the base, is scaled in place; auto: by the scale with the lowest validation MAE."""
+    spec, setting = data.spec, data.spec.get("residual_scale", 1)
+    heads = [layer for layer in model._flatten_layers() if layer.name == "correction"]
+    if setting == 1 or not heads:
+        return {}
+    trained, found = [layer.get_weights() for layer in heads], {"weights_changed": True}
+    if setting == "auto":
+        starts = timeseries.origins(tuple(spec["parts"]["val"]), spec["window"], spec["horizon"])
+        windows, actual = timeseries.window_arrays(
+            data.series.values, spec["target_index"], starts, spec["window"], spec["horizon"]
+        )
+        full = model.predict(windows.astype("float32"), verbose=0).astype("float64")
+        for layer, weights in zip(heads, trained, strict=True):
+            layer.set_weights([w * 0 for w in weights])
+        base = model.predict(windows.astype("float32"), verbose=0).astype("float64")
+        units = functools.partial(to_original_units, spec=spec)
+        setting, scores = forecasting.residual_scale(base, full, actual, units)
+        shown = ", ".join(f"{s:g} {mae:.4g}" for s, mae in scores.items())
+        why = f"lowest validation MAE of the base + the scaled correction: {shown}"
+        found["resolved"] = {
+            **spec["resolved"],
+            "residual_scale": {"value": setting, "reason": why},
+        }
+    for layer, weights in zip(heads, trained, strict=True):
+        layer.set_weights([w * setting for w in weights])
+    return {**found, "residual_scale": setting}
 
 
 def to_original_units(normalized, spec: dict[str, Any]):
@@ -498,50 +535,12 @@ def manifest_extras(spec: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate(model: keras.Model, data: ForecastData, out_dir: str | Path | None) -> dict[str, Any]:
     """Rolling-origin test metrics in original units beside the naive baselines; writes
-    forecasts.png to `out_dir` when given."""
-    spec, series = data.spec, data.series
-    window, horizon, target = spec["window"], spec["horizon"], spec["target_index"]
-    starts = timeseries.origins(tuple(spec["parts"]["test"]), window, horizon)
+    forecasts.png to `out_dir` when given (`forecasting.rolling_metrics`)."""
+    spec = data.spec
+    starts = timeseries.origins(tuple(spec["parts"]["test"]), spec["window"], spec["horizon"])
     forecast, actual = forecast_at(model, data, starts)
-    target_series = series.values[:, target]
-    scale = forecasting.mase_scale(target_series[: spec["parts"]["train"][1]], spec["season"])
-    baselines = {
-        "naive": forecasting.naive(target_series, starts, horizon),
-        "seasonal_naive": forecasting.seasonal_naive(
-            target_series, starts, horizon, spec["season"]
-        ),
-    }
-    model_errors = forecasting.errors(forecast, actual, scale)
-    baseline_errors = {
-        name: forecasting.errors(values, actual, scale) for name, values in baselines.items()
-    }
-    metrics = {
-        "test_mae": model_errors["mae"],
-        "test_rmse": model_errors["rmse"],
-        "test_mase": model_errors["mase"],
-        "test_seasonal_naive_mae": baseline_errors["seasonal_naive"]["mae"],
-        "test_naive_mae": baseline_errors["naive"]["mae"],
-        "test_origins": int(len(starts)),
-        "horizon": horizon,
-        "mase_scale": round(scale, 5),
-        "missing_interpolated": int(sum(spec["missing_interpolated"].values())),
-        "time_gaps": int(spec["time_gaps"]["count"]),
-        "test_mae_by_step": model_errors["mae_by_step"],
-        "baselines": baseline_errors,
-        "missing_by_column": spec["missing_interpolated"],
-    }
-    if out_dir is not None:
-        forecasting.plot_forecasts(
-            target_series,
-            starts,
-            forecast,
-            baselines,
-            Path(out_dir) / "forecasts.png",
-            title=f"{spec['target']}: rolling-origin forecasts over the test tail "
-            f"(MAE {model_errors['mae']:.3g}, MASE {model_errors['mase']:.3g})",
-            time=series.time,
-        )
-    return metrics
+    plot = Path(out_dir) / "forecasts.png" if out_dir is not None else None
+    return forecasting.rolling_metrics(data.series, spec, starts, forecast, actual, plot)
 
 
 def baseline(model: keras.Model, data: ForecastData, config: Config) -> dict[str, Any]:

@@ -238,3 +238,16 @@ def test_holt_winters_base_takes_a_trend_only_where_it_forecasts_validation_bett
         )
         assert np.abs(val_x @ kept - val_t).mean() <= np.abs(val_x @ other - val_t).mean() + 1e-9
     assert chosen == {"flat": "none", "rising": "add"}
+
+
+def test_residual_scale_keeps_the_share_of_the_correction_that_forecasts_best():
+    base, full = np.zeros((2, 3)), np.full((2, 3), np.log(4.0))
+    # In the target's units (exp): scale 0.5 forecasts exp(0.5 * log 4) = 2, the actual value.
+    scale, found = forecasting.residual_scale(base, full, np.full((2, 3), 2.0), np.exp)
+    assert scale == 0.5 and found[0.5] == pytest.approx(0.0, abs=1e-9)
+    assert list(found) == list(forecasting.RESIDUAL_SCALES)
+    assert found[0.0] == pytest.approx(1.0) and found[1.0] == pytest.approx(2.0)
+    actual = np.full((2, 3), 9.0)  # beyond the full correction: every step toward it pays
+    assert forecasting.residual_scale(base, full, actual, np.exp)[0] == 1.0
+    # No correction at all: every scale ties, and the model stays as trained.
+    assert forecasting.residual_scale(base, base, np.ones((2, 3)), np.exp)[0] == 1.0

@@ -125,6 +125,52 @@ def test_run_folder_and_rolling_origin_metrics(trained_run):
     )
 
 
+def test_residual_scale_auto_is_chosen_on_validation_and_kept_in_the_checkpoint(trained_run):
+    spec = files_lib.read_json(trained_run / "spec.json")
+    record = spec["resolved"]["residual_scale"]
+    assert spec["residual_scale"] == record["value"] in forecasting.RESIDUAL_SCALES
+    scores = dict(
+        (float(s), float(mae))
+        for s, mae in re.findall(r"([\d.]+) ([\d.e+-]+)(?:,|$)", record["reason"])
+    )
+    assert sorted(scores) == list(forecasting.RESIDUAL_SCALES)
+    assert scores[record["value"]] == min(scores.values())
+    # The best checkpoint is the scaled model: its validation MAE is the chosen scale's.
+    data = run.load_data(timeseries_lstm, run.recorded_config(timeseries_lstm, trained_run))
+    model = run.load_best_model(trained_run)
+    starts = timeseries.origins(tuple(spec["parts"]["val"]), spec["window"], spec["horizon"])
+    forecast, actual = timeseries_lstm.forecast_at(model, data, starts)
+    assert np.abs(forecast - actual).mean() == pytest.approx(scores[record["value"]], rel=1e-3)
+
+
+def test_a_resumed_run_does_not_scale_the_correction_twice(tmp_path):
+    config = timeseries_lstm.Config(**FAST, residual_scale=0.5)
+    run_dir = run.train(timeseries_lstm, config, output_dir=tmp_path, verbose=0)
+    assert files_lib.read_json(run_dir / "calibrated.json")["residual_scale"] == 0.5
+    data = run.load_data(timeseries_lstm, run.recorded_config(timeseries_lstm, run_dir))
+    model = run.load_best_model(run_dir)
+    weights = model.get_layer("correction").get_weights()
+    assert run._calibrate(timeseries_lstm, model, data, run_dir)["residual_scale"] == 0.5
+    for before, after in zip(weights, model.get_layer("correction").get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)  # read back: not halved again
+    (run_dir / "calibrated.json").unlink()  # without the record the weights would be halved
+    run._calibrate(timeseries_lstm, model, data, run_dir)
+    np.testing.assert_allclose(model.get_layer("correction").get_weights()[0], weights[0] / 2)
+
+
+def test_residual_scale_zero_serves_the_classical_base_alone(tmp_path):
+    config = timeseries_lstm.Config(**FAST, residual_scale=0.0)
+    run_dir = run.train(timeseries_lstm, config, output_dir=tmp_path, verbose=0)
+    metrics = files_lib.read_json(run_dir / "metrics.json")
+    # The last-value base with no correction is the naive forecast, on every test origin.
+    assert metrics["test_mae"] == pytest.approx(metrics["test_naive_mae"], rel=1e-5)
+    kernel, bias = run.load_best_model(run_dir).get_layer("correction").get_weights()
+    assert not kernel.any() and not bias.any()
+    assert "residual_scale" not in files_lib.read_json(run_dir / "spec.json")["resolved"]
+    with pytest.raises(ValueError, match="needs relative"):
+        timeseries_lstm.Config(relative=False, residual_scale=0.5)
+
+
 def test_manifest(trained_run):
     manifest = files_lib.read_json(trained_run / "export" / "manifest.json")
     assert manifest["template"] == "timeseries_lstm" and manifest["dataset"] == "co2"
