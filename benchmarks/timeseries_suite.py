@@ -180,8 +180,9 @@ def main() -> None:
         f"python {platform.python_version()}; seed {args.seed}; overrides {extra or 'none'}\n"
     )
     print(
-        "| series | steps, test origins x horizon | base, target (partner) | model val MAE | model "
-        "MAE | seasonal naive | Holt-Winters | Theta | ratio to the best | run s |"
+        "| series | steps, test origins x horizon | base, target (partner; correction scale) "
+        "| model val MAE | model MAE | seasonal naive | Holt-Winters | Theta | ratio to the best "
+        "| run s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     ratios = []
@@ -209,6 +210,8 @@ def main() -> None:
                 other = first if pair["kept"] == second else second
                 how = "averaged with" if pair["kept"] == "average" else "kept over"
                 chosen += f" ({how} {other})"
+            if spec.get("residual_scale", 1) != 1:  # the correction scaled on validation
+                chosen += f"; correction x{spec['residual_scale']:g}"
             print(
                 f"| {name} | {spec['steps']}, {spec['sizes']['test']} x {spec['horizon']} "
                 f"| {chosen} "
