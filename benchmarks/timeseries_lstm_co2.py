@@ -72,7 +72,8 @@ def main() -> None:
             assert (
                 abs(metrics["test_seasonal_naive_mae"] - baselines["seasonal naive"]["mae"]) < 1e-4
             )
-            rows.append((seed, metrics, wall))
+            correction = files.read_json(run_dir / "spec.json").get("residual_scale", 1)
+            rows.append((seed, metrics, wall, correction))
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -87,28 +88,29 @@ def main() -> None:
     hw, sn = baselines["Holt-Winters (additive)"], baselines["seasonal naive"]
     print(
         "| model | seed | MAE | RMSE | MASE | MAE / seasonal naive | MAE / Holt-Winters | epochs "
-        "| kept (a partner base trained too) | fit s | run s |"
+        "| kept (a partner base trained too) | correction scale | fit s | run s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for seed, m, wall in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for seed, m, wall, kept_scale in rows:
         kept = m.get("ensemble", {}).get("kept", "-")
         print(
             f"| LSTM | {seed} | {m['test_mae']:.4f} | {m['test_rmse']:.4f} | {m['test_mase']:.4f} "
             f"| {m['test_mae'] / sn['mae']:.3f} | {m['test_mae'] / hw['mae']:.3f} "
-            f"| {m['epochs']['train']} | {kept} | {m['train_seconds']:.1f} | {wall:.1f} |"
+            f"| {m['epochs']['train']} | {kept} | {kept_scale:g} | {m['train_seconds']:.1f} "
+            f"| {wall:.1f} |"
         )
     for name, e in baselines.items():
         fit = f"{hw_seconds:.1f}" if name.startswith("Holt") else "-"
         print(
             f"| {name} | - | {e['mae']:.4f} | {e['rmse']:.4f} | {e['mase']:.4f} "
-            f"| {e['mae'] / sn['mae']:.3f} | {e['mae'] / hw['mae']:.3f} | - | - | {fit} | - |"
+            f"| {e['mae'] / sn['mae']:.3f} | {e['mae'] / hw['mae']:.3f} | - | - | - | {fit} | - |"
         )
-    maes = np.array([m["test_mae"] for _, m, _ in rows])
+    maes = np.array([m["test_mae"] for _, m, _, _ in rows])
     print(
         f"\nLSTM mean MAE {maes.mean():.4f} (max {maes.max():.4f}); MASE "
         f"{maes.mean() / scale:.4f}; MAE ratio to seasonal naive {maes.mean() / sn['mae']:.3f}, "
         f"to Holt-Winters {maes.mean() / hw['mae']:.3f}; max fit time "
-        f"{max(m['train_seconds'] for _, m, _ in rows):.1f} s"
+        f"{max(m['train_seconds'] for _, m, _, _ in rows):.1f} s"
     )
 
 
