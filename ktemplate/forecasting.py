@@ -570,13 +570,6 @@ def theta_base_weights(
     return {"weights": w.astype("float32").tolist(), **chosen}
 
 
-# ---------------------------------------------------------------------------------------------
-# Seasons and target scale from the data
-# ---------------------------------------------------------------------------------------------
-
-# By sampling frequency: the candidate seasons (in steps; season=auto takes the one whose
-# seasonal naive forecast is best on validation), the horizon, and other seasons that are also
-# normal for it (a season the user sets outside these gets a warning).
 RESIDUAL_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)  # residual_scale=auto: tried on validation
 
 
@@ -598,6 +591,13 @@ def residual_scale(
     return max(s for s, mae in found.items() if mae <= best), found
 
 
+# ---------------------------------------------------------------------------------------------
+# Seasons and target scale from the data
+# ---------------------------------------------------------------------------------------------
+
+# By sampling frequency: the candidate seasons (in steps; season=auto takes the one whose
+# seasonal naive forecast is best on validation), the horizon, and other seasons that are also
+# normal for it (a season the user sets outside these gets a warning).
 FREQUENCY_DEFAULTS = {
     "1-minute": ((1440, 10080), 60, ()),  # a day, a week; an hour ahead
     "5-minute": ((288, 2016), 24, ()),  # a day, a week; two hours ahead
