@@ -23,6 +23,7 @@ into the user cache (`$KTEMPLATE_CACHE_DIR`, else `$XDG_CACHE_HOME/ktemplate`, e
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -512,12 +513,38 @@ def _wide_layer(part: str, output_mode: str, **kwargs) -> keras.layers.TextVecto
     return keras.layers.TextVectorization(output_mode=output_mode, **options, **kwargs)
 
 
+WIDE_CACHE_SIZE = 4  # vocabularies kept per process: the short fits of `auto` share them
+_wide_cache: dict[tuple[str, str], tuple[int, dict]] = {}
+
+
 def wide_vocabulary(train: tf.data.Dataset, wide: str, classes: int = 0) -> dict:
     """Each part's train n-grams (the WIDE_MAX_FEATURES most frequent) with their smooth idf,
     log((1 + n) / (1 + df)) + 1, and `length`: the most features one train text has (at most
     WIDE_MAX_LENGTH): what `WideFeatures` rebuilds the features from. With `classes` (integer
     labels 0..classes-1), also `class_df`: each class's document frequency of every feature
-    ([classes][features], in feature id order from 1), what `nb_ratios` starts from."""
+    ([classes][features], in feature id order from 1), what `nb_ratios` starts from.
+
+    Kept in memory by the train split's content (a sha256 of its texts and labels): the
+    candidates' short fits and the run after them, which load the same split, count it once."""
+    key = (_split_digest(train), wide)
+    if key not in _wide_cache or _wide_cache[key][0] < classes:  # counted without classes
+        while len(_wide_cache) >= WIDE_CACHE_SIZE:
+            _wide_cache.pop(next(iter(_wide_cache)))
+        _wide_cache[key] = (classes, _count_wide_vocabulary(train, wide, classes))
+    found = copy.deepcopy(_wide_cache[key][1])
+    if classes < 2:  # counted with classes for another caller: not asked for here
+        found.pop("class_df", None)
+    return found
+
+
+def _split_digest(split: tf.data.Dataset) -> str:
+    digest = hashlib.sha256()
+    for texts, labels in split.batch(4096).as_numpy_iterator():
+        digest.update(b"\0".join(texts.tolist()) + b"\1" + np.asarray(labels).tobytes())
+    return digest.hexdigest()
+
+
+def _count_wide_vocabulary(train: tf.data.Dataset, wide: str, classes: int) -> dict:
     texts = train.map(lambda t, y: t).batch(1024)
     found = {"parts": {}}
     lengths, by_class = 0, []

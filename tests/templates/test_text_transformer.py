@@ -517,6 +517,27 @@ def test_naive_bayes_ratios_are_one_vs_rest_log_count_ratios():
     assert "class_df" not in text.wide_vocabulary(ds, "word")  # only when asked
 
 
+def test_the_wide_vocabulary_of_one_train_split_is_counted_once_per_process(monkeypatch):
+    texts, labels = ["great film", "awful plot", "a film", "great fun"], [1, 0, 0, 1]
+    ds = tf.data.Dataset.from_tensor_slices((texts, labels))
+    first = text.wide_vocabulary(ds, "word", classes=2)
+    counted = []
+    real = text._count_wide_vocabulary
+    monkeypatch.setattr(
+        text, "_count_wide_vocabulary", lambda *a: counted.append(a[1:]) or real(*a)
+    )
+    again = tf.data.Dataset.from_tensor_slices((list(texts), list(labels)))  # a new load
+    assert text.wide_vocabulary(again, "word", classes=2) == first and not counted
+    assert text.wide_vocabulary(again, "word") == {k: first[k] for k in ("parts", "length")}
+    first["parts"]["word"]["vocabulary"].clear()  # a caller's copy: the kept one is intact
+    assert text.wide_vocabulary(again, "word", classes=2)["parts"]["word"]["vocabulary"]
+    assert not counted
+    changed = tf.data.Dataset.from_tensor_slices((texts, [1, 0, 1, 1]))  # one label differs
+    text.wide_vocabulary(changed, "word", classes=2)
+    text.wide_vocabulary(ds, "word_char", classes=2)
+    assert counted == [("word", 2), ("word_char", 2)]
+
+
 def test_naive_bayes_scales_a_second_linear_model_beside_the_first():
     # Class document frequencies chosen so the ratios come out as simple numbers.
     wide = {"parts": {"word": {"vocabulary": ["great", "awful", "film"], "idf": [1, 1, 1]}},
