@@ -133,7 +133,10 @@ class Config(TrainingConfig):
         if self.forecast_base == "season" and self.season != "auto" and self.season < 2:
             raise ValueError(f"forecast_base=season needs season >= 2, got {self.season}.")
         if not self.relative and self.residual_scale not in ("auto", 1):
-            raise ValueError("residual_scale scales a correction to the base: needs relative.")
+            raise ValueError(
+                "residual_scale scales the correction to a base, which needs relative=true: set "
+                "relative=true, or leave residual_scale at auto."
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,14 +439,11 @@ def calibrate(model: keras.Model, data: ForecastData) -> dict[str, Any]:
         return {}
     trained, found = [layer.get_weights() for layer in heads], {"weights_changed": True}
     if setting == "auto":
-        starts = timeseries.origins(tuple(spec["parts"]["val"]), spec["window"], spec["horizon"])
-        windows, actual = timeseries.window_arrays(
-            data.series.values, spec["target_index"], starts, spec["window"], spec["horizon"]
-        )
-        full = model.predict(windows.astype("float32"), verbose=0).astype("float64")
+        windows, actual = timeseries.portable_windows(data.series.values, spec, "val")
+        full = model.predict(windows, verbose=0).astype("float64")
         for layer, weights in zip(heads, trained, strict=True):
             layer.set_weights([w * 0 for w in weights])
-        base = model.predict(windows.astype("float32"), verbose=0).astype("float64")
+        base = model.predict(windows, verbose=0).astype("float64")
         units = functools.partial(to_original_units, spec=spec)
         setting, scores = forecasting.residual_scale(base, full, actual, units)
         shown = ", ".join(f"{s:g} {mae:.4g}" for s, mae in scores.items())
